@@ -35,6 +35,12 @@ type Document struct {
 	File string `yaml:"-" json:"-"`
 	// Environment is the environments overlay that was applied, if any.
 	Environment string `yaml:"-" json:"-"`
+
+	// pos records where each value came from, by path (rules[1].cooldown),
+	// so that Defaults can tell an explicit zero from a missing key and
+	// Validate can point at the right line. Load fills it; it is nil for
+	// documents built in code.
+	pos map[string]loc
 }
 
 // Dedupe configures the event-id memory of stage 1.
@@ -135,18 +141,20 @@ type BudgetVelocity struct {
 type Jitter struct {
 	// Enabled: default true. When false, execute_after is the proposal's ts.
 	Enabled *bool `yaml:"enabled,omitempty" json:"enabled,omitempty"`
-	// Min: default 3s.
-	Min Duration `yaml:"min,omitempty" json:"min,omitempty"`
-	// Max: default 18s.
-	Max Duration `yaml:"max,omitempty" json:"max,omitempty"`
+	// Min: default 3s (or Max, when only Max is given and it is shorter).
+	// An explicit 0 is kept, so it is always encoded.
+	Min Duration `yaml:"min,omitempty" json:"min"`
+	// Max: default 18s (or Min, when only Min is given and it is longer).
+	// An explicit 0 is kept, so it is always encoded.
+	Max Duration `yaml:"max,omitempty" json:"max"`
 }
 
 // FuzzyBudget moves approved budgets by a hash-derived share within ±VariancePct.
 type FuzzyBudget struct {
 	// Enabled: default true. When false, final_budget is new_budget.
 	Enabled *bool `yaml:"enabled,omitempty" json:"enabled,omitempty"`
-	// VariancePct: default 3.
-	VariancePct float64 `yaml:"variance_pct,omitempty" json:"variance_pct,omitempty"`
+	// VariancePct: default 3. An explicit 0 is kept, so it is always encoded.
+	VariancePct float64 `yaml:"variance_pct,omitempty" json:"variance_pct"`
 }
 
 // Duration is a time.Duration written as 90s, 30m, 6h or 7d.
@@ -237,7 +245,11 @@ type ExprPos struct {
 }
 
 // LineSpan is one source line of a scalar's content.
-type LineSpan struct{ Line, Col, Len int }
+//
+// ExprLine and ExprCol say where the span starts in the expression (from
+// 1). Load always sets them; when they are zero, At assumes what Folded
+// says: one expression line per span, or one line joined with spaces.
+type LineSpan struct{ Line, Col, Len, ExprLine, ExprCol int }
 
 // At returns the file position of expression position (line, col).
 func (e ExprPos) At(line, col int) Pos {
@@ -251,6 +263,35 @@ func (e ExprPos) At(line, col int) Pos {
 	if col < 1 {
 		col = 1
 	}
+	if e.Lines[0].ExprLine == 0 {
+		return e.atLegacy(p, line, col)
+	}
+	// The span on the expression line that starts at or before col; or
+	// the line's first span, when col lies in the indentation before it.
+	at := -1
+	for i, l := range e.Lines {
+		if l.ExprLine == line && (at < 0 || l.ExprCol <= col) {
+			at = i
+		}
+	}
+	if at < 0 {
+		// No content on that line: the end of the last span before it.
+		for i, l := range e.Lines {
+			if l.ExprLine < line {
+				at = i
+			}
+		}
+		l := e.Lines[max(at, 0)]
+		p.Line, p.Col = l.Line, l.Col+l.Len
+		return p
+	}
+	l := e.Lines[at]
+	p.Line, p.Col = l.Line, max(1, l.Col+min(col-l.ExprCol, l.Len))
+	return p
+}
+
+// atLegacy maps positions for spans without expression coordinates.
+func (e ExprPos) atLegacy(p Pos, line, col int) Pos {
 	if !e.Folded {
 		i := min(line-1, len(e.Lines)-1)
 		p.Line, p.Col = e.Lines[i].Line, e.Lines[i].Col+col-1
