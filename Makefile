@@ -1,0 +1,44 @@
+# adrules: make help lists the targets.
+GO        ?= go
+FUZZTIME  ?= 10s
+BENCHTIME ?= 1s
+BIN       := bin/adrules
+
+.PHONY: help build run test testrace lint fuzz bench bench-backtest generate-check clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+build: ## build bin/adrules
+	$(GO) build -o $(BIN) ./cmd/adrules
+
+run: build ## show the product working: generate a week of events, backtest the default rules, show the result
+	./$(BIN) demo
+
+test: lint ## vet, format check, and every test with the race detector (the README's test command)
+	$(GO) test -race -count=1 ./...
+
+testrace: test ## alias of test: tests always run with -race
+
+lint: ## gofmt, go vet, go mod tidy leave nothing to change
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+
+fuzz: ## run each fuzz target for FUZZTIME (default 10s)
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./rules
+	$(GO) test -run='^$$' -fuzz='^FuzzCompileEval$$' -fuzztime=$(FUZZTIME) ./rules
+	$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./config
+
+bench: ## Go benchmarks (with allocations) and a backtest over 1,000,000 generated events
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./...
+	$(MAKE) bench-backtest
+
+bench-backtest: build ## backtest the default rules over 1,000,000 generated events; prints events/s and peak memory
+	@mkdir -p .data/bench
+	./$(BIN) gen --events 1000000 --bad-pct 0.5 --dup-pct 1 --out .data/bench/events.jsonl
+	./$(BIN) backtest --rules examples/rules.yaml --input .data/bench/events.jsonl --out .data/bench/out
+
+clean: ## remove build output and generated data
+	rm -rf bin .data

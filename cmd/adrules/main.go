@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+const usage = `adrules: an event-sourced rules engine for ad automation.
+
+Usage:
+  adrules check [--env NAME] FILE...
+      Check rule files; print each problem as FILE:LINE:COL: rule ID: what is wrong.
+  adrules backtest --rules FILE --input EVENTS.jsonl [--actions PROPOSALS.jsonl] --out DIR
+      Run the rules over a history; write DIR/decisions.jsonl, actions.jsonl, dlq.jsonl.
+  adrules gen [--seed N] [--events N] [--bad-pct P] [--dup-pct P] [--out FILE]
+      Write a synthetic history of metric events (JSON Lines).
+  adrules demo
+      Generate a week of events, backtest the default rules over it, show the result.
+  adrules version
+
+Run 'adrules COMMAND -h' for a command's flags.
+`
+
+// exitError carries an exit code through to main.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, environ())
+	stop()
+	var ee exitError
+	switch {
+	case errors.As(err, &ee):
+		os.Exit(ee.code)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "adrules:", err)
+		os.Exit(1)
+	}
+}
+
+// environ returns the process environment as a map.
+func environ() map[string]string {
+	m := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// run runs one command; tests call it directly.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, env map[string]string) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitError{2}
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "check":
+		return cmdCheck(args, stdout, stderr, env)
+	case "backtest":
+		return cmdBacktest(ctx, args, stdin, stdout, stderr, env)
+	case "gen":
+		return cmdGen(args, stdout, stderr)
+	case "demo":
+		return cmdDemo(ctx, args, stdout, stderr, env)
+	case "version":
+		fmt.Fprintln(stdout, "adrules", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "adrules: unknown command %q\n\n%s", cmd, usage)
+	return exitError{2}
+}
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"

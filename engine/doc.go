@@ -1,0 +1,34 @@
+// Package engine runs rule sets over partitions of records: decode, dedupe,
+// apply to the ad's state, evaluate, emit; and for proposal topics, the
+// guards of stage 2.
+//
+// It declares the ports it needs, Source, Sink, Store, Clock and Observer,
+// and knows nothing of what implements them: it imports neither Kafka nor
+// Pebble nor Prometheus. The streams, state and jsonl packages provide them.
+//
+// # One partition, one goroutine
+//
+// Records of one partition are processed in offset order by one goroutine;
+// partitions of a batch run in parallel. Output is written partition by
+// partition in topic and partition order, so it does not depend on
+// scheduling.
+//
+// # Batches and commits
+//
+// Each batch is processed, its output written to the Sink, then each
+// partition's state committed together with the offset of its next record,
+// then the Source committed. A record whose offset is below the committed
+// offset is skipped, so replaying a batch after a crash changes no state.
+//
+// # Rule set swaps
+//
+// The rule set is held in an atomic pointer and loaded once per batch: a
+// batch never mixes two versions. There is no global state.
+//
+// # Bad input
+//
+// A record that does not decode, whose key is not its ad (or account), or
+// that arrives later than the dedupe horizon goes to the dead-letter output
+// with the reason and changes no state. A rule that fails at run time is
+// counted in Output.Errors and skipped.
+package engine

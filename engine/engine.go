@@ -1,0 +1,325 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/adrules/adrules/rules"
+)
+
+// Engine runs the rules over the records of a Source, one goroutine per
+// partition, and writes what they produce to a Sink. Records of topics named
+// by WithProposalTopics are action proposals for the guards (stage 2); all
+// others are metric events (stage 1).
+type Engine struct {
+	cfg   cfg
+	src   Source
+	sink  Sink
+	store Store
+	rs    atomic.Pointer[rules.RuleSet]
+	parts map[partKey]*partition
+	out   Output
+}
+
+type partKey struct {
+	topic     string
+	partition int32
+}
+
+// Opt configures New.
+type Opt interface{ apply(*cfg) }
+
+type cfg struct {
+	clock          Clock
+	obs            Observer
+	log            *slog.Logger
+	proposalTopics map[string]bool
+	requireKey     bool
+}
+
+type optFunc func(*cfg)
+
+func (f optFunc) apply(c *cfg) { f(c) }
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+type nopObserver struct{}
+
+func (nopObserver) Observe(Stats) {}
+
+func defaultCfg() cfg {
+	return cfg{clock: systemClock{}, obs: nopObserver{}, log: slog.New(slog.DiscardHandler), requireKey: true}
+}
+
+// WithClock sets the wall clock used for elapsed-time stats, overriding the
+// default system clock. Decisions never read it.
+func WithClock(c Clock) Opt { return optFunc(func(cf *cfg) { cf.clock = c }) }
+
+// WithObserver sets who receives each batch's Stats, overriding the default
+// of nobody.
+func WithObserver(o Observer) Opt { return optFunc(func(cf *cfg) { cf.obs = o }) }
+
+// WithLogger sets the logger, overriding the default that discards.
+func WithLogger(l *slog.Logger) Opt { return optFunc(func(cf *cfg) { cf.log = l }) }
+
+// WithProposalTopics names the topics whose records are action proposals
+// (stage 2). Default: none.
+func WithProposalTopics(topics ...string) Opt {
+	return optFunc(func(cf *cfg) {
+		for _, t := range topics {
+			cf.proposalTopics[t] = true
+		}
+	})
+}
+
+// WithKeyCheck sets whether a record's key must equal its ad_id (stage 1) or
+// account_id (stage 2) when the record has a key. Default true: a record on
+// the wrong partition would split an ad's state. Records without a key are
+// always accepted.
+func WithKeyCheck(on bool) Opt { return optFunc(func(cf *cfg) { cf.requireKey = on }) }
+
+// New returns an Engine that runs rs. None of src, sink or store may be nil.
+func New(rs *rules.RuleSet, src Source, sink Sink, store Store, opts ...Opt) (*Engine, error) {
+	c := defaultCfg()
+	c.proposalTopics = map[string]bool{}
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	switch {
+	case rs == nil:
+		return nil, errors.New("engine: no rule set")
+	case src == nil || sink == nil || store == nil:
+		return nil, errors.New("engine: source, sink and store are required")
+	case c.clock == nil || c.obs == nil || c.log == nil:
+		return nil, errors.New("engine: clock, observer and logger must not be nil")
+	}
+	e := &Engine{cfg: c, src: src, sink: sink, store: store, parts: map[partKey]*partition{}}
+	e.rs.Store(rs)
+	return e, nil
+}
+
+// Swap makes rs the rule set of every batch that starts after it returns.
+// A batch never mixes two rule sets.
+func (e *Engine) Swap(rs *rules.RuleSet) { e.rs.Store(rs) }
+
+// RuleSet returns the rule set in force.
+func (e *Engine) RuleSet() *rules.RuleSet { return e.rs.Load() }
+
+// Run processes batches until the source is drained (it returns nil) or ctx
+// ends or something fails.
+func (e *Engine) Run(ctx context.Context) error {
+	for {
+		recs, err := e.src.Poll(ctx)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := e.Process(ctx, recs); err != nil {
+			return err
+		}
+	}
+}
+
+// Process runs one batch: each partition's records in order, the partitions
+// in parallel; then it writes the output (partitions in topic and partition
+// order), commits each partition's state with its next offset, and commits
+// the source.
+func (e *Engine) Process(ctx context.Context, recs []Record) error {
+	rs := e.rs.Load()
+	var order []*partition
+	for i := range recs {
+		r := &recs[i]
+		k := partKey{r.Topic, r.Partition}
+		p, ok := e.parts[k]
+		if !ok {
+			st, err := e.store.Partition(r.Topic, r.Partition)
+			if err != nil {
+				return fmt.Errorf("engine: partition %s/%d: %w", r.Topic, r.Partition, err)
+			}
+			p = &partition{key: k, st: st, stage: 1, next: st.Offset()}
+			if e.cfg.proposalTopics[r.Topic] {
+				p.stage = 2
+			}
+			e.parts[k] = p
+		}
+		if len(p.batch) == 0 {
+			order = append(order, p)
+		}
+		p.batch = append(p.batch, r)
+	}
+	slices.SortFunc(order, func(a, b *partition) int {
+		return cmp.Or(cmp.Compare(a.key.topic, b.key.topic), cmp.Compare(a.key.partition, b.key.partition))
+	})
+	var wg sync.WaitGroup
+	for _, p := range order {
+		wg.Go(func() { p.process(rs, e.cfg) })
+	}
+	wg.Wait()
+	e.out.reset()
+	for _, p := range order {
+		if p.err != nil {
+			return p.err
+		}
+		e.out.Decisions = append(e.out.Decisions, p.out.Decisions...)
+		e.out.Proposals = append(e.out.Proposals, p.out.Proposals...)
+		e.out.Verdicts = append(e.out.Verdicts, p.out.Verdicts...)
+		e.out.DeadLetters = append(e.out.DeadLetters, p.out.DeadLetters...)
+		e.out.Errors = append(e.out.Errors, p.out.Errors...)
+	}
+	if err := e.sink.Write(ctx, &e.out); err != nil {
+		return fmt.Errorf("engine: write output: %w", err)
+	}
+	for _, p := range order {
+		if err := p.st.Commit(p.next); err != nil {
+			return fmt.Errorf("engine: commit %s/%d: %w", p.key.topic, p.key.partition, err)
+		}
+		e.cfg.obs.Observe(p.stats)
+		p.batch = p.batch[:0]
+	}
+	return e.src.Commit(ctx)
+}
+
+// partition is the worker state of one input partition.
+type partition struct {
+	key   partKey
+	st    PartitionState
+	stage int
+	next  int64 // offset of the next record to apply; -1 before the first
+
+	rs    *rules.RuleSet
+	eval  *rules.Evaluator
+	dec   rules.Decoder
+	ev    rules.Event
+	res   rules.Result
+	batch []*Record
+	out   Output
+	stats Stats
+	err   error
+}
+
+func (p *partition) process(rs *rules.RuleSet, c cfg) {
+	start := c.clock.Now()
+	p.out.reset()
+	p.err = nil
+	p.stats = Stats{
+		Topic: p.key.topic, Partition: p.key.partition, Stage: p.stage, Version: rs.Version,
+		Decisions: map[string]int{}, Verdicts: map[string]int{}, RuleErrors: map[string]int{},
+	}
+	if p.rs != rs {
+		p.rs, p.eval = rs, rs.NewEvaluator()
+	}
+	for _, r := range p.batch {
+		if r.Offset < p.next {
+			continue // already applied before a restart: effectively once
+		}
+		p.stats.Records++
+		in := rules.Input{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
+		var err error
+		if p.stage == 1 {
+			err = p.event(r, in, c)
+		} else {
+			err = p.proposal(r, in, c)
+		}
+		if err != nil {
+			var bad *badRecord
+			if !errors.As(err, &bad) {
+				p.err = err
+				return
+			}
+			p.stats.Rejected++
+			p.out.DeadLetters = append(p.out.DeadLetters, DeadLetter{Input: in, Key: r.Key, Value: r.Value, Reason: bad.reason})
+		}
+		p.next = r.Offset + 1
+	}
+	p.stats.Offset = p.next
+	p.stats.Elapsed = c.clock.Now().Sub(start)
+}
+
+// badRecord is an input record that goes to the dead-letter output.
+type badRecord struct{ reason string }
+
+func (b *badRecord) Error() string { return b.reason }
+
+func (p *partition) event(r *Record, in rules.Input, c cfg) error {
+	ev := &p.ev
+	if err := p.dec.Decode(r.Value, ev); err != nil {
+		return &badRecord{err.Error()}
+	}
+	if c.requireKey && len(r.Key) > 0 && string(r.Key) != ev.AdID {
+		return &badRecord{fmt.Sprintf("record key %q is not the event's ad_id %q: metric events are keyed by ad_id", r.Key, ev.AdID)}
+	}
+	st, err := p.st.Ad(ev.AdID)
+	if err != nil {
+		return err
+	}
+	h := rules.IDHash(ev.EventID)
+	if st.Duplicate(ev, h) {
+		p.stats.Duplicates++
+		return nil
+	}
+	if st.TooLate(ev, p.rs.HorizonMS()) {
+		return &badRecord{fmt.Sprintf("too late: ts %s is more than the dedupe horizon (%s) behind the ad's newest event %s",
+			rules.FormatTime(ev.TS), time.Duration(p.rs.HorizonMS())*time.Millisecond, rules.FormatTime(st.MaxTS))}
+	}
+	st.Apply(ev, h, p.rs.KeepMS(), p.rs.HorizonMS())
+	p.stats.MaxTS = max(p.stats.MaxTS, ev.TS)
+	p.res.Reset()
+	p.eval.Eval(st, ev, in, &p.res)
+	for i := range p.res.Decisions {
+		p.stats.Decisions[p.res.Decisions[i].RuleID]++
+	}
+	for i := range p.res.Errors {
+		p.stats.RuleErrors[p.res.Errors[i].RuleID]++
+	}
+	p.stats.Proposals += len(p.res.Proposals)
+	p.out.Decisions = append(p.out.Decisions, p.res.Decisions...)
+	p.out.Proposals = append(p.out.Proposals, p.res.Proposals...)
+	p.out.Errors = append(p.out.Errors, p.res.Errors...)
+	return nil
+}
+
+func (p *partition) proposal(r *Record, in rules.Input, c cfg) error {
+	prop, err := rules.DecodeProposal(r.Value)
+	if err != nil {
+		return &badRecord{err.Error()}
+	}
+	if c.requireKey && len(r.Key) > 0 && string(r.Key) != prop.AccountID {
+		return &badRecord{fmt.Sprintf("record key %q is not the proposal's account_id %q: proposals are keyed by account_id", r.Key, prop.AccountID)}
+	}
+	if prop.Input == nil {
+		prop.Input = &in
+	}
+	st, err := p.st.Account(prop.AccountID)
+	if err != nil {
+		return err
+	}
+	v := p.rs.Check(&prop, st)
+	p.stats.MaxTS = max(p.stats.MaxTS, int64(prop.TS))
+	key := v.Status
+	if v.Reason != "" {
+		key += "/" + v.Reason
+	}
+	p.stats.Verdicts[key]++
+	p.out.Verdicts = append(p.out.Verdicts, v)
+	return nil
+}
+
+// StoreFunc adapts a function to Store.
+type StoreFunc func(topic string, partition int32) (PartitionState, error)
+
+// Partition calls f.
+func (f StoreFunc) Partition(topic string, partition int32) (PartitionState, error) {
+	return f(topic, partition)
+}

@@ -1,0 +1,112 @@
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/adrules/adrules/rules"
+)
+
+// Record is one input record: a metric event (stage 1) or an action
+// proposal (stage 2), with where it came from.
+type Record struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+}
+
+// Source yields input records. Within one partition, records come in offset
+// order. A finite source returns io.EOF once it is drained.
+type Source interface {
+	// Poll returns the next records; it blocks until there are some, ctx
+	// ends, or the source is drained (io.EOF).
+	Poll(ctx context.Context) ([]Record, error)
+	// Commit tells the source that everything it returned so far has been
+	// processed, its state flushed and its output written.
+	Commit(ctx context.Context) error
+}
+
+// Sink takes the output of one batch, in order, before the batch's state is
+// committed.
+type Sink interface {
+	Write(ctx context.Context, out *Output) error
+}
+
+// Output is what one batch produced, in input order within each partition.
+type Output struct {
+	Decisions   []rules.Decision
+	Proposals   []rules.Proposal
+	Verdicts    []rules.Verdict
+	DeadLetters []DeadLetter
+	// Errors are rule run-time errors: counted and skipped, never fatal.
+	Errors []rules.RuleError
+}
+
+func (o *Output) reset() {
+	o.Decisions, o.Proposals, o.Verdicts = o.Decisions[:0], o.Proposals[:0], o.Verdicts[:0]
+	o.DeadLetters, o.Errors = o.DeadLetters[:0], o.Errors[:0]
+}
+
+// DeadLetter is a record that could not be processed, with the reason. It
+// carries the original bytes.
+type DeadLetter struct {
+	Input  rules.Input
+	Key    []byte
+	Value  []byte
+	Reason string
+}
+
+// Store keeps per-partition state. The state package implements it on Pebble.
+type Store interface {
+	// Partition returns the state of one input partition, loading what was
+	// committed before.
+	Partition(topic string, partition int32) (PartitionState, error)
+}
+
+// PartitionState is the state of one input partition. It is used by one
+// goroutine at a time.
+type PartitionState interface {
+	// Offset returns the offset of the next record to process: everything
+	// before it is already in the state. -1 when nothing was committed.
+	Offset() int64
+	// Ad returns the state of an ad, loading it on first use; a new ad has
+	// an empty state. Changes are written at the next Commit.
+	Ad(adID string) (*rules.AdState, error)
+	// Account returns the stage-2 state of an account, like Ad.
+	Account(accountID string) (*rules.AccountState, error)
+	// Commit writes every changed ad and account and next (the offset of the
+	// next record to process) in one atomic batch.
+	Commit(next int64) error
+}
+
+// Clock is the wall clock. It drives only metrics of elapsed time, never a
+// decision: decisions read event time.
+type Clock interface {
+	Now() time.Time
+}
+
+// Observer receives the counts of each processed batch. Metrics are an
+// adapter on it; the engine never imports a metrics library.
+type Observer interface {
+	Observe(Stats)
+}
+
+// Stats counts what one partition's batch did.
+type Stats struct {
+	Topic      string
+	Partition  int32
+	Stage      int // 1 or 2
+	Records    int
+	Rejected   int            // dead letters
+	Duplicates int            // events already applied (S1)
+	Decisions  map[string]int // by rule id
+	Proposals  int
+	Verdicts   map[string]int // by status/reason, e.g. "approved", "rejected/rate_limit_hour"
+	RuleErrors map[string]int // by rule id
+	Elapsed    time.Duration  // wall time spent, from the Clock
+	Offset     int64          // next offset after the batch
+	MaxTS      int64          // largest event time seen, epoch ms
+	Version    int64          // rule set version used
+}

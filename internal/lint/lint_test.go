@@ -1,0 +1,127 @@
+// Package lint holds tests that keep the architecture of DESIGN.md section 7:
+// imports point one way, rules do no I/O and read no clock, and only the
+// command touches Prometheus.
+package lint
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/adrules/adrules"
+
+// list runs go list with a template over a package.
+func list(t *testing.T, format, pkg string) []string {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-f", format, module+"/"+pkg)
+	cmd.Dir = root(t)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list %s: %v", pkg, err)
+	}
+	return strings.Fields(string(out))
+}
+
+func root(t *testing.T) string {
+	dir, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func TestImportDirections(t *testing.T) {
+	for _, tc := range []struct {
+		pkg        string
+		transitive bool     // check every dependency, not only direct imports
+		forbidden  []string // substrings of import paths
+	}{
+		{"rules", false, []string{"os", "net", "io/fs", "log", "log/slog", "math/rand", "twmb/franz-go", "cockroachdb/pebble", "prometheus", module + "/engine", module + "/state", module + "/streams"}},
+		{"rules", true, []string{"twmb/franz-go", "cockroachdb/pebble", "prometheus"}},
+		{"config", false, []string{"os", "net", module + "/"}},
+		{"engine", true, []string{"twmb/franz-go", "cockroachdb/pebble", "prometheus", module + "/state", module + "/streams"}},
+		{"state", true, []string{"twmb/franz-go", "prometheus", module + "/engine", module + "/streams"}},
+	} {
+		format := "{{join .Imports \" \"}}"
+		if tc.transitive {
+			format = "{{join .Deps \" \"}}"
+		}
+		for _, imp := range list(t, format, tc.pkg) {
+			for _, bad := range tc.forbidden {
+				if imp == bad || (strings.Contains(bad, "/") && contains(imp, bad)) {
+					t.Errorf("%s imports %s (forbidden: %s)", tc.pkg, imp, bad)
+				}
+			}
+		}
+	}
+}
+
+// TestConfigImportsOnlyYAML keeps config to the standard library and yaml.v3.
+func TestConfigImportsOnlyYAML(t *testing.T) {
+	for _, imp := range list(t, "{{join .Imports \" \"}}", "config") {
+		if strings.Contains(strings.Split(imp, "/")[0], ".") && imp != "gopkg.in/yaml.v3" {
+			t.Errorf("config imports %s; it may import only the standard library and gopkg.in/yaml.v3", imp)
+		}
+	}
+}
+
+// TestNoClockInRules greps the non-test sources of rules and engine for
+// reads of the wall clock and for randomness, as pebble's lint tests grep
+// for fmt.Errorf.
+func TestNoClockInRules(t *testing.T) {
+	forbidden := regexp.MustCompile(`time\.Now\(|time\.Since\(|rand\.`)
+	for _, dir := range []string{"rules", "config"} {
+		files, _ := filepath.Glob(filepath.Join(root(t), dir, "*.go"))
+		if len(files) == 0 {
+			t.Fatalf("no sources in %s", dir)
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := bufio.NewScanner(bytes.NewReader(data))
+			for n := 1; sc.Scan(); n++ {
+				line := sc.Text()
+				if strings.HasPrefix(strings.TrimSpace(line), "//") {
+					continue
+				}
+				if forbidden.MatchString(line) {
+					t.Errorf("%s:%d: %s reads the clock or randomness: %s", f, n, dir, strings.TrimSpace(line))
+				}
+			}
+		}
+	}
+}
+
+// TestOnlyCmdImportsPrometheus walks every package of the module.
+func TestOnlyCmdImportsPrometheus(t *testing.T) {
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "./...")
+	cmd.Dir = root(t)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], module+"/cmd/") {
+			continue
+		}
+		for _, imp := range f[1:] {
+			if strings.Contains(imp, "prometheus/client_golang") && !strings.Contains(imp, "testutil") {
+				t.Errorf("%s imports %s: only cmd may (metrics are an adapter on engine.Observer)", f[0], imp)
+			}
+		}
+	}
+}

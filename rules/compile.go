@@ -1,0 +1,317 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/adrules/adrules/config"
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/vm"
+)
+
+// Limits that keep any rule file from hanging a node.
+const (
+	// MaxNodes caps the size of one expression (expr's node limit).
+	MaxNodes = 2000
+	// MemoryBudget caps what one evaluation may allocate (expr's memory budget).
+	MemoryBudget = 100_000
+)
+
+// RuleSet is a compiled, immutable rule set. It is safe for concurrent use;
+// each goroutine evaluates through its own Evaluator.
+type RuleSet struct {
+	// Name, Version and SHA256 identify the rule set; every output carries them.
+	Name    string
+	Version int64
+	SHA256  string
+	// Doc is the effective document the rule set was compiled from.
+	Doc *config.Document
+
+	rules     []*rule // evaluation order: priority, then file order
+	groups    []string
+	windows   []window // ascending length
+	winMins   []int64
+	keepMS    int64 // longest window
+	horizonMS int64 // dedupe horizon
+	env       reflect.Type
+	params    map[string]any
+	flags     map[string]bool
+	guards    Guards
+}
+
+type rule struct {
+	id         string
+	group      int
+	stopOnErr  bool
+	active     bool
+	prog       *vm.Program
+	once       bool
+	cooldownMS int64
+	emitType   string
+	values     []namedProg
+	action     *config.Action
+	explain    []explainLeaf
+}
+
+type namedProg struct {
+	name string
+	prog *vm.Program
+}
+
+// explainLeaf is one sub-condition of a rule: a comparison (left op right)
+// or a boolean leaf.
+type explainLeaf struct {
+	src         string
+	op          string
+	prog        *vm.Program
+	left, right *vm.Program
+	leftSrc     string
+	rightSrc    string // "" when the right side is a constant
+}
+
+var adMetrics = map[string]bool{}
+
+func init() {
+	t := reflect.TypeOf(AdView{})
+	for i := range t.NumField() {
+		adMetrics[t.Field(i).Tag.Get("expr")] = true
+	}
+}
+
+// Compile type-checks and compiles every rule of doc. version is the rule set
+// version the document was published as (0 for an unpublished file). Errors
+// are config.Errors with the file position and rule id of each problem.
+func Compile(doc *config.Document, version int64) (*RuleSet, error) {
+	rs := &RuleSet{
+		Name: doc.Name, Version: version, SHA256: doc.SHA256(), Doc: doc,
+		params: doc.Params, flags: doc.FeatureFlags,
+	}
+	if rs.params == nil {
+		rs.params = map[string]any{}
+	}
+	aliases := map[string]string{}
+	wins := append([]config.Duration(nil), doc.Windows...)
+	sort.Slice(wins, func(i, j int) bool { return wins[i] < wins[j] })
+	for _, w := range wins {
+		name, alias := windowNames(w)
+		for _, a := range alias {
+			aliases[a] = name
+		}
+		rs.windows = append(rs.windows, window{name: name, minutes: int64(w.D() / time.Minute)})
+		rs.winMins = append(rs.winMins, int64(w.D()/time.Minute))
+		rs.keepMS = max(rs.keepMS, w.D().Milliseconds())
+	}
+	rs.horizonMS = max(doc.Dedupe.Horizon.D().Milliseconds(), rs.keepMS)
+	var errs config.Errors
+	env, err := envType(rs.params, rs.flags, rs.windows)
+	if err != nil {
+		return nil, config.Errors{{Pos: config.Pos{File: doc.File}, Msg: "params: " + err.Error()}}
+	}
+	rs.env = env
+	envVal := reflect.New(env).Interface()
+	patch := &constPatcher{params: rs.params, flags: rs.flags, aliases: aliases}
+	opts := func(extra ...expr.Option) []expr.Option {
+		return append([]expr.Option{
+			expr.Env(envVal), expr.DisableBuiltin("now"), expr.MaxNodes(MaxNodes), expr.Patch(patch),
+		}, extra...)
+	}
+
+	groupIdx := map[string]int{}
+	for i := range doc.Rules {
+		cr := &doc.Rules[i]
+		fail := func(pos config.Pos, format string, args ...any) {
+			errs = append(errs, &config.Error{Pos: pos, RuleID: cr.ID, Msg: fmt.Sprintf(format, args...)})
+		}
+		g := cr.Group
+		if g == "" {
+			g = "default"
+		}
+		gi, ok := groupIdx[g]
+		if !ok {
+			gi = len(rs.groups)
+			groupIdx[g] = gi
+			rs.groups = append(rs.groups, g)
+		}
+		r := &rule{
+			id: cr.ID, group: gi, stopOnErr: false,
+			active:     (cr.Enabled == nil || *cr.Enabled) && (cr.EnabledBy == "" || rs.flags[cr.EnabledBy]),
+			once:       cr.Once == "per_ad",
+			cooldownMS: cr.Cooldown.D().Milliseconds(),
+			action:     cr.Action,
+		}
+		if gc, ok := doc.Groups[g]; ok && gc.ContinueOnError != nil {
+			r.stopOnErr = !*gc.ContinueOnError
+		}
+		prog, err := expr.Compile(cr.When, opts(expr.AsBool())...)
+		if err != nil {
+			l, c, msg := exprErr(err)
+			fail(cr.WhenPos.At(l, c), "when: %s", msg)
+			continue
+		}
+		r.prog = prog
+		if r.explain, err = explainLeaves(cr.When, opts); err != nil {
+			fail(cr.WhenPos.At(1, 1), "when: %s", err)
+		}
+		if cr.Emit != nil {
+			r.emitType = cr.Emit.Type
+			for _, v := range cr.Emit.Values {
+				src := v
+				if adMetrics[v] {
+					src = "ad." + v
+				}
+				p, err := expr.Compile(src, opts()...)
+				if err != nil {
+					_, _, msg := exprErr(err)
+					fail(cr.Pos, "emit value %q: %s", v, msg)
+					continue
+				}
+				r.values = append(r.values, namedProg{name: v, prog: p})
+			}
+		}
+		rs.rules = append(rs.rules, r)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	// Priority, then file order.
+	order := make([]int, len(rs.rules))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		return doc.Rules[order[a]].Priority < doc.Rules[order[b]].Priority
+	})
+	sorted := make([]*rule, len(order))
+	for i, j := range order {
+		sorted[i] = rs.rules[j]
+	}
+	rs.rules = sorted
+	rs.guards = newGuards(doc.Guards)
+	return rs, nil
+}
+
+var snippetLine = regexp.MustCompile(`\s*\(\d+:\d+\)$`)
+
+// exprErr extracts line, column (from 1) and the bare message of an expr error.
+func exprErr(err error) (int, int, string) {
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		return fe.Line, fe.Column + 1, fe.Message
+	}
+	msg := strings.SplitN(err.Error(), "\n", 2)[0]
+	return 1, 1, snippetLine.ReplaceAllString(msg, "")
+}
+
+// explainLeaves finds the sub-conditions of a when expression (the operands
+// of &&, ||, ! and ?:) and compiles each, and each side of each comparison,
+// so a decision can say what every part of its condition was.
+func explainLeaves(src string, opts func(...expr.Option) []expr.Option) ([]explainLeaf, error) {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return nil, err
+	}
+	var leaves []explainLeaf
+	var walk func(n ast.Node) error
+	walk = func(n ast.Node) error {
+		switch n := n.(type) {
+		case *ast.BinaryNode:
+			switch n.Operator {
+			case "&&", "||", "and", "or":
+				if err := walk(n.Left); err != nil {
+					return err
+				}
+				return walk(n.Right)
+			case "==", "!=", "<", ">", "<=", ">=", "in", "not in", "matches", "contains", "startsWith", "endsWith":
+				leaf := explainLeaf{src: n.String(), op: n.Operator, leftSrc: n.Left.String()}
+				var err error
+				if leaf.prog, err = expr.Compile(leaf.src, opts()...); err != nil {
+					return err
+				}
+				if leaf.left, err = expr.Compile(leaf.leftSrc, opts()...); err != nil {
+					return err
+				}
+				if leaf.right, err = expr.Compile(n.Right.String(), opts()...); err != nil {
+					return err
+				}
+				if !isConstant(n.Right) {
+					leaf.rightSrc = n.Right.String()
+				}
+				leaves = append(leaves, leaf)
+				return nil
+			}
+		case *ast.UnaryNode:
+			if n.Operator == "!" || n.Operator == "not" {
+				return walk(n.Node)
+			}
+		case *ast.ConditionalNode:
+			for _, c := range []ast.Node{n.Cond, n.Exp1, n.Exp2} {
+				if err := walk(c); err != nil {
+					return err
+				}
+			}
+			return nil
+		case *ast.BoolNode:
+			return nil
+		}
+		leaf := explainLeaf{src: n.String()}
+		var err error
+		if leaf.prog, err = expr.Compile(leaf.src, opts()...); err != nil {
+			return err
+		}
+		leaves = append(leaves, leaf)
+		return nil
+	}
+	return leaves, walk(tree.Node)
+}
+
+// isConstant reports whether n is a literal or reads only params and flags.
+func isConstant(n ast.Node) bool {
+	switch n := n.(type) {
+	case *ast.IntegerNode, *ast.FloatNode, *ast.StringNode, *ast.BoolNode, *ast.NilNode:
+		return true
+	case *ast.UnaryNode:
+		return isConstant(n.Node)
+	case *ast.ArrayNode:
+		for _, e := range n.Nodes {
+			if !isConstant(e) {
+				return false
+			}
+		}
+		return true
+	case *ast.MemberNode:
+		root, _, ok := memberPath(n)
+		return ok && (root == "params" || root == "flags")
+	}
+	return false
+}
+
+// Windows returns the canonical names of the declared windows, shortest first.
+func (rs *RuleSet) Windows() []string {
+	out := make([]string, len(rs.windows))
+	for i, w := range rs.windows {
+		out[i] = w.name
+	}
+	return out
+}
+
+// RuleIDs returns the rule ids in evaluation order.
+func (rs *RuleSet) RuleIDs() []string {
+	out := make([]string, len(rs.rules))
+	for i, r := range rs.rules {
+		out[i] = r.id
+	}
+	return out
+}
+
+// KeepMS is how long window data is kept behind an ad's newest event: the
+// longest window. HorizonMS is how long event ids are remembered.
+func (rs *RuleSet) KeepMS() int64    { return rs.keepMS }
+func (rs *RuleSet) HorizonMS() int64 { return rs.horizonMS }

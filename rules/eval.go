@@ -1,0 +1,196 @@
+package rules
+
+import (
+	"math"
+	"reflect"
+	"strconv"
+	"unsafe"
+
+	"github.com/expr-lang/expr/vm"
+)
+
+// Evaluator evaluates a rule set for one goroutine: it owns an expr VM with
+// the memory budget set and a reusable environment.
+type Evaluator struct {
+	rs     *RuleSet
+	vm     vm.VM
+	env    any
+	base   unsafe.Pointer
+	offs   []uintptr // field offsets: ad, event, then windows
+	wins   []Totals
+	halted []bool
+}
+
+// NewEvaluator returns an Evaluator for rs.
+func (rs *RuleSet) NewEvaluator() *Evaluator {
+	ptr := reflect.New(rs.env)
+	el := ptr.Elem()
+	setValue(el.Field(envParams), rs.params)
+	flags := make(map[string]any, len(rs.flags))
+	for k, v := range rs.flags {
+		flags[k] = v
+	}
+	setValue(el.Field(envFlags), flags)
+	e := &Evaluator{
+		rs: rs, vm: vm.VM{MemoryBudget: MemoryBudget},
+		env: ptr.Interface(), base: ptr.UnsafePointer(),
+		wins: make([]Totals, len(rs.windows)), halted: make([]bool, len(rs.groups)),
+	}
+	for i := range rs.env.NumField() {
+		e.offs = append(e.offs, rs.env.Field(i).Offset)
+	}
+	return e
+}
+
+// Result collects what one evaluation produced. Reset it between events, or
+// let it grow over a batch.
+type Result struct {
+	Decisions []Decision
+	Proposals []Proposal
+	Errors    []RuleError
+}
+
+// Reset empties r, keeping its memory.
+func (r *Result) Reset() {
+	r.Decisions, r.Proposals, r.Errors = r.Decisions[:0], r.Proposals[:0], r.Errors[:0]
+}
+
+// Eval runs every active rule, in order, for the event ev just applied to st,
+// and appends what fires to res. It records once and cooldown marks in st.
+// It does no I/O and reads no clock: the output is a function of its inputs.
+func (e *Evaluator) Eval(st *AdState, ev *Event, in Input, res *Result) {
+	rs := e.rs
+	*(*AdView)(unsafe.Add(e.base, e.offs[envAd])) = adView(st, ev.TS)
+	*(*EventView)(unsafe.Add(e.base, e.offs[envEvent])) = eventView(ev)
+	if len(e.wins) > 0 {
+		st.windowSums(ev.TS/60000, rs.winMins, e.wins)
+		for i := range e.wins {
+			*(*WindowView)(unsafe.Add(e.base, e.offs[envWindows+i])) = e.wins[i].window()
+		}
+	}
+	clear(e.halted)
+	for _, r := range rs.rules {
+		if !r.active || e.halted[r.group] {
+			continue
+		}
+		if r.once || r.cooldownMS > 0 {
+			if i := st.mark(r.id); i >= 0 && (r.once || ev.TS-st.Marks[i].Last < r.cooldownMS) {
+				continue
+			}
+		}
+		out, err := e.vm.Run(r.prog, e.env)
+		if err != nil {
+			e.fail(r, ev, res, err.Error())
+			continue
+		}
+		if fired, _ := out.(bool); !fired {
+			continue
+		}
+		if r.action != nil {
+			p, msg := e.propose(r, st, ev, in)
+			if msg != "" {
+				e.fail(r, ev, res, msg)
+				continue
+			}
+			res.Proposals = append(res.Proposals, p)
+		}
+		if r.emitType != "" {
+			res.Decisions = append(res.Decisions, e.decide(r, st, ev, in))
+		}
+		if r.once || r.cooldownMS > 0 {
+			st.setMark(r.id, ev.TS)
+		}
+	}
+}
+
+func (e *Evaluator) fail(r *rule, ev *Event, res *Result, msg string) {
+	res.Errors = append(res.Errors, RuleError{RuleID: r.id, AdID: ev.AdID, Err: msg})
+	if r.stopOnErr {
+		e.halted[r.group] = true
+	}
+}
+
+func (e *Evaluator) decide(r *rule, st *AdState, ev *Event, in Input) Decision {
+	rs := e.rs
+	d := Decision{
+		DecisionID: ID("decision", rs.SHA256, r.id, ev.AdID, ev.EventID),
+		RuleID:     r.id, RulesetVersion: rs.Version, RulesetSHA256: rs.SHA256, Type: r.emitType,
+		AccountID: st.AccountID, CampaignID: st.CampaignID, AdsetID: st.AdsetID, AdID: st.AdID,
+		VideoID: st.VideoID, EventID: ev.EventID, TS: Time(ev.TS), Input: in,
+	}
+	if len(r.values) > 0 {
+		d.Values = make(map[string]any, len(r.values))
+		for _, v := range r.values {
+			out, err := e.vm.Run(v.prog, e.env)
+			if err != nil {
+				out = "error: " + err.Error()
+			}
+			d.Values[v.name] = jsonValue(out)
+		}
+	}
+	d.Explain = make([]string, 0, len(r.explain))
+	for _, l := range r.explain {
+		d.Explain = append(d.Explain, e.explain(&l))
+	}
+	return d
+}
+
+// explain renders one sub-condition as "left value op right value result",
+// e.g. "ad.ctr 0.0345 > 0.03 true".
+func (e *Evaluator) explain(l *explainLeaf) string {
+	res := e.show(l.prog)
+	if l.left == nil {
+		return l.src + " " + res
+	}
+	s := l.leftSrc + " " + e.show(l.left) + " " + l.op + " "
+	if l.rightSrc != "" {
+		s += l.rightSrc + " "
+	}
+	return s + e.show(l.right) + " " + res
+}
+
+func (e *Evaluator) show(p *vm.Program) string {
+	out, err := e.vm.Run(p, e.env)
+	if err != nil {
+		return "error"
+	}
+	switch v := out.(type) {
+	case float64:
+		return strconv.FormatFloat(v, 'g', 6, 64)
+	case int:
+		return strconv.Itoa(v)
+	case bool:
+		return strconv.FormatBool(v)
+	case string:
+		return strconv.Quote(v)
+	}
+	b, _ := jsonMarshal(out)
+	return string(b)
+}
+
+// jsonValue keeps values JSON can write: NaN and infinities become nil.
+func jsonValue(v any) any {
+	if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
+		return nil
+	}
+	return v
+}
+
+func (e *Evaluator) propose(r *rule, st *AdState, ev *Event, in Input) (Proposal, string) {
+	rs := e.rs
+	p := Proposal{
+		ActionID: ID("action", rs.SHA256, r.id, ev.AdID, ev.EventID),
+		TS:       Time(ev.TS), AccountID: st.AccountID, CampaignID: st.CampaignID,
+		AdsetID: st.AdsetID, AdID: st.AdID, Type: r.action.Type, Source: r.id,
+		RulesetVersion: rs.Version, Input: &in,
+	}
+	if r.action.Type == "budget_change" {
+		if !st.HasBudget {
+			return p, "budget_change: the ad's budget is not known (no event carried budget)"
+		}
+		old := st.Budget
+		nb := math.Round(old*(1+r.action.ChangePct/100)*100) / 100
+		p.OldBudget, p.NewBudget = &old, &nb
+	}
+	return p, ""
+}

@@ -1,0 +1,237 @@
+package rules
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fastjson"
+)
+
+// Event is one metric event: the delta of one ad for one reporting interval
+// (DESIGN section 4). Times are epoch milliseconds; 0 means absent.
+type Event struct {
+	EventID    string
+	TS         int64
+	AccountID  string
+	CampaignID string
+	AdsetID    string
+	AdID       string
+	VideoID    string
+
+	Impressions int64
+	Clicks      int64
+	Conversions int64
+	Spend       float64
+	Revenue     float64
+
+	CreatedAt int64
+	Budget    float64
+	HasBudget bool
+}
+
+// DecodeError says why a record is not a valid metric event. Its text is the
+// reason written to the dead-letter output.
+type DecodeError struct {
+	Field  string // the offending field, "" when the record as a whole is bad
+	Reason string
+}
+
+func (e *DecodeError) Error() string {
+	if e.Field == "" {
+		return e.Reason
+	}
+	return e.Field + ": " + e.Reason
+}
+
+// Decoder turns JSON records into Events. It reuses its parser between calls,
+// so a Decoder belongs to one goroutine.
+type Decoder struct {
+	p fastjson.Parser
+}
+
+// required marks which required fields a record carried.
+const (
+	hasEventID = 1 << iota
+	hasTS
+	hasAccount
+	hasAd
+	hasImpressions
+	hasClicks
+	hasSpend
+	hasAll = hasEventID | hasTS | hasAccount | hasAd | hasImpressions | hasClicks | hasSpend
+)
+
+var requiredNames = [...]string{"event_id", "ts", "account_id", "ad_id", "impressions", "clicks", "spend"}
+
+// Decode parses one record into ev, which it overwrites. Semantics S2 and S7
+// of DESIGN section 5a: required fields present and non-empty, counts
+// non-negative integers, money non-negative and finite, times RFC 3339 or
+// integer epoch milliseconds. Unknown fields are ignored.
+func (d *Decoder) Decode(data []byte, ev *Event) error {
+	*ev = Event{}
+	v, err := d.p.ParseBytes(data)
+	if err != nil {
+		return &DecodeError{Reason: "not JSON: " + err.Error()}
+	}
+	o, err := v.Object()
+	if err != nil {
+		return &DecodeError{Reason: "not a JSON object"}
+	}
+	var have int
+	var bad error
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if bad != nil {
+			return
+		}
+		switch string(k) {
+		case "event_id":
+			ev.EventID, bad = str(v, "event_id", true)
+			have |= hasEventID
+		case "ts":
+			ev.TS, bad = timestamp(v, "ts")
+			have |= hasTS
+		case "account_id":
+			ev.AccountID, bad = str(v, "account_id", true)
+			have |= hasAccount
+		case "ad_id":
+			ev.AdID, bad = str(v, "ad_id", true)
+			have |= hasAd
+		case "campaign_id":
+			ev.CampaignID, bad = str(v, "campaign_id", false)
+		case "adset_id":
+			ev.AdsetID, bad = str(v, "adset_id", false)
+		case "video_id":
+			ev.VideoID, bad = str(v, "video_id", false)
+		case "impressions":
+			ev.Impressions, bad = count(v, "impressions")
+			have |= hasImpressions
+		case "clicks":
+			ev.Clicks, bad = count(v, "clicks")
+			have |= hasClicks
+		case "conversions":
+			ev.Conversions, bad = count(v, "conversions")
+		case "spend":
+			ev.Spend, bad = money(v, "spend")
+			have |= hasSpend
+		case "revenue":
+			ev.Revenue, bad = money(v, "revenue")
+		case "created_at":
+			if v.Type() != fastjson.TypeNull {
+				ev.CreatedAt, bad = timestamp(v, "created_at")
+			}
+		case "budget":
+			if v.Type() != fastjson.TypeNull {
+				ev.Budget, bad = money(v, "budget")
+				ev.HasBudget = bad == nil
+			}
+		}
+	})
+	if bad != nil {
+		return bad
+	}
+	if have != hasAll {
+		for i, name := range requiredNames {
+			if have&(1<<i) == 0 {
+				return &DecodeError{Field: name, Reason: "required field missing"}
+			}
+		}
+	}
+	return nil
+}
+
+func str(v *fastjson.Value, field string, required bool) (string, error) {
+	switch v.Type() {
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		if len(b) == 0 && required {
+			return "", &DecodeError{Field: field, Reason: "required field empty"}
+		}
+		return string(b), nil
+	case fastjson.TypeNull:
+		if required {
+			return "", &DecodeError{Field: field, Reason: "required field empty"}
+		}
+		return "", nil
+	}
+	return "", &DecodeError{Field: field, Reason: "must be a string, got " + v.Type().String()}
+}
+
+func count(v *fastjson.Value, field string) (int64, error) {
+	if v.Type() != fastjson.TypeNumber {
+		return 0, &DecodeError{Field: field, Reason: "count must be a number, got " + v.Type().String()}
+	}
+	n, err := v.Int64()
+	if err != nil {
+		// 1e3 and 1000.0 are integers written another way; 12.5 is not.
+		f, ferr := v.Float64()
+		if ferr != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+			return 0, &DecodeError{Field: field, Reason: "count must be an integer, got " + v.String()}
+		}
+		n = int64(f)
+	}
+	if n < 0 {
+		return 0, &DecodeError{Field: field, Reason: "count must not be negative, got " + strconv.FormatInt(n, 10)}
+	}
+	return n, nil
+}
+
+func money(v *fastjson.Value, field string) (float64, error) {
+	if v.Type() != fastjson.TypeNumber {
+		return 0, &DecodeError{Field: field, Reason: "money must be a number, got " + v.Type().String()}
+	}
+	f, err := v.Float64()
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, &DecodeError{Field: field, Reason: "money must be a finite number, got " + v.String()}
+	}
+	if f < 0 {
+		return 0, &DecodeError{Field: field, Reason: "money must not be negative, got " + v.String()}
+	}
+	return f, nil
+}
+
+// timestamp reads an RFC 3339 string or integer epoch milliseconds (as a JSON
+// number or a string of digits).
+func timestamp(v *fastjson.Value, field string) (int64, error) {
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		n, err := v.Int64()
+		if err != nil || n < 0 {
+			return 0, &DecodeError{Field: field, Reason: "time must be RFC 3339 or integer epoch milliseconds, got " + v.String()}
+		}
+		return n, nil
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		if ms, ok := ParseTime(string(b)); ok {
+			return ms, nil
+		}
+		return 0, &DecodeError{Field: field, Reason: fmt.Sprintf("time must be RFC 3339 or integer epoch milliseconds, got %q", b)}
+	}
+	return 0, &DecodeError{Field: field, Reason: "time must be RFC 3339 or integer epoch milliseconds, got " + v.Type().String()}
+}
+
+// ParseTime parses an RFC 3339 time (Z or an offset, fractional seconds
+// allowed) or a string of digits holding epoch milliseconds, into epoch
+// milliseconds.
+func ParseTime(s string) (int64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	if s[0] >= '0' && s[0] <= '9' && len(s) <= 16 {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return n, true
+		}
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil || t.UnixMilli() < 0 {
+		return 0, false
+	}
+	return t.UnixMilli(), true
+}
+
+// FormatTime writes epoch milliseconds as RFC 3339 in UTC, with milliseconds
+// only when they are not zero.
+func FormatTime(ms int64) string {
+	return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano)
+}

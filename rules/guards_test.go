@@ -1,0 +1,247 @@
+package rules_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/adrules/adrules/config"
+	"github.com/adrules/adrules/rules"
+)
+
+// guardSet compiles a rule set with the given guards block (YAML, indented
+// under guards:) and one trivial rule.
+func guardSet(t *testing.T, guards string) *rules.RuleSet {
+	t.Helper()
+	src := "name: g\nrules:\n  - id: r\n    when: ad.impressions > 0\n    emit: {type: t}\nguards:\n" + guards
+	doc, err := config.Load("guards.yaml", []byte(src), config.Options{})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	rs, err := rules.Compile(doc, 7)
+	if err != nil {
+		t.Fatalf("compile: %v", err)
+	}
+	return rs
+}
+
+const defaultGuards = `  rate_limit: {max_per_hour: 15, max_per_day: 100}
+  budget_velocity: {max_change_pct: 20, window: 6h}
+  jitter: {min: 3s, max: 18s}
+  fuzzy_budget: {variance_pct: 3}
+`
+
+const (
+	t0   = int64(1_700_000_000_000)
+	hour = int64(3_600_000)
+	min_ = int64(60_000)
+)
+
+func money(v float64) *float64 { return &v }
+
+func pause(id string, ts int64) *rules.Proposal {
+	return &rules.Proposal{ActionID: id, TS: rules.Time(ts), AccountID: "acc", AdID: "ad-" + id, Type: "pause", Source: "external"}
+}
+
+func budget(id, ad string, ts int64, old, new float64) *rules.Proposal {
+	return &rules.Proposal{ActionID: id, TS: rules.Time(ts), AccountID: "acc", AdID: ad, Type: "budget_change",
+		OldBudget: money(old), NewBudget: money(new), Source: "external"}
+}
+
+func verdict(v rules.Verdict) string {
+	if v.Reason != "" {
+		return v.Status + "/" + v.Reason
+	}
+	return v.Status
+}
+
+func TestRateLimitHourBoundary(t *testing.T) {
+	rs := guardSet(t, defaultGuards)
+	var st rules.AccountState
+	for i := range 15 {
+		v := rs.Check(pause(fmt.Sprint(i), t0+int64(i)*min_), &st)
+		if v.Status != "approved" {
+			t.Fatalf("action %d: %s, want approved", i+1, verdict(v))
+		}
+	}
+	// The 16th within the hour is rejected, and does not count.
+	if v := rs.Check(pause("16", t0+15*min_), &st); verdict(v) != "rejected/rate_limit_hour" {
+		t.Fatalf("16th: %s", verdict(v))
+	}
+	// Exactly one hour after the first, the first is outside (t-1h, t]: one slot frees.
+	if v := rs.Check(pause("17", t0+hour), &st); v.Status != "approved" {
+		t.Fatalf("one hour after the first: %s, want approved", verdict(v))
+	}
+	// One millisecond earlier than that, the window would still be full.
+	var st2 rules.AccountState
+	for i := range 15 {
+		rs.Check(pause(fmt.Sprint(i), t0+int64(i)*min_), &st2)
+	}
+	if v := rs.Check(pause("x", t0+hour-1), &st2); verdict(v) != "rejected/rate_limit_hour" {
+		t.Fatalf("1ms before the hour: %s", verdict(v))
+	}
+}
+
+func TestRateLimitDay(t *testing.T) {
+	rs := guardSet(t, "  rate_limit: {max_per_hour: 100, max_per_day: 3}\n")
+	var st rules.AccountState
+	for i := range 3 {
+		if v := rs.Check(pause(fmt.Sprint(i), t0+int64(i)*2*hour), &st); v.Status != "approved" {
+			t.Fatalf("action %d: %s", i, verdict(v))
+		}
+	}
+	if v := rs.Check(pause("3", t0+23*hour), &st); verdict(v) != "rejected/rate_limit_day" {
+		t.Fatalf("4th within a day: %s", verdict(v))
+	}
+	// 24h after the first: it leaves the window.
+	if v := rs.Check(pause("4", t0+24*hour), &st); v.Status != "approved" {
+		t.Fatalf("24h after the first: %s", verdict(v))
+	}
+}
+
+func TestRejectedDoNotCount(t *testing.T) {
+	rs := guardSet(t, "  rate_limit: {max_per_hour: 2, max_per_day: 100}\n  budget_velocity: {max_change_pct: 20, window: 6h}\n")
+	var st rules.AccountState
+	// A rejected budget change (velocity) does not use a rate-limit slot.
+	if v := rs.Check(budget("a", "ad1", t0, 100, 200), &st); verdict(v) != "rejected/budget_velocity" {
+		t.Fatalf("big change: %s", verdict(v))
+	}
+	for i := range 2 {
+		if v := rs.Check(pause(fmt.Sprint(i), t0+int64(i+1)*min_), &st); v.Status != "approved" {
+			t.Fatalf("pause %d: %s", i, verdict(v))
+		}
+	}
+	if v := rs.Check(pause("3", t0+3*min_), &st); verdict(v) != "rejected/rate_limit_hour" {
+		t.Fatalf("third: %s", verdict(v))
+	}
+}
+
+func TestVelocity(t *testing.T) {
+	rs := guardSet(t, defaultGuards)
+	var st rules.AccountState
+	steps := []struct {
+		ts       int64
+		old, new float64
+		want     string
+	}{
+		{t0, 100, 110, "approved"},                          // +10% of base 100
+		{t0 + hour, 110, 118, "approved"},                   // +18% of base 100
+		{t0 + 2*hour, 118, 125, "rejected/budget_velocity"}, // +25% of base 100: small steps add up
+		{t0 + 3*hour, 118, 120, "approved"},                 // exactly +20%: allowed
+		{t0 + 4*hour, 120, 95, "approved"},                  // back down: -5% of base 100
+		{t0 + 5*hour, 95, 79, "rejected/budget_velocity"},   // down too far: -21% of base 100
+		{t0 + 6*hour, 95, 131, "approved"},                  // t0 left (t-6h, t]: the base is now 110, +19%
+	}
+	for i, s := range steps {
+		v := rs.Check(budget(fmt.Sprint(i), "ad1", s.ts, s.old, s.new), &st)
+		if verdict(v) != s.want {
+			t.Errorf("step %d (%v -> %v): %s, want %s", i, s.old, s.new, verdict(v), s.want)
+		}
+	}
+	// Another ad has its own base.
+	if v := rs.Check(budget("o", "ad2", t0+6*hour, 50, 60), &st); v.Status != "approved" {
+		t.Errorf("other ad: %s", verdict(v))
+	}
+}
+
+func TestVelocityAdsetOnly(t *testing.T) {
+	rs := guardSet(t, defaultGuards)
+	var st rules.AccountState
+	p := func(id string, ts int64, old, new float64) *rules.Proposal {
+		return &rules.Proposal{ActionID: id, TS: rules.Time(ts), AccountID: "acc", AdsetID: "set1",
+			Type: "budget_change", OldBudget: money(old), NewBudget: money(new)}
+	}
+	if v := rs.Check(p("1", t0, 200, 230), &st); v.Status != "approved" {
+		t.Fatalf("first: %s", verdict(v))
+	}
+	if v := rs.Check(p("2", t0+hour, 230, 250), &st); verdict(v) != "rejected/budget_velocity" {
+		t.Fatalf("adset +25%% of its base: %s", verdict(v))
+	}
+	// An ad that happens to share the name is another entity.
+	if v := rs.Check(budget("3", "set1", t0+hour, 230, 250), &st); v.Status != "approved" {
+		t.Fatalf("ad named like the adset: %s", verdict(v))
+	}
+}
+
+func TestFuzzAndJitterBands(t *testing.T) {
+	rs := guardSet(t, "  rate_limit: {max_per_hour: 100000, max_per_day: 100000}\n  budget_velocity: {max_change_pct: 50, window: 6h}\n  jitter: {min: 3s, max: 18s}\n  fuzzy_budget: {variance_pct: 3}\n")
+	var st rules.AccountState
+	seenLow, seenHigh := false, false
+	for i := range 2000 {
+		ts := t0 + int64(i)*1000
+		p := budget(fmt.Sprint("a", i), fmt.Sprint("ad", i), ts, 100, 110)
+		v := rs.Check(p, &st)
+		if v.Status != "approved" {
+			t.Fatalf("%d: %s", i, verdict(v))
+		}
+		f := *v.FinalBudget
+		if f < 110*0.97-1e-9 || f > 110*1.03+1e-9 {
+			t.Fatalf("%d: final budget %v outside 110 ± 3%%", i, f)
+		}
+		seenLow, seenHigh = seenLow || f < 108, seenHigh || f > 112
+		j := int64(*v.ExecuteAfter) - ts
+		if j < 3000 || j > 18000 {
+			t.Fatalf("%d: jitter %dms outside [3s, 18s]", i, j)
+		}
+		// The same proposal under the same rule set gets the same values.
+		var other rules.AccountState
+		if w := rs.Check(p, &other); *w.FinalBudget != f || *w.ExecuteAfter != *v.ExecuteAfter {
+			t.Fatalf("%d: not deterministic", i)
+		}
+	}
+	if !seenLow || !seenHigh {
+		t.Errorf("fuzz does not spread over its band (low %v, high %v)", seenLow, seenHigh)
+	}
+}
+
+func TestPauseHasNoBudget(t *testing.T) {
+	rs := guardSet(t, defaultGuards)
+	var st rules.AccountState
+	v := rs.Check(pause("p", t0), &st)
+	if v.Status != "approved" || v.FinalBudget != nil || v.ExecuteAfter == nil {
+		t.Fatalf("pause: %+v", v)
+	}
+	if v.RulesetVersion != 7 || v.RulesetSHA256 != rs.SHA256 {
+		t.Fatalf("verdict carries version %d sha %q", v.RulesetVersion, v.RulesetSHA256)
+	}
+}
+
+func TestDisabled(t *testing.T) {
+	rs := guardSet(t, "  enabled: false\n")
+	var st rules.AccountState
+	if v := rs.Check(pause("p", t0), &st); verdict(v) != "rejected/disabled" {
+		t.Fatalf("disabled executor: %s", verdict(v))
+	}
+	if len(st.Approved) != 0 {
+		t.Fatal("a rejected proposal was recorded")
+	}
+}
+
+func TestOutOfOrder(t *testing.T) {
+	rs := guardSet(t, "  rate_limit: {max_per_hour: 2, max_per_day: 100}\n")
+	var st rules.AccountState
+	// Two approvals at t0+30m and t0+40m, then one at t0 (late): the window
+	// (t0-1h, t0] holds none of them, so it is approved.
+	for i, ts := range []int64{t0 + 30*min_, t0 + 40*min_, t0} {
+		if v := rs.Check(pause(fmt.Sprint(i), ts), &st); v.Status != "approved" {
+			t.Fatalf("%d: %s", i, verdict(v))
+		}
+	}
+	// At t0+45m the window (t0-15m, t0+45m] holds all three.
+	if v := rs.Check(pause("3", t0+45*min_), &st); verdict(v) != "rejected/rate_limit_hour" {
+		t.Fatalf("after: %s", verdict(v))
+	}
+}
+
+func TestPerAdScope(t *testing.T) {
+	rs := guardSet(t, "  rate_limit: {per: ad, max_per_hour: 1, max_per_day: 10}\n")
+	var st rules.AccountState
+	if v := rs.Check(budget("1", "a", t0, 10, 11), &st); v.Status != "approved" {
+		t.Fatal(verdict(v))
+	}
+	if v := rs.Check(budget("2", "b", t0+1, 10, 11), &st); v.Status != "approved" {
+		t.Fatalf("another ad has its own quota: %s", verdict(v))
+	}
+	if v := rs.Check(budget("3", "a", t0+2, 11, 11.5), &st); verdict(v) != "rejected/rate_limit_hour" {
+		t.Fatalf("same ad: %s", verdict(v))
+	}
+}

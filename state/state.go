@@ -1,0 +1,487 @@
+package state
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/adrules/adrules/rules"
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// DB is the Pebble database of one node: the state of every partition it
+// has owned, each under its own key prefix.
+type DB struct {
+	db   *pebble.DB
+	sync bool
+}
+
+// Options configure Open.
+type Options struct {
+	// Pebble is passed to pebble.Open; nil means Pebble's defaults. Tests
+	// set Pebble.FS to vfs.NewMem().
+	Pebble *pebble.Options
+	// Sync makes each Commit wait for the write-ahead log to reach the disk.
+	// Nodes set it (a commit must survive kill -9 and power loss); backtests,
+	// whose state is thrown away, leave it off. Default false.
+	Sync bool
+}
+
+// Open opens (creating if needed) the state database in dir.
+func Open(dir string, o Options) (*DB, error) {
+	po := o.Pebble
+	if po == nil {
+		po = &pebble.Options{}
+	}
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("state: open %s: %w", dir, err)
+	}
+	return &DB{db: db, sync: o.Sync}, nil
+}
+
+// Close closes the database. Uncommitted changes are lost.
+func (d *DB) Close() error { return d.db.Close() }
+
+// Partition returns the state of one input partition. The caller must not
+// use two Partitions of the same topic and partition at once.
+func (d *DB) Partition(topic string, partition int32) (*Partition, error) {
+	p := &Partition{
+		db: d, prefix: partitionPrefix(topic, partition), offset: -1,
+		ads: map[string]*rules.AdState{}, accounts: map[string]*rules.AccountState{},
+	}
+	v, closer, err := d.db.Get(p.key('o'))
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("state: read offset: %w", err)
+	default:
+		n, k := binary.Varint(v)
+		closer.Close()
+		if k <= 0 {
+			return nil, fmt.Errorf("state: corrupt offset of %s/%d", topic, partition)
+		}
+		p.offset = n
+	}
+	return p, nil
+}
+
+// Drop removes every key of one partition, so another node can own it.
+func (d *DB) Drop(topic string, partition int32) error {
+	pre := partitionPrefix(topic, partition)
+	return d.db.DeleteRange(pre, prefixEnd(pre), d.writeOpts())
+}
+
+// Stats reports the approximate disk size of the database in bytes.
+func (d *DB) Size() uint64 { return d.db.Metrics().DiskSpaceUsage() }
+
+func (d *DB) writeOpts() *pebble.WriteOptions {
+	if d.sync {
+		return pebble.Sync
+	}
+	return pebble.NoSync
+}
+
+// Partition is the in-memory state of one partition with write-behind to
+// Pebble: Ad and Account load on first use, the engine changes the returned
+// values, and Commit writes what changed, with the offset, in one batch.
+type Partition struct {
+	db       *DB
+	prefix   []byte
+	offset   int64
+	ads      map[string]*rules.AdState
+	accounts map[string]*rules.AccountState
+	touched  []*rules.AdState
+	accts    []*rules.AccountState
+	acctSeen map[*rules.AccountState]bool
+	buf      []byte
+}
+
+// Offset returns the next offset to process, or -1.
+func (p *Partition) Offset() int64 { return p.offset }
+
+// Ad returns an ad's state, loading it from Pebble on first use.
+func (p *Partition) Ad(adID string) (*rules.AdState, error) {
+	st, ok := p.ads[adID]
+	if !ok {
+		var err error
+		if st, err = p.loadAd(adID); err != nil {
+			return nil, err
+		}
+		p.ads[adID] = st
+	}
+	if !st.Dirty.Listed {
+		st.Dirty.Listed = true
+		p.touched = append(p.touched, st)
+	}
+	return st, nil
+}
+
+// Account returns an account's stage-2 state, loading it on first use.
+func (p *Partition) Account(accountID string) (*rules.AccountState, error) {
+	st, ok := p.accounts[accountID]
+	if !ok {
+		var err error
+		if st, err = p.loadAccount(accountID); err != nil {
+			return nil, err
+		}
+		p.accounts[accountID] = st
+	}
+	if p.acctSeen == nil {
+		p.acctSeen = map[*rules.AccountState]bool{}
+	}
+	if !p.acctSeen[st] {
+		p.acctSeen[st] = true
+		p.accts = append(p.accts, st)
+	}
+	return st, nil
+}
+
+// Commit writes every changed ad and account and the next offset in one
+// Pebble batch.
+func (p *Partition) Commit(next int64) error {
+	b := p.db.db.NewBatch()
+	defer b.Close()
+	for _, st := range p.touched {
+		if err := p.writeAd(b, st); err != nil {
+			return err
+		}
+		st.Dirty = rules.Dirty{}
+	}
+	p.touched = p.touched[:0]
+	for _, st := range p.accts {
+		p.buf = encodeAccount(p.buf[:0], st)
+		if err := b.Set(p.accountKey(st.AccountID), p.buf, nil); err != nil {
+			return err
+		}
+	}
+	p.accts = p.accts[:0]
+	clear(p.acctSeen)
+	if err := b.Set(p.key('o'), binary.AppendVarint(nil, next), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(p.db.writeOpts()); err != nil {
+		return fmt.Errorf("state: commit: %w", err)
+	}
+	p.offset = next
+	return nil
+}
+
+// Ads returns how many ads the partition holds in memory.
+func (p *Partition) Ads() int { return len(p.ads) }
+
+func (p *Partition) writeAd(b *pebble.Batch, st *rules.AdState) error {
+	d := &st.Dirty
+	if !d.Any {
+		return nil
+	}
+	ad := p.adPrefix(st.AdID)
+	p.buf = encodeAdMeta(p.buf[:0], st)
+	if err := b.Set(append(ad, 'm'), p.buf, nil); err != nil {
+		return err
+	}
+	if d.BucketCut > 0 {
+		if err := b.DeleteRange(append(ad, 'w'), binary.BigEndian.AppendUint64(append(ad, 'w'), uint64(d.BucketCut+1)), nil); err != nil {
+			return err
+		}
+	}
+	if d.Buckets {
+		for i := range st.Buckets {
+			bk := &st.Buckets[i]
+			if bk.Minute < d.MinMinute {
+				continue
+			}
+			p.buf = encodeTotals(p.buf[:0], &bk.Totals)
+			if err := b.Set(binary.BigEndian.AppendUint64(append(ad, 'w'), uint64(bk.Minute)), p.buf, nil); err != nil {
+				return err
+			}
+		}
+	}
+	if d.SeenCut > 0 {
+		if err := b.DeleteRange(append(ad, 's'), binary.BigEndian.AppendUint64(append(ad, 's'), uint64(d.SeenCut+1)), nil); err != nil {
+			return err
+		}
+	}
+	for _, s := range st.Seen[len(st.Seen)-min(d.NewSeen, len(st.Seen)):] {
+		k := append(binary.BigEndian.AppendUint64(append(ad, 's'), uint64(s.TS)), s.ID...)
+		if err := b.Set(k, nil, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Partition) loadAd(adID string) (*rules.AdState, error) {
+	ad := p.adPrefix(adID)
+	st := &rules.AdState{AdID: adID}
+	it, err := p.db.db.NewIter(&pebble.IterOptions{LowerBound: ad, UpperBound: prefixEnd(ad)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k, v := it.Key()[len(ad):], it.Value()
+		if len(k) == 0 {
+			continue
+		}
+		switch k[0] {
+		case 'm':
+			if err := decodeAdMeta(v, st); err != nil {
+				return nil, fmt.Errorf("state: ad %q: %w", adID, err)
+			}
+		case 's':
+			if len(k) < 9 {
+				return nil, fmt.Errorf("state: ad %q: corrupt event id key", adID)
+			}
+			id := string(k[9:])
+			st.Seen = append(st.Seen, rules.Seen{Hash: rules.IDHash(id), TS: int64(binary.BigEndian.Uint64(k[1:9])), ID: id})
+		case 'w':
+			if len(k) != 9 {
+				return nil, fmt.Errorf("state: ad %q: corrupt bucket key", adID)
+			}
+			bk := rules.Bucket{Minute: int64(binary.BigEndian.Uint64(k[1:9]))}
+			if err := decodeTotals(v, &bk.Totals); err != nil {
+				return nil, fmt.Errorf("state: ad %q: %w", adID, err)
+			}
+			st.Buckets = append(st.Buckets, bk)
+		}
+	}
+	return st, it.Error()
+}
+
+func (p *Partition) loadAccount(accountID string) (*rules.AccountState, error) {
+	st := &rules.AccountState{AccountID: accountID}
+	v, closer, err := p.db.db.Get(p.accountKey(accountID))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	if err := decodeAccount(v, st); err != nil {
+		return nil, fmt.Errorf("state: account %q: %w", accountID, err)
+	}
+	return st, nil
+}
+
+// Keys: every key of a partition starts with its prefix,
+//
+//	'p' uvarint(len(topic)) topic BE32(partition)
+//
+// followed by
+//
+//	'o'                                  next offset (varint)
+//	'a' uvarint(len(ad)) ad 'm'          ad meta: ids, created_at, budget, lifetime totals, marks
+//	'a' uvarint(len(ad)) ad 's' BE64(ts) event_id   remembered event id (empty value)
+//	'a' uvarint(len(ad)) ad 'w' BE64(minute)        window bucket: totals of that minute
+//	'c' uvarint(len(account)) account    stage-2 account history
+//
+// so a partition, and within it an ad, is one contiguous key range.
+func partitionPrefix(topic string, partition int32) []byte {
+	b := []byte{'p'}
+	b = binary.AppendUvarint(b, uint64(len(topic)))
+	b = append(b, topic...)
+	return binary.BigEndian.AppendUint32(b, uint32(partition))
+}
+
+func (p *Partition) key(kind byte) []byte {
+	return append(append([]byte(nil), p.prefix...), kind)
+}
+
+func (p *Partition) adPrefix(adID string) []byte {
+	b := make([]byte, 0, len(p.prefix)+len(adID)+24)
+	b = append(append(b, p.prefix...), 'a')
+	b = binary.AppendUvarint(b, uint64(len(adID)))
+	return append(b, adID...)
+}
+
+func (p *Partition) accountKey(id string) []byte {
+	b := append(append([]byte(nil), p.prefix...), 'c')
+	b = binary.AppendUvarint(b, uint64(len(id)))
+	return append(b, id...)
+}
+
+// prefixEnd returns the first key after every key with prefix pre.
+func prefixEnd(pre []byte) []byte {
+	end := append([]byte(nil), pre...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// Values are versioned: the first byte is the encoding version.
+const encVersion = 1
+
+func encodeAdMeta(b []byte, st *rules.AdState) []byte {
+	b = append(b, encVersion)
+	for _, s := range []string{st.AccountID, st.CampaignID, st.AdsetID, st.VideoID} {
+		b = appendString(b, s)
+	}
+	b = binary.AppendVarint(b, st.CreatedAt)
+	b = appendBool(b, st.HasCreatedAt)
+	b = binary.AppendVarint(b, st.MaxTS)
+	b = binary.BigEndian.AppendUint64(b, math.Float64bits(st.Budget))
+	b = appendBool(b, st.HasBudget)
+	b = encodeTotals(b, &st.Life)
+	b = binary.AppendUvarint(b, uint64(len(st.Marks)))
+	for _, m := range st.Marks {
+		b = appendString(b, m.RuleID)
+		b = binary.AppendVarint(b, m.Last)
+	}
+	return b
+}
+
+func decodeAdMeta(v []byte, st *rules.AdState) error {
+	r := reader{b: v}
+	if r.byte() != encVersion {
+		return errors.New("unknown encoding version")
+	}
+	st.AccountID, st.CampaignID, st.AdsetID, st.VideoID = r.string(), r.string(), r.string(), r.string()
+	st.CreatedAt = r.varint()
+	st.HasCreatedAt = r.byte() == 1
+	st.MaxTS = r.varint()
+	st.Budget = r.float()
+	st.HasBudget = r.byte() == 1
+	r.totals(&st.Life)
+	n := r.uvarint()
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		st.Marks = append(st.Marks, rules.Mark{RuleID: r.string(), Last: r.varint()})
+	}
+	return r.err
+}
+
+func encodeTotals(b []byte, t *rules.Totals) []byte {
+	b = binary.AppendVarint(b, t.Impressions)
+	b = binary.AppendVarint(b, t.Clicks)
+	b = binary.AppendVarint(b, t.Conversions)
+	b = binary.AppendVarint(b, t.Events)
+	b = binary.BigEndian.AppendUint64(b, math.Float64bits(t.Spend))
+	return binary.BigEndian.AppendUint64(b, math.Float64bits(t.Revenue))
+}
+
+func decodeTotals(v []byte, t *rules.Totals) error {
+	r := reader{b: v}
+	r.totals(t)
+	return r.err
+}
+
+func encodeAccount(b []byte, st *rules.AccountState) []byte {
+	b = append(b, encVersion)
+	b = binary.AppendVarint(b, st.MaxTS)
+	b = binary.AppendUvarint(b, uint64(len(st.Approved)))
+	for _, a := range st.Approved {
+		b = binary.AppendVarint(b, a.TS)
+		b = appendString(b, a.AdID)
+	}
+	b = binary.AppendUvarint(b, uint64(len(st.Changes)))
+	for _, c := range st.Changes {
+		b = appendString(b, c.Entity)
+		b = binary.AppendVarint(b, c.TS)
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(c.OldBudget))
+	}
+	return b
+}
+
+func decodeAccount(v []byte, st *rules.AccountState) error {
+	r := reader{b: v}
+	if r.byte() != encVersion {
+		return errors.New("unknown encoding version")
+	}
+	st.MaxTS = r.varint()
+	n := r.uvarint()
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		st.Approved = append(st.Approved, rules.Approval{TS: r.varint(), AdID: r.string()})
+	}
+	n = r.uvarint()
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		st.Changes = append(st.Changes, rules.BudgetChange{Entity: r.string(), TS: r.varint(), OldBudget: r.float()})
+	}
+	return r.err
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+// reader decodes values; the first problem sticks in err.
+type reader struct {
+	b   []byte
+	err error
+}
+
+var errShort = errors.New("value too short")
+
+func (r *reader) byte() byte {
+	if r.err != nil || len(r.b) < 1 {
+		r.err = errShort
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = errShort
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errShort
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) float() float64 {
+	if r.err != nil || len(r.b) < 8 {
+		r.err = errShort
+		return 0
+	}
+	v := math.Float64frombits(binary.BigEndian.Uint64(r.b))
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *reader) string() string {
+	n := r.uvarint()
+	if r.err != nil || uint64(len(r.b)) < n {
+		r.err = errShort
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *reader) totals(t *rules.Totals) {
+	t.Impressions, t.Clicks, t.Conversions, t.Events = r.varint(), r.varint(), r.varint(), r.varint()
+	t.Spend, t.Revenue = r.float(), r.float()
+}
