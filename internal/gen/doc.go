@@ -8,11 +8,19 @@
 //   - The account model: accounts, campaigns, ad sets, ads and videos with a
 //     fixed id scheme (act_1001, cmp_1001_01, as_1001_03, ad_1001_0007,
 //     vid_1001_012), shared by [Events] and [Proposals] so that proposals
-//     name ads that exist.
-//   - The metric model: per-ad daily budget, CPM, CTR, conversion rate and
-//     order value; hourly deltas that follow a daily pattern in the account's
-//     time zone; ads that go live over the span, some before it, a few that
-//     stop.
+//     name ads that exist. Event ids are <ad_id>-<interval index>; action
+//     ids are ext-<seed>-<position>.
+//   - The metric model: per-ad daily budget, CPM (around $14), CTR
+//     (log-normal around 1.2%, 2% of ads at 3.2-6%), conversion rate and
+//     order value (ROAS log-normal around 1.0, 1.5% of ads at 3.3-5);
+//     deltas that follow a daily pattern in the account's time zone; ads that
+//     go live over the first 85% of the span (a fifth before it), a few that
+//     stop, a few whose budget changes once. Conversions accrue per ad and
+//     are reported as whole units, so lifetime ROAS tracks the ad's true
+//     rate instead of the luck of the first conversions; with the defaults
+//     about 5% of ads become winners under the default rule (S6).
+//   - Account styles for times: UTC, UTC with milliseconds in created_at, or
+//     the account's own offset (-08:00); all valid per S2.
 //   - The noise model: malformed lines (one of the kinds of DESIGN S7),
 //     duplicates re-sent verbatim a few intervals later (S1), and a mix of
 //     RFC 3339 and epoch-millisecond times (S2).

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// DefaultStart is the start of event time when Options.Start is zero.
+// defaultStart is the start of event time when Options.Start is zero.
 var defaultStart = time.Date(2026, time.November, 1, 0, 0, 0, 0, time.UTC)
 
 // Options configure Events. The zero value gives the defaults.

@@ -522,3 +522,197 @@ func BenchmarkEvents(b *testing.B) {
 		b.Fatal(st, err)
 	}
 }
+
+type proposalLine struct {
+	ActionID  string   `json:"action_id"`
+	TS        string   `json:"ts"`
+	AccountID string   `json:"account_id"`
+	AdID      string   `json:"ad_id"`
+	AdsetID   string   `json:"adset_id"`
+	Type      string   `json:"type"`
+	OldBudget *float64 `json:"old_budget"`
+	NewBudget *float64 `json:"new_budget"`
+	Source    string   `json:"source"`
+	t         int64
+}
+
+func proposals(t *testing.T, o ProposalOptions) ([]byte, []proposalLine) {
+	t.Helper()
+	var buf bytes.Buffer
+	n, err := Proposals(&buf, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps []proposalLine
+	for i, l := range lines(buf.Bytes()) {
+		var p proposalLine
+		dec := json.NewDecoder(bytes.NewReader(l))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&p); err != nil {
+			t.Fatalf("line %d: %v: %s", i+1, err, l)
+		}
+		ts, err := time.Parse(time.RFC3339, p.TS)
+		if err != nil {
+			t.Fatalf("line %d: %v", i+1, err)
+		}
+		p.t = ts.UnixMilli()
+		ps = append(ps, p)
+	}
+	if n != len(ps) {
+		t.Fatalf("Proposals returned %d, wrote %d lines", n, len(ps))
+	}
+	return buf.Bytes(), ps
+}
+
+func TestProposals(t *testing.T) {
+	a, ps := proposals(t, ProposalOptions{})
+	b, _ := proposals(t, ProposalOptions{Seed: 1})
+	if !bytes.Equal(a, b) {
+		t.Fatal("same options gave different proposals")
+	}
+	if c, _ := proposals(t, ProposalOptions{Seed: 2}); bytes.Equal(a, c) {
+		t.Fatal("seeds 1 and 2 gave the same proposals")
+	}
+	if len(ps) != 500 {
+		t.Fatalf("%d proposals, want 500", len(ps))
+	}
+
+	// The ads and ad sets named exist in the events of the same options,
+	// and each ad has reported by the time it is named (or reports within
+	// the hour, the interval that holds its launch).
+	events, _ := generate(t, Options{})
+	good, _, _ := classify(t, events)
+	firstSeen := map[string]int64{}
+	adsets := map[string]bool{}
+	for _, m := range good {
+		if _, ok := firstSeen[m.adID]; !ok {
+			firstSeen[m.adID] = m.ts
+		}
+	}
+	for _, l := range lines(events) {
+		var v struct {
+			AdsetID string `json:"adset_id"`
+		}
+		if json.Unmarshal(l, &v) == nil && v.AdsetID != "" {
+			adsets[v.AdsetID] = true
+		}
+	}
+
+	ids := map[string]bool{}
+	var prev int64
+	start, end := defaultStart.UnixMilli(), defaultStart.Add(7*24*time.Hour).UnixMilli()
+	pauses, setOnly := 0, 0
+	for i, p := range ps {
+		if ids[p.ActionID] || p.ActionID == "" {
+			t.Fatalf("proposal %d: action_id %q repeated or empty", i, p.ActionID)
+		}
+		ids[p.ActionID] = true
+		if p.t < prev || p.t < start || p.t >= end {
+			t.Fatalf("proposal %d: ts %s out of order or span", i, p.TS)
+		}
+		prev = p.t
+		if p.Source != "external" || p.AccountID == "" {
+			t.Fatalf("proposal %d: %+v", i, p)
+		}
+		switch {
+		case p.AdID != "" && p.AdsetID == "":
+			seen, ok := firstSeen[p.AdID]
+			if !ok || seen > p.t+time.Hour.Milliseconds() {
+				t.Fatalf("proposal %d names ad %s before it is live", i, p.AdID)
+			}
+			if !strings.HasPrefix(p.AdID, "ad_"+strings.TrimPrefix(p.AccountID, "act_")+"_") {
+				t.Fatalf("proposal %d: ad %s not in account %s", i, p.AdID, p.AccountID)
+			}
+		case p.AdID == "" && p.AdsetID != "":
+			if !adsets[p.AdsetID] {
+				t.Fatalf("proposal %d: unknown ad set %s", i, p.AdsetID)
+			}
+			setOnly++
+		default:
+			t.Fatalf("proposal %d names ad %q and ad set %q", i, p.AdID, p.AdsetID)
+		}
+		switch p.Type {
+		case "pause":
+			pauses++
+			if p.NewBudget != nil {
+				t.Fatalf("proposal %d: pause with new_budget", i)
+			}
+		case "budget_change":
+			if p.OldBudget == nil || p.NewBudget == nil || *p.OldBudget <= 0 {
+				t.Fatalf("proposal %d: budgets missing", i)
+			}
+			if r := *p.NewBudget / *p.OldBudget; r < 0.69 || r > 1.41 || r == 1 {
+				t.Fatalf("proposal %d: change %.3f outside -30%%..+40%%", i, r)
+			}
+		default:
+			t.Fatalf("proposal %d: type %q", i, p.Type)
+		}
+	}
+	if pauses < 25 || setOnly < 25 {
+		t.Errorf("%d pauses and %d ad-set-only proposals of 500", pauses, setOnly)
+	}
+
+	// Bursts past 15 an hour per account.
+	bursts := 0
+	for i := range ps {
+		n := 0
+		for j := i; j >= 0 && ps[j].t > ps[i].t-time.Hour.Milliseconds(); j-- {
+			if ps[j].AccountID == ps[i].AccountID {
+				n++
+			}
+		}
+		if n == 16 {
+			bursts++
+		}
+	}
+	if bursts < 2 {
+		t.Errorf("%d times an account passed 15 proposals an hour", bursts)
+	}
+
+	// Small steps that add up: an entity whose budget changes, each within
+	// 20%, move it more than 20% within 6 hours.
+	type change struct {
+		t        int64
+		old, new float64
+	}
+	byEntity := map[string][]change{}
+	var order []string
+	for _, p := range ps {
+		if p.Type != "budget_change" {
+			continue
+		}
+		k := p.AdID + p.AdsetID
+		if _, ok := byEntity[k]; !ok {
+			order = append(order, k)
+		}
+		byEntity[k] = append(byEntity[k], change{p.t, *p.OldBudget, *p.NewBudget})
+	}
+	ladders := 0
+	for _, k := range order {
+		cs := byEntity[k]
+		for i := range cs {
+			for j := i + 1; j < len(cs) && cs[j].t-cs[i].t <= 6*time.Hour.Milliseconds(); j++ {
+				small := true
+				for _, c := range cs[i : j+1] {
+					small = small && math.Abs(c.new-c.old)/c.old <= 0.2
+				}
+				if small && math.Abs(cs[j].new-cs[i].old)/cs[i].old > 0.2 {
+					ladders++
+					goto next
+				}
+			}
+		}
+	next:
+	}
+	if ladders < 3 {
+		t.Errorf("%d entities with small steps that add up past 20%% in 6h", ladders)
+	}
+	t.Logf("500 proposals: %d pauses, %d ad-set only, %d burst windows, %d ladders", pauses, setOnly, bursts, ladders)
+
+	if n, err := Proposals(io.Discard, ProposalOptions{Count: 7}); n != 7 || err != nil {
+		t.Fatalf("Count 7: %d, %v", n, err)
+	}
+	if _, err := Proposals(io.Discard, ProposalOptions{Count: -1}); err == nil {
+		t.Fatal("Count -1: no error")
+	}
+}
