@@ -1,0 +1,461 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+// readFile reads a file of testdata.
+func readFile(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A minimal valid rule set, for cases that change one thing.
+const base = `name: test
+feature_flags: {budget_scaling: true}
+rules:
+  - id: scale
+    when: w24h.roas > 4
+    action: {type: budget_change, change_pct: 20}
+`
+
+// TestConfigMistakes checks each mistake a user can make in a file (or in
+// a variable) is reported with a message that says what is wrong, at the
+// right line and column, and with the rule id. In the style of
+// nats-server's config_check_test.go.
+func TestConfigMistakes(t *testing.T) {
+	tests := []struct {
+		name   string
+		src    string
+		env    string // the environment to select
+		vars   map[string]string
+		msg    string // a substring of the message
+		file   string // default "test.yaml"
+		line   int
+		col    int
+		ruleID string
+	}{
+		{
+			name: "unknown key at top level",
+			src:  base + "rulez: []\n",
+			msg:  `unknown key "rulez" at the top level (did you mean rules?); known keys: name,`,
+			line: 7, col: 1,
+		},
+		{
+			name: "unknown key in rule",
+			src: `rules:
+  - id: scale
+    when: w24h.roas > 4
+    cooldwn: 6h
+    action: {type: pause}
+`,
+			msg:  `unknown key "cooldwn" in rule (did you mean cooldown?); known keys: id, description,`,
+			line: 4, col: 5, ruleID: "scale",
+		},
+		{
+			name: "unknown key in guards",
+			src:  base + "guards:\n  rate_limit: {per: ad}\n  jiter: {min: 1s}\n",
+			msg:  `unknown key "jiter" in guards (did you mean jitter?); known keys: enabled, poll_interval, rate_limit,`,
+			line: 9, col: 3,
+		},
+		{
+			name: "unknown key in guards.rate_limit",
+			src:  base + "guards:\n  rate_limit:\n    max_per_hr: 5\n",
+			msg:  `unknown key "max_per_hr" in guards.rate_limit`,
+			line: 9, col: 5,
+		},
+		{
+			name: "unknown key in emit",
+			src:  "rules:\n  - id: a\n    when: ad.ctr > 0.1\n    emit: {type: x, value: [ctr]}\n",
+			msg:  `unknown key "value" in emit (did you mean values?)`,
+			line: 4, col: 21, ruleID: "a",
+		},
+		{
+			name: "wrong type for a number",
+			src:  base + "guards:\n  budget_velocity: {max_change_pct: abc}\n",
+			msg:  `expected a number, got "abc"`,
+			line: 8, col: 37,
+		},
+		{
+			name: "wrong type for a whole number",
+			src:  base + "guards:\n  rate_limit:\n    max_per_hour: 1.5\n",
+			msg:  `expected a whole number, got "1.5"`,
+			line: 9, col: 19,
+		},
+		{
+			name: "wrong type for a list",
+			src:  base + "windows: 1h\n",
+			msg:  `expected a list, got "1h"`,
+			line: 7, col: 10,
+		},
+		{
+			name: "wrong type for a bool",
+			src:  base + "guards: {enabled: maybe}\n",
+			msg:  `expected true or false, got "maybe"`,
+			line: 7, col: 19,
+		},
+		{
+			name: "bad duration",
+			src: `rules:
+  - id: scale
+    when: w24h.roas > 4
+    cooldown: 6x
+    action: {type: pause}
+`,
+			msg:  `"6x" is not a duration; write it like 30m, 6h or 7d`,
+			line: 4, col: 15, ruleID: "scale",
+		},
+		{
+			name: "duplicate rule id",
+			src: base + `  - id: scale
+    when: w6h.roas > 5
+    action: {type: pause}
+`,
+			msg:  `rule id "scale" is used twice; the first is at line 4`,
+			line: 7, col: 9, ruleID: "scale",
+		},
+		{
+			name: "bad rule id",
+			src:  "rules:\n  - id: Scale Winner\n    when: true\n    action: {type: pause}\n",
+			msg:  `id "Scale Winner" may hold only lowercase letters, digits, - and _`,
+			line: 2, col: 9, ruleID: "Scale Winner",
+		},
+		{
+			name: "missing rule id",
+			src:  "rules:\n  - when: true\n    action: {type: pause}\n",
+			msg:  "rule 1 has no id",
+			line: 2, col: 5,
+		},
+		{
+			name: "missing when",
+			src:  base + "  - id: pause-losers\n    action: {type: pause}\n",
+			msg:  "when is missing",
+			line: 7, col: 5, ruleID: "pause-losers",
+		},
+		{
+			name: "once always",
+			src:  base + "  - id: w\n    when: ad.ctr > 0.1\n    once: always\n    emit: {type: w}\n",
+			msg:  `once must be per_ad or left out, not "always"`,
+			line: 9, col: 11, ruleID: "w",
+		},
+		{
+			name: "rule does nothing",
+			src:  base + "  - id: idle\n    when: ad.ctr > 0.1\n",
+			msg:  "the rule does nothing",
+			line: 7, col: 5, ruleID: "idle",
+		},
+		{
+			name: "emit without type",
+			src:  base + "  - id: w\n    when: ad.ctr > 0.1\n    emit: {values: [ctr]}\n",
+			msg:  "emit needs a type",
+			line: 9, col: 11, ruleID: "w",
+		},
+		{
+			name: "budget change without change_pct",
+			src:  "rules:\n  - id: a\n    when: true\n    action:\n      type: budget_change\n",
+			msg:  "a budget_change needs change_pct",
+			line: 5, col: 7, ruleID: "a",
+		},
+		{
+			name: "budget change to nothing",
+			src:  "rules:\n  - id: a\n    when: true\n    action: {type: budget_change, change_pct: -100}\n",
+			msg:  "change_pct -100 would take the budget to zero or below",
+			line: 4, col: 47, ruleID: "a",
+		},
+		{
+			name: "enabled_by unknown flag",
+			src:  base + "    enabled_by: budget_scailng\n",
+			msg:  `enabled_by names feature flag "budget_scailng", which feature_flags does not define (it has budget_scaling)`,
+			line: 7, col: 17, ruleID: "scale",
+		},
+		{
+			name: "params key rules cannot read",
+			src:  base + "params:\n  winner:\n    min-impressions: 100\n",
+			msg:  `key "min-impressions" cannot be read by rules as params.winner.min-impressions`,
+			line: 9, col: 5,
+		},
+		{
+			name: "feature flag name",
+			src:  "feature_flags: {2fast: true}\n",
+			msg:  `feature flag "2fast" must be a name`,
+			line: 1, col: 17,
+		},
+		{
+			name: "jitter min above max",
+			src:  base + "guards:\n  jitter: {min: 20s, max: 10s}\n",
+			msg:  "jitter.min 20s is more than jitter.max 10s",
+			line: 8, col: 17,
+		},
+		{
+			name: "explicit zero rate limit",
+			src:  base + "guards:\n  rate_limit: {max_per_hour: 0}\n",
+			msg:  "rate_limit.max_per_hour must be at least 1, got 0",
+			line: 8, col: 30,
+		},
+		{
+			name: "rate limit scope",
+			src:  base + "guards:\n  rate_limit: {per: campaign}\n",
+			msg:  `rate_limit.per must be account or ad, not "campaign"`,
+			line: 8, col: 21,
+		},
+		{
+			name: "fuzz too wide",
+			src:  base + "guards:\n  fuzzy_budget: {variance_pct: 50}\n",
+			msg:  "fuzzy_budget.variance_pct must be at least 0 and below 50, got 50",
+			line: 8, col: 32,
+		},
+		{
+			name: "window not whole minutes",
+			src:  base + "windows: [1h, 90s]\n",
+			msg:  "window 90s must be a whole number of minutes",
+			line: 7, col: 15,
+		},
+		{
+			name: "window twice",
+			src:  base + "windows: [1h, 60m]\n",
+			msg:  "window 1h is listed twice",
+			line: 7, col: 15,
+		},
+		{
+			name: "dedupe shorter than windows",
+			src:  base + "dedupe: {horizon: 1d}\n",
+			msg:  "dedupe.horizon 1d is shorter than the longest window 7d",
+			line: 7, col: 19,
+		},
+		{
+			name: "key twice",
+			src:  base + "name: again\n",
+			msg:  `key "name" appears twice; the first is at line 1`,
+			line: 7, col: 1,
+		},
+		{
+			name: "syntax error",
+			src:  "name: x\nrules: [\n",
+			msg:  "YAML syntax: did not find expected node content",
+			line: 2,
+		},
+		{
+			name: "two documents",
+			src:  base + "---\nname: other\n",
+			msg:  "more than one YAML document",
+			line: 7, col: 1,
+		},
+		{
+			name: "empty file",
+			src:  "# nothing yet\n",
+			msg:  "the file is empty",
+			line: 1, col: 1,
+		},
+		{
+			name: "not a mapping",
+			src:  "- id: a\n",
+			msg:  "expected keys and values",
+			line: 1, col: 1,
+		},
+		{
+			name: "alias cycle",
+			src:  "params: &p {x: [*p]}\n",
+			msg:  "alias *p refers to itself",
+			line: 1, col: 17,
+		},
+		{
+			name: "unknown environment",
+			src:  base + "environments:\n  staging: {}\n  production: {}\n",
+			env:  "prod",
+			msg:  `environment "prod" is not defined; the file defines staging, production`,
+			line: 7, col: 1,
+		},
+		{
+			name: "unknown environment from ADRULES_ENV",
+			src:  base + "environments:\n  staging: {}\n",
+			vars: map[string]string{"ADRULES_ENV": "qa"},
+			msg:  `environment "qa" is not defined; the file defines staging`,
+			file: "$ADRULES_ENV",
+		},
+		{
+			name: "environment overlay with an unknown key",
+			src:  base + "environments:\n  dev:\n    guards: {jitter: {mn: 1s}}\n",
+			env:  "dev",
+			msg:  `unknown key "mn" in guards.jitter (did you mean min?)`,
+			line: 9, col: 23,
+		},
+		{
+			name: "variable typo under params",
+			src:  base + "params:\n  winner_detection: {ctr_threshold: 0.03}\n",
+			vars: map[string]string{"ADRULES__PARAMS__WINNER_DETECTION__CTR_TRESHOLD": "0.05"},
+			msg:  "sets params.winner_detection.ctr_treshold, which the file does not define; params.winner_detection has ctr_threshold",
+			file: "$ADRULES__PARAMS__WINNER_DETECTION__CTR_TRESHOLD",
+		},
+		{
+			name: "variable typo outside params",
+			src:  base,
+			vars: map[string]string{"ADRULES__GUARDS__RATE_LIMIT__MAX_PER_HR": "5"},
+			msg:  `unknown key "max_per_hr" in guards.rate_limit`,
+			file: "$ADRULES__GUARDS__RATE_LIMIT__MAX_PER_HR",
+		},
+		{
+			name: "variable of the wrong type",
+			src:  base,
+			vars: map[string]string{"ADRULES__GUARDS__RATE_LIMIT__MAX_PER_HOUR": "many"},
+			msg:  `expected a whole number, got "many"`,
+			file: "$ADRULES__GUARDS__RATE_LIMIT__MAX_PER_HOUR",
+		},
+		{
+			name: "variable number for a number param",
+			src:  base + "params:\n  winner_detection: {ctr_threshold: 0.03}\n",
+			vars: map[string]string{"WINNER_CTR_THRESHOLD": "high"},
+			msg:  `params.winner_detection.ctr_threshold: expected a number like the file's 0.03, got "high"`,
+			file: "$WINNER_CTR_THRESHOLD",
+		},
+		{
+			name: "variable bool for a flag",
+			src:  "feature_flags: {rag_auto_indexing: true}\n",
+			vars: map[string]string{"RAG_AUTO_INDEXING_ENABLED": "maybe"},
+			msg:  `feature_flags.rag_auto_indexing: expected true or false, got "maybe"`,
+			file: "$RAG_AUTO_INDEXING_ENABLED",
+		},
+		{
+			name: "variable for a section",
+			src:  base,
+			vars: map[string]string{"ADRULES__FEATURE_FLAGS": "true"},
+			msg:  "feature_flags: is keys and values (a mapping); a variable can set only a single value",
+			file: "$ADRULES__FEATURE_FLAGS",
+		},
+		{
+			name: "predecessor variable without its param",
+			src:  base,
+			vars: map[string]string{"WINNER_MIN_IMPRESSIONS": "500"},
+			msg:  "sets winner_detection.min_impressions, which the file does not define",
+			file: "$WINNER_MIN_IMPRESSIONS",
+		},
+		{
+			name: "predecessor variable not a number",
+			src:  base,
+			vars: map[string]string{"JITTER_MIN_MS": "soon"},
+			msg:  `guards.jitter.min: expected a number, got "soon"`,
+			file: "$JITTER_MIN_MS",
+		},
+		{
+			name: "two variables for one key",
+			src:  base,
+			vars: map[string]string{"MAX_ACTIONS_PER_HOUR": "10", "ADRULES__GUARDS__RATE_LIMIT__MAX_PER_HOUR": "12"},
+			msg:  "both $ADRULES__GUARDS__RATE_LIMIT__MAX_PER_HOUR and $MAX_ACTIONS_PER_HOUR set guards.rate_limit.max_per_hour",
+			file: "$MAX_ACTIONS_PER_HOUR",
+		},
+		{
+			name: "guards and safe_executor",
+			src:  base + "guards: {enabled: true}\nsafe_executor: {enabled: true}\n",
+			msg:  "the file has both guards and safe_executor (line 7)",
+			line: 8, col: 1,
+		},
+		{
+			name: "unknown key in safe_executor",
+			src:  "safe_executor:\n  rate_limiting:\n    max_actions_per_hr: 5\n",
+			msg:  `unknown key "max_actions_per_hr" in safe_executor.rate_limiting; known keys: max_actions_per_hour, max_actions_per_day`,
+			line: 3, col: 5,
+		},
+		{
+			name: "safe_executor hours not a number",
+			src:  "safe_executor:\n  budget_velocity: {velocity_window_hours: six}\n",
+			msg:  `expected a number of hours, got "six"`,
+			line: 2, col: 44,
+		},
+		{
+			name: "predecessor section given twice",
+			src:  "params:\n  winner_detection: {ctr_threshold: 0.03}\nwinner_detection: {ctr_threshold: 0.04}\n",
+			msg:  "winner_detection is given both at the top level and under params (line 2)",
+			line: 3, col: 1,
+		},
+		{
+			name: "payload_fields not a list",
+			src:  "winner_detection: {ctr_threshold: 0.03}\nrag_indexing: {payload_fields: ctr}\n",
+			msg:  "payload_fields must be a list",
+			line: 2, col: 32,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load("test.yaml", []byte(tc.src), Options{Environment: tc.env, Vars: tc.vars})
+			if err == nil {
+				t.Fatalf("Load accepted the file; want an error containing %q", tc.msg)
+			}
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("Load returned %T, want Errors: %v", err, err)
+			}
+			var got *Error
+			for _, e := range es {
+				if strings.Contains(e.Msg, tc.msg) {
+					got = e
+					break
+				}
+			}
+			if got == nil {
+				t.Fatalf("no error contains %q; got:\n%v", tc.msg, err)
+			}
+			file := tc.file
+			if file == "" {
+				file = "test.yaml"
+			}
+			want := Pos{File: file, Line: tc.line, Col: tc.col}
+			if got.Pos != want || got.RuleID != tc.ruleID {
+				t.Errorf("error %q at %v in rule %q; want %v in rule %q", got.Msg, got.Pos, got.RuleID, want, tc.ruleID)
+			}
+		})
+	}
+}
+
+// TestAllErrorsInFileOrder checks Load reports every problem at once, in
+// the order of the file, and that each is a *Error for errors.As.
+func TestAllErrorsInFileOrder(t *testing.T) {
+	src := `rules:
+  - id: b
+    when: ad.ctr > 0.1
+    once: twice
+    emit: {type: x}
+  - id: a
+    action: {type: pause}
+guards:
+  jitter: {min: 9s, max: 1s}
+`
+	_, err := Load("test.yaml", []byte(src), Options{})
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("got %v, want Errors", err)
+	}
+	want := []string{
+		"test.yaml:4:11: rule b: once must be per_ad or left out",
+		"test.yaml:6:5: rule a: when is missing",
+		"test.yaml:9:17: jitter.min 9s is more than jitter.max 1s",
+	}
+	if len(es) != len(want) {
+		t.Fatalf("got %d errors, want %d:\n%v", len(es), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(es[i].Error(), w) {
+			t.Errorf("error %d = %q, want prefix %q", i, es[i].Error(), w)
+		}
+	}
+	var e *Error
+	if !errors.As(err, &e) || e != es[0] {
+		t.Errorf("errors.As did not find the first *Error")
+	}
+}
+
+// TestDecodeAllMistakes checks the strict decoder reports every schema
+// mistake at once rather than stopping at the first.
+func TestDecodeAllMistakes(t *testing.T) {
+	src := "nam: x\nguards: {rate_limit: {max_per_hour: x}}\nrules: [{id: a, wen: true}]\n"
+	_, err := Load("test.yaml", []byte(src), Options{})
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 3 {
+		t.Fatalf("got %v, want 3 errors", err)
+	}
+}
