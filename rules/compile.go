@@ -157,7 +157,7 @@ func Compile(doc *config.Document, version int64) (*RuleSet, error) {
 			continue
 		}
 		r.prog = prog
-		if r.explain, err = explainLeaves(cr.When, opts); err != nil {
+		if r.explain, err = explainLeaves(cr.When, env, opts); err != nil {
 			fail(cr.WhenPos.At(1, 1), "when: %s", err)
 		}
 		if cr.Emit != nil {
@@ -213,7 +213,7 @@ func exprErr(err error) (int, int, string) {
 // explainLeaves finds the sub-conditions of a when expression (the operands
 // of &&, ||, ! and ?:) and compiles each, and each side of each comparison,
 // so a decision can say what every part of its condition was.
-func explainLeaves(src string, opts func(...expr.Option) []expr.Option) ([]explainLeaf, error) {
+func explainLeaves(src string, envT reflect.Type, opts func(...expr.Option) []expr.Option) ([]explainLeaf, error) {
 	tree, err := parser.Parse(src)
 	if err != nil {
 		return nil, err
@@ -252,12 +252,29 @@ func explainLeaves(src string, opts func(...expr.Option) []expr.Option) ([]expla
 				return walk(n.Node)
 			}
 		case *ast.ConditionalNode:
-			for _, c := range []ast.Node{n.Cond, n.Exp1, n.Exp2} {
-				if err := walk(c); err != nil {
+			if err := walk(n.Cond); err != nil {
+				return err
+			}
+			// A condition on params alone is decided for the rule set's
+			// life: explain only the branch it takes.
+			if isConstant(n.Cond) {
+				p, err := expr.Compile(n.Cond.String(), opts(expr.AsBool())...)
+				if err != nil {
 					return err
 				}
+				out, err := expr.Run(p, reflect.New(envT).Interface())
+				if err != nil {
+					return err
+				}
+				if out.(bool) {
+					return walk(n.Exp1)
+				}
+				return walk(n.Exp2)
 			}
-			return nil
+			if err := walk(n.Exp1); err != nil {
+				return err
+			}
+			return walk(n.Exp2)
 		case *ast.BoolNode:
 			return nil
 		}

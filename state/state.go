@@ -34,6 +34,9 @@ func Open(dir string, o Options) (*DB, error) {
 	if po == nil {
 		po = &pebble.Options{}
 	}
+	if po.Logger == nil {
+		po.Logger = quietLogger{}
+	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
@@ -484,4 +487,16 @@ func (r *reader) string() string {
 func (r *reader) totals(t *rules.Totals) {
 	t.Impressions, t.Clicks, t.Conversions, t.Events = r.varint(), r.varint(), r.varint(), r.varint()
 	t.Spend, t.Revenue = r.float(), r.float()
+}
+
+// quietLogger drops Pebble's informational messages (WAL recovery and the
+// like) and keeps its errors.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any) {}
+func (quietLogger) Errorf(format string, args ...any) {
+	pebble.DefaultLogger.Errorf(format, args...)
+}
+func (quietLogger) Fatalf(format string, args ...any) {
+	pebble.DefaultLogger.Fatalf(format, args...)
 }

@@ -117,7 +117,8 @@ type Sink struct {
 	NDecisions, NVerdicts, NDeadLetters int
 	// RuleErrors counts run-time rule errors by rule id.
 	RuleErrors map[string]int
-	buf        []byte
+	buf        bytes.Buffer
+	enc        *json.Encoder
 }
 
 // Write writes out.
@@ -156,13 +157,28 @@ func (s *Sink) line(w io.Writer, v any) error {
 	if w == nil {
 		return nil
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
+	s.buf.Reset()
+	if s.enc == nil {
+		s.enc = json.NewEncoder(&s.buf)
+		s.enc.SetEscapeHTML(false)
+	}
+	if err := s.enc.Encode(v); err != nil {
 		return err
 	}
-	s.buf = append(append(s.buf[:0], b...), '\n')
-	_, err = w.Write(s.buf)
+	_, err := w.Write(s.buf.Bytes())
 	return err
+}
+
+// Marshal writes v as JSON without escaping <, > and & (so explain traces
+// read as written), with no trailing newline.
+func Marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // DeadLetterRecord is the JSON form of a dead letter: the reason, where the
