@@ -351,8 +351,8 @@ func (dc *decoder) free(n *yaml.Node, path string) any {
 
 // exprPos maps the content of the scalar n back to the file, line by
 // line, by matching each source line against the value YAML produced.
-// Where the two do not line up (escapes in quoted scalars), it falls back
-// to the start of the scalar.
+// Where the two stop lining up (an escape in a quoted scalar), the spans
+// end there, and later positions map to the end of the last span.
 func (l *loader) exprPos(n *yaml.Node) ExprPos {
 	v := n.Value
 	if name, ok := l.env[n]; ok {
@@ -360,8 +360,20 @@ func (l *loader) exprPos(n *yaml.Node) ExprPos {
 	}
 	block := n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0
 	quoted := n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0
-	fallback := ExprPos{File: l.file, Lines: []LineSpan{{Line: n.Line, Col: n.Column, Len: len(v), ExprLine: 1, ExprCol: 1}}}
 	e := ExprPos{File: l.file, Folded: n.Style&yaml.FoldedStyle != 0}
+	done := func() ExprPos {
+		if len(e.Lines) == 0 {
+			col := n.Column
+			if quoted {
+				col++
+			}
+			e.Lines = []LineSpan{{Line: n.Line, Col: col, Len: len(v), ExprLine: 1, ExprCol: 1}}
+		}
+		if !block && e.Lines[len(e.Lines)-1].Line != e.Lines[0].Line {
+			e.Folded = true
+		}
+		return e
+	}
 	line, first := n.Line, !block
 	if block {
 		line++ // block content starts below its | or > indicator
@@ -376,13 +388,13 @@ func (l *loader) exprPos(n *yaml.Node) ExprPos {
 			}
 		}
 		if o == len(v) {
-			break
+			return done()
 		}
 		var text string
 		start := 0
 		for ; ; line++ {
 			if line < 1 || line > len(l.src) {
-				return fallback
+				return done()
 			}
 			text, start = l.src[line-1], 0
 			if first {
@@ -399,19 +411,15 @@ func (l *loader) exprPos(n *yaml.Node) ExprPos {
 		content := strings.TrimRight(text[start:], " \t")
 		m := commonPrefix(content, v[o:])
 		if m == 0 {
-			return fallback
+			return done()
 		}
 		e.Lines = append(e.Lines, LineSpan{Line: line, Col: start + 1, Len: m, ExprLine: el, ExprCol: ec})
 		o, ec = o+m, ec+m
 		if m < len(content) && o < len(v) {
-			return fallback
+			return done()
 		}
 		line++
 	}
-	if !block && len(e.Lines) > 1 {
-		e.Folded = true
-	}
-	return e
 }
 
 // byteIndex returns the byte offset of the rune at index i of s.
