@@ -4,6 +4,7 @@ import (
 	"math"
 	"reflect"
 	"strconv"
+	"strings"
 	"unsafe"
 
 	"github.com/expr-lang/expr/vm"
@@ -104,6 +105,7 @@ func (e *Evaluator) Eval(st *AdState, ev *Event, in Input, res *Result) {
 }
 
 func (e *Evaluator) fail(r *rule, ev *Event, res *Result, msg string) {
+	msg, _, _ = strings.Cut(msg, "\n") // expr appends a source snippet
 	res.Errors = append(res.Errors, RuleError{RuleID: r.id, AdID: ev.AdID, Err: msg})
 	if r.stopOnErr {
 		e.halted[r.group] = true
