@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"hash/fnv"
+	"io"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -116,8 +116,6 @@ func (s *scriptedSource) Poll(ctx context.Context) ([]engine.Record, error) {
 	}
 	return out, nil
 }
-
-
 
 func (s *scriptedSource) Commit(context.Context) error { return nil }
 
