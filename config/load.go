@@ -125,7 +125,7 @@ func (l *loader) parse(data []byte) (*yaml.Node, error) {
 	x := expander{l: l, budget: maxNodes, active: map[*yaml.Node]bool{}}
 	root, err := x.copy(root)
 	if err != nil {
-		return nil, Errors{err.(*Error)}
+		return nil, Errors{err}
 	}
 	if root.Kind != yaml.MappingNode {
 		if isNull(root) {
@@ -181,7 +181,7 @@ type expander struct {
 	active map[*yaml.Node]bool // nodes being copied: an alias to one is a cycle
 }
 
-func (x *expander) copy(n *yaml.Node) (*yaml.Node, error) {
+func (x *expander) copy(n *yaml.Node) (*yaml.Node, *Error) {
 	if n.Kind == yaml.AliasNode {
 		if n.Alias == nil || x.active[n.Alias] {
 			return nil, x.l.errorf(n, "alias *%s refers to itself", n.Value)
