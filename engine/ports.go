@@ -8,7 +8,9 @@ import (
 )
 
 // Record is one input record: a metric event (stage 1) or an action
-// proposal (stage 2), with where it came from.
+// proposal (stage 2), with where it came from. A Source may reuse the memory
+// of Key and Value once the batch is committed; a Sink that keeps them past
+// Write (a dead letter produced asynchronously, say) copies them.
 type Record struct {
 	Topic     string
 	Partition int32

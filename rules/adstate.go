@@ -1,6 +1,9 @@
 package rules
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // Totals are summed deltas.
 type Totals struct {
@@ -124,29 +127,29 @@ func (s *AdState) TooLate(ev *Event, horizonMS int64) bool {
 // how far event ids are kept.
 func (s *AdState) Apply(ev *Event, hash uint64, keepMS, horizonMS int64) {
 	if s.Life.Events == 0 {
-		s.AdID = ev.AdID
+		s.AdID = keep(s.AdID, ev.AdID)
 		s.CreatedAt = ev.TS
 		s.MaxTS = ev.TS
 	}
 	if ev.CreatedAt != 0 && !s.HasCreatedAt {
 		s.CreatedAt, s.HasCreatedAt = ev.CreatedAt, true
 	}
-	s.AccountID = ev.AccountID
+	s.AccountID = keep(s.AccountID, ev.AccountID)
 	if ev.CampaignID != "" {
-		s.CampaignID = ev.CampaignID
+		s.CampaignID = keep(s.CampaignID, ev.CampaignID)
 	}
 	if ev.AdsetID != "" {
-		s.AdsetID = ev.AdsetID
+		s.AdsetID = keep(s.AdsetID, ev.AdsetID)
 	}
 	if ev.VideoID != "" {
-		s.VideoID = ev.VideoID
+		s.VideoID = keep(s.VideoID, ev.VideoID)
 	}
 	if ev.HasBudget {
 		s.Budget, s.HasBudget = ev.Budget, true
 	}
 	s.Life.add(ev)
 	s.MaxTS = max(s.MaxTS, ev.TS)
-	s.Seen = append(s.Seen, Seen{Hash: hash, TS: ev.TS, ID: ev.EventID})
+	s.Seen = append(s.Seen, Seen{Hash: hash, TS: ev.TS, ID: strings.Clone(ev.EventID)})
 
 	m := ev.TS / 60000
 	if !s.Dirty.Buckets || m < s.Dirty.MinMinute {
@@ -179,20 +182,25 @@ func (s *AdState) Apply(ev *Event, hash uint64, keepMS, horizonMS int64) {
 	s.expire(keepMS, horizonMS)
 }
 
+// expireBatch is how many entries must have expired before expire removes
+// them: removal moves the whole slice, so it is done in batches. Entries
+// past their time are never read (windowSums and TooLate bound what they
+// look at), so batching changes no result.
+const expireBatch = 16
+
 // expire drops buckets that no window can reach again and event ids past the
-// dedupe horizon. It works only when the oldest bucket has expired, so its
-// cost is spread over many events.
+// dedupe horizon, once expireBatch of them have expired.
 func (s *AdState) expire(keepMS, horizonMS int64) {
 	cut := (s.MaxTS - keepMS) / 60000 // buckets at or before cut are outside every window
-	if len(s.Buckets) > 0 && s.Buckets[0].Minute <= cut {
-		i := 0
+	if len(s.Buckets) >= expireBatch && s.Buckets[expireBatch-1].Minute <= cut {
+		i := expireBatch
 		for i < len(s.Buckets) && s.Buckets[i].Minute <= cut {
 			i++
 		}
 		s.Buckets = slices.Delete(s.Buckets, 0, i)
 		s.Dirty.BucketCut = cut
 	}
-	if seenCut := s.MaxTS - horizonMS; len(s.Seen) > 0 && s.Seen[0].TS <= seenCut {
+	if seenCut := s.MaxTS - horizonMS; len(s.Seen) >= expireBatch && s.Seen[expireBatch-1].TS <= seenCut {
 		s.Seen = slices.DeleteFunc(s.Seen, func(x Seen) bool { return x.TS <= seenCut })
 		s.Dirty.SeenCut = seenCut
 		s.Dirty.NewSeen = min(s.Dirty.NewSeen, len(s.Seen))
@@ -240,4 +248,12 @@ func (s *AdState) setMark(id string, ts int64) {
 		return
 	}
 	s.Marks = append(s.Marks, Mark{RuleID: id, Last: ts})
+}
+
+// keep returns old when it equals s, else a copy of s that owns its memory.
+func keep(old, s string) string {
+	if old == s {
+		return old
+	}
+	return strings.Clone(s)
 }

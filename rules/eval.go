@@ -106,7 +106,7 @@ func (e *Evaluator) Eval(st *AdState, ev *Event, in Input, res *Result) {
 
 func (e *Evaluator) fail(r *rule, ev *Event, res *Result, msg string) {
 	msg, _, _ = strings.Cut(msg, "\n") // expr appends a source snippet
-	res.Errors = append(res.Errors, RuleError{RuleID: r.id, AdID: ev.AdID, Err: msg})
+	res.Errors = append(res.Errors, RuleError{RuleID: r.id, AdID: strings.Clone(ev.AdID), Err: msg})
 	if r.stopOnErr {
 		e.halted[r.group] = true
 	}
@@ -118,7 +118,7 @@ func (e *Evaluator) decide(r *rule, st *AdState, ev *Event, in Input) Decision {
 		DecisionID: ID("decision", rs.SHA256, r.id, ev.AdID, ev.EventID),
 		RuleID:     r.id, RulesetVersion: rs.Version, RulesetSHA256: rs.SHA256, Type: r.emitType,
 		AccountID: st.AccountID, CampaignID: st.CampaignID, AdsetID: st.AdsetID, AdID: st.AdID,
-		VideoID: st.VideoID, EventID: ev.EventID, TS: Time(ev.TS), Input: in,
+		VideoID: st.VideoID, EventID: strings.Clone(ev.EventID), TS: Time(ev.TS), Input: in,
 	}
 	if len(r.values) > 0 {
 		d.Values = make(map[string]any, len(r.values))
@@ -171,9 +171,15 @@ func (e *Evaluator) show(p *vm.Program) string {
 }
 
 // jsonValue keeps values JSON can write: NaN and infinities become nil.
+// Strings are cloned: they may share a decoder's memory.
 func jsonValue(v any) any {
-	if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
-		return nil
+	switch x := v.(type) {
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil
+		}
+	case string:
+		return strings.Clone(x)
 	}
 	return v
 }

@@ -5,12 +5,17 @@ import (
 	"math"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
 )
 
 // Event is one metric event: the delta of one ad for one reporting interval
 // (DESIGN section 4). Times are epoch milliseconds; 0 means absent.
+//
+// The strings of an Event filled by a Decoder share the decoder's memory:
+// they are valid until its next Decode. Whatever keeps one (AdState,
+// Decision) clones it.
 type Event struct {
 	EventID    string
 	TS         int64
@@ -148,7 +153,7 @@ func str(v *fastjson.Value, field string, required bool) (string, error) {
 		if len(b) == 0 && required {
 			return "", &DecodeError{Field: field, Reason: "required field empty"}
 		}
-		return string(b), nil
+		return unsafe.String(unsafe.SliceData(b), len(b)), nil
 	case fastjson.TypeNull:
 		if required {
 			return "", &DecodeError{Field: field, Reason: "required field empty"}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/adrules/adrules/rules"
 	"github.com/cockroachdb/pebble/v2"
@@ -109,6 +110,7 @@ func (p *Partition) Ad(adID string) (*rules.AdState, error) {
 	st, ok := p.ads[adID]
 	if !ok {
 		var err error
+		adID = strings.Clone(adID) // the caller's string may share a decoder's memory
 		if st, err = p.loadAd(adID); err != nil {
 			return nil, err
 		}
@@ -126,6 +128,7 @@ func (p *Partition) Account(accountID string) (*rules.AccountState, error) {
 	st, ok := p.accounts[accountID]
 	if !ok {
 		var err error
+		accountID = strings.Clone(accountID)
 		if st, err = p.loadAccount(accountID); err != nil {
 			return nil, err
 		}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"syscall"
 
 	"github.com/adrules/adrules/internal/backtest"
 )
@@ -54,12 +56,30 @@ func cmdBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		defer f.Close()
 		o.Actions, o.ActionsName = f, *actions
 	}
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
 	sum, err := backtest.Run(ctx, o)
 	if err != nil {
 		return err
 	}
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
 	fmt.Fprintf(stderr, "backtest of %s (sha256 %s) over %s\n", *rulesFile, rs.SHA256[:12], *input)
 	sum.Print(stderr)
+	if sum.Lines > 0 {
+		fmt.Fprintf(stderr, "memory:     %.1f allocations per input line, peak RSS %d MiB\n",
+			float64(after.Mallocs-before.Mallocs)/float64(sum.Lines), peakRSS()>>20)
+	}
 	fmt.Fprintf(stderr, "output:     %s/decisions.jsonl, actions.jsonl, dlq.jsonl\n", *out)
 	return nil
+}
+
+// peakRSS returns the process's peak resident set size in bytes (0 where the
+// system does not say).
+func peakRSS() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Maxrss << 10 // Linux reports kilobytes
 }

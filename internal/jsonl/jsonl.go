@@ -35,6 +35,8 @@ type Source struct {
 	batch     int
 	offset    int64
 	recs      []engine.Record
+	arena     []byte
+	spans     []lineSpan
 	done      bool
 	// Read counts the lines read so far.
 	Read int64
@@ -49,7 +51,8 @@ func NewSource(r io.Reader, topic string, batch int) *Source {
 	return &Source{r: bufio.NewReaderSize(r, 1<<20), topic: topic, batch: batch}
 }
 
-// Poll returns the next batch of non-blank lines, or io.EOF.
+// Poll returns the next batch of non-blank lines, or io.EOF. The records'
+// values share one buffer that the next Poll reuses.
 func (s *Source) Poll(ctx context.Context) ([]engine.Record, error) {
 	if s.done {
 		return nil, io.EOF
@@ -58,15 +61,26 @@ func (s *Source) Poll(ctx context.Context) ([]engine.Record, error) {
 		return nil, err
 	}
 	s.recs = s.recs[:0]
-	for len(s.recs) < s.batch {
-		line, err := s.r.ReadBytes('\n')
-		if len(line) > 0 {
+	s.arena = s.arena[:0]
+	s.spans = s.spans[:0]
+	for len(s.spans) < s.batch {
+		start := len(s.arena)
+		var err error
+		for {
+			var chunk []byte
+			chunk, err = s.r.ReadSlice('\n')
+			s.arena = append(s.arena, chunk...)
+			if !errors.Is(err, bufio.ErrBufferFull) {
+				break
+			}
+		}
+		if len(s.arena) > start {
 			off := s.offset
 			s.offset++
 			s.Read++
-			line = bytes.TrimRight(line, "\r\n")
+			line := bytes.TrimRight(s.arena[start:], "\r\n")
 			if len(bytes.TrimSpace(line)) > 0 {
-				s.recs = append(s.recs, engine.Record{Topic: s.topic, Partition: s.partition, Offset: off, Value: line})
+				s.spans = append(s.spans, lineSpan{off: off, start: start, end: start + len(line)})
 			}
 		}
 		if errors.Is(err, io.EOF) {
@@ -77,10 +91,18 @@ func (s *Source) Poll(ctx context.Context) ([]engine.Record, error) {
 			return nil, fmt.Errorf("read %s: %w", s.topic, err)
 		}
 	}
+	for _, sp := range s.spans {
+		s.recs = append(s.recs, engine.Record{Topic: s.topic, Partition: s.partition, Offset: sp.off, Value: s.arena[sp.start:sp.end:sp.end]})
+	}
 	if len(s.recs) == 0 && s.done {
 		return nil, io.EOF
 	}
 	return s.recs, nil
+}
+
+type lineSpan struct {
+	off        int64
+	start, end int
 }
 
 // Commit does nothing: a file has no consumer offsets.
