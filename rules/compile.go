@@ -200,14 +200,25 @@ func Compile(doc *config.Document, version int64) (*RuleSet, error) {
 
 var snippetLine = regexp.MustCompile(`\s*\(\d+:\d+\)$`)
 
+// typeNames renames Go types in expr's messages to what a rule author wrote.
+var typeNames = strings.NewReplacer(
+	"type rules.AdView", "ad", "type rules.WindowView", "the window", "type rules.EventView", "event",
+	"rules.AdView", "ad", "rules.WindowView", "window", "rules.EventView", "event",
+)
+
+var structType = regexp.MustCompile(`type struct \{.*\} has no field`)
+
 // exprErr extracts line, column (from 1) and the bare message of an expr error.
 func exprErr(err error) (int, int, string) {
 	var fe *file.Error
+	line, col, msg := 1, 1, ""
 	if errors.As(err, &fe) {
-		return fe.Line, fe.Column + 1, fe.Message
+		line, col, msg = fe.Line, fe.Column+1, fe.Message
+	} else {
+		msg = snippetLine.ReplaceAllString(strings.SplitN(err.Error(), "\n", 2)[0], "")
 	}
-	msg := strings.SplitN(err.Error(), "\n", 2)[0]
-	return 1, 1, snippetLine.ReplaceAllString(msg, "")
+	msg = structType.ReplaceAllString(msg, "this parameter group has no field")
+	return line, col, typeNames.Replace(msg)
 }
 
 // explainLeaves finds the sub-conditions of a when expression (the operands

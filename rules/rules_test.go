@@ -32,7 +32,7 @@ rules:
   - id: r1
     when: ad.impresions > 10
     emit: {type: t}
-`, "rules.yaml:4:14: rule r1: when: type rules.AdView has no field impresions"},
+`, "rules.yaml:4:14: rule r1: when: ad has no field impresions"},
 		{"unknown param, folded", `
 params: {w: {min: 1}}
 rules:
@@ -41,7 +41,7 @@ rules:
       ad.impressions > 1 &&
       ad.clicks > params.w.mni
     emit: {type: t}
-`, "rules.yaml:7:28: rule r2: when: type struct { F0 int \"expr:\\\"min\\\"\" } has no field mni"},
+`, "rules.yaml:7:28: rule r2: when: this parameter group has no field mni"},
 		{"unknown window, literal block", `
 rules:
   - id: r3
