@@ -107,15 +107,22 @@ type window struct {
 	minutes int64
 }
 
-// windowNames returns the canonical name of a window and its aliases: a 24h
-// window is w24h and w1d, a 7d window w7d and w168h.
+// windowNames returns the canonical name of a window and its aliases. Whole
+// hours up to 47h are named in hours (w24h, alias w1d), longer whole days in
+// days (w7d, alias w168h), anything else in minutes (w90m).
 func windowNames(d config.Duration) (string, []string) {
 	v := d.D()
-	names := []string{}
-	if v%(24*time.Hour) == 0 {
-		names = append(names, fmt.Sprintf("w%dd", v/(24*time.Hour)))
-	}
-	if v%time.Hour == 0 {
+	var names []string
+	hours, days := v%time.Hour == 0, v%(24*time.Hour) == 0
+	switch {
+	case hours && v < 48*time.Hour:
+		names = append(names, fmt.Sprintf("w%dh", v/time.Hour))
+		if days {
+			names = append(names, fmt.Sprintf("w%dd", v/(24*time.Hour)))
+		}
+	case days:
+		names = append(names, fmt.Sprintf("w%dd", v/(24*time.Hour)), fmt.Sprintf("w%dh", v/time.Hour))
+	case hours:
 		names = append(names, fmt.Sprintf("w%dh", v/time.Hour))
 	}
 	names = append(names, fmt.Sprintf("w%dm", v/time.Minute))
