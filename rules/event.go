@@ -116,12 +116,16 @@ func (d *Decoder) Decode(data []byte, ev *Event) error {
 			ev.Clicks, bad = count(v, "clicks")
 			have |= hasClicks
 		case "conversions":
-			ev.Conversions, bad = count(v, "conversions")
+			if v.Type() != fastjson.TypeNull {
+				ev.Conversions, bad = count(v, "conversions")
+			}
 		case "spend":
 			ev.Spend, bad = money(v, "spend")
 			have |= hasSpend
 		case "revenue":
-			ev.Revenue, bad = money(v, "revenue")
+			if v.Type() != fastjson.TypeNull {
+				ev.Revenue, bad = money(v, "revenue")
+			}
 		case "created_at":
 			if v.Type() != fastjson.TypeNull {
 				ev.CreatedAt, bad = timestamp(v, "created_at")
