@@ -39,6 +39,7 @@ type RuleSet struct {
 	groups    []string
 	windows   []window // ascending length
 	winMins   []int64
+	sumWins   int // how many windows (shortest first) evaluation sums
 	keepMS    int64 // longest window
 	horizonMS int64 // dedupe horizon
 	env       reflect.Type
@@ -117,7 +118,7 @@ func Compile(doc *config.Document, version int64) (*RuleSet, error) {
 	}
 	rs.env = env
 	envVal := reflect.New(env).Interface()
-	patch := &constPatcher{params: rs.params, flags: rs.flags, aliases: aliases}
+	patch := &constPatcher{params: rs.params, flags: rs.flags, aliases: aliases, used: map[string]bool{}}
 	opts := func(extra ...expr.Option) []expr.Option {
 		return append([]expr.Option{
 			expr.Env(envVal), expr.DisableBuiltin("now"), expr.MaxNodes(MaxNodes), expr.Patch(patch),
@@ -195,6 +196,14 @@ func Compile(doc *config.Document, version int64) (*RuleSet, error) {
 	}
 	rs.rules = sorted
 	rs.guards = newGuards(doc.Guards)
+	// Sum only up to the longest window a rule reads: windows are ascending,
+	// and the ones after it stay zero, never read.
+	rs.sumWins = 0
+	for i, w := range rs.windows {
+		if patch.used[w.name] {
+			rs.sumWins = i + 1
+		}
+	}
 	return rs, nil
 }
 

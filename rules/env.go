@@ -229,6 +229,9 @@ type constPatcher struct {
 	params  map[string]any
 	flags   map[string]bool
 	aliases map[string]string
+	// used collects every identifier the expressions name, so evaluation
+	// sums only the windows some rule reads.
+	used map[string]bool
 }
 
 func (p *constPatcher) Visit(node *ast.Node) {
@@ -237,6 +240,7 @@ func (p *constPatcher) Visit(node *ast.Node) {
 		if c, ok := p.aliases[n.Value]; ok {
 			n.Value = c
 		}
+		p.used[n.Value] = true
 	case *ast.MemberNode:
 		root, path, ok := memberPath(n)
 		if !ok {

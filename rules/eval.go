@@ -63,9 +63,9 @@ func (e *Evaluator) Eval(st *AdState, ev *Event, in Input, res *Result) {
 	rs := e.rs
 	*(*AdView)(unsafe.Add(e.base, e.offs[envAd])) = adView(st, ev.TS)
 	*(*EventView)(unsafe.Add(e.base, e.offs[envEvent])) = eventView(ev)
-	if len(e.wins) > 0 {
-		st.windowSums(ev.TS/60000, rs.winMins, e.wins)
-		for i := range e.wins {
+	if n := rs.sumWins; n > 0 {
+		st.windowSums(ev.TS/60000, rs.winMins[:n], e.wins[:n])
+		for i := range n {
 			*(*WindowView)(unsafe.Add(e.base, e.offs[envWindows+i])) = e.wins[i].window()
 		}
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/adrules/adrules/internal/jsonl"
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/state"
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // ProposalsTopic names the stage-2 input of a backtest.
@@ -118,7 +119,8 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		defer os.RemoveAll(tmp)
 		dir = tmp
 	}
-	db, err := state.Open(dir, state.Options{})
+	// The state of a backtest is thrown away: no write-ahead log.
+	db, err := state.Open(dir, state.Options{Pebble: &pebble.Options{DisableWAL: true, MemTableSize: 64 << 20}})
 	if err != nil {
 		return nil, err
 	}
