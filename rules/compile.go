@@ -39,7 +39,7 @@ type RuleSet struct {
 	groups    []string
 	windows   []window // ascending length
 	winMins   []int64
-	sumWins   int // how many windows (shortest first) evaluation sums
+	sumWins   int   // how many windows (shortest first) evaluation sums
 	keepMS    int64 // longest window
 	horizonMS int64 // dedupe horizon
 	env       reflect.Type
