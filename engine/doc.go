@@ -15,10 +15,16 @@
 //
 // # Batches and commits
 //
-// Each batch is processed, its output written to the Sink, then each
-// partition's state committed together with the offset of its next record,
-// then the Source committed. A record whose offset is below the committed
-// offset is skipped, so replaying a batch after a crash changes no state.
+// Each batch is processed, its output written to the Sink, the Source
+// committed (with Kafka: the transaction holding the output and the consumer
+// offsets), and only then each partition's state committed together with the
+// offset of its next record. The state never runs ahead of the output. A
+// record whose offset is below the committed state is skipped; when a
+// partition's first records lie past its committed state (the process died
+// between the two commits, or the partition moved here from another node),
+// the engine replays the gap from the Source into the state without writing
+// output (Replayer). A Source that aborts a batch returns ErrReset and the
+// engine forgets its in-memory state, to reload it from the Store.
 //
 // # Rule set swaps
 //

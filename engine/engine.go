@@ -42,6 +42,7 @@ type cfg struct {
 	obs            Observer
 	log            *slog.Logger
 	proposalTopics map[string]bool
+	relayTopics    map[string]bool
 	requireKey     bool
 }
 
@@ -82,6 +83,17 @@ func WithProposalTopics(topics ...string) Opt {
 	})
 }
 
+// WithRelayTopics names the topics whose records are external proposals to
+// validate and pass on as Output.Proposals, so that stage 2 reads one log
+// per account. Default: none.
+func WithRelayTopics(topics ...string) Opt {
+	return optFunc(func(cf *cfg) {
+		for _, t := range topics {
+			cf.relayTopics[t] = true
+		}
+	})
+}
+
 // WithKeyCheck sets whether a record's key must equal its ad_id (stage 1) or
 // account_id (stage 2) when the record has a key. Default true: a record on
 // the wrong partition would split an ad's state. Records without a key are
@@ -91,7 +103,7 @@ func WithKeyCheck(on bool) Opt { return optFunc(func(cf *cfg) { cf.requireKey = 
 // New returns an Engine that runs rs. None of src, sink or store may be nil.
 func New(rs *rules.RuleSet, src Source, sink Sink, store Store, opts ...Opt) (*Engine, error) {
 	c := defaultCfg()
-	c.proposalTopics = map[string]bool{}
+	c.proposalTopics, c.relayTopics = map[string]bool{}, map[string]bool{}
 	for _, o := range opts {
 		o.apply(&c)
 	}
@@ -120,10 +132,13 @@ func (e *Engine) RuleSet() *rules.RuleSet { return e.rs.Load() }
 func (e *Engine) Run(ctx context.Context) error {
 	for {
 		recs, err := e.src.Poll(ctx)
-		if errors.Is(err, io.EOF) {
+		switch {
+		case errors.Is(err, io.EOF):
 			return nil
-		}
-		if err != nil {
+		case errors.Is(err, ErrReset):
+			e.Reset()
+			continue
+		case err != nil:
 			return err
 		}
 		if err := e.Process(ctx, recs); err != nil {
@@ -132,10 +147,16 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
+// Reset forgets every partition's in-memory state; the next batch reloads
+// it from the Store.
+func (e *Engine) Reset() { clear(e.parts) }
+
 // Process runs one batch: each partition's records in order, the partitions
 // in parallel; then it writes the output (partitions in topic and partition
-// order), commits each partition's state with its next offset, and commits
-// the source.
+// order), commits the source, and then commits each partition's state with
+// its next offset. The state is committed last so it never runs ahead of the
+// output: after a crash between the two, the engine replays the gap (see
+// Replayer).
 func (e *Engine) Process(ctx context.Context, recs []Record) error {
 	rs := e.rs.Load()
 	var order []*partition
@@ -144,13 +165,9 @@ func (e *Engine) Process(ctx context.Context, recs []Record) error {
 		k := partKey{r.Topic, r.Partition}
 		p, ok := e.parts[k]
 		if !ok {
-			st, err := e.store.Partition(r.Topic, r.Partition)
-			if err != nil {
-				return fmt.Errorf("engine: partition %s/%d: %w", r.Topic, r.Partition, err)
-			}
-			p = &partition{key: k, st: st, stage: 1, next: st.Offset()}
-			if e.cfg.proposalTopics[r.Topic] {
-				p.stage = 2
+			var err error
+			if p, err = e.open(ctx, rs, k, r.Offset); err != nil {
+				return err
 			}
 			e.parts[k] = p
 		}
@@ -181,6 +198,13 @@ func (e *Engine) Process(ctx context.Context, recs []Record) error {
 	if err := e.sink.Write(ctx, &e.out); err != nil {
 		return fmt.Errorf("engine: write output: %w", err)
 	}
+	if err := e.src.Commit(ctx); err != nil {
+		if errors.Is(err, ErrReset) {
+			e.Reset()
+			return nil
+		}
+		return err
+	}
 	for _, p := range order {
 		if err := p.st.Commit(p.next); err != nil {
 			return fmt.Errorf("engine: commit %s/%d: %w", p.key.topic, p.key.partition, err)
@@ -188,7 +212,47 @@ func (e *Engine) Process(ctx context.Context, recs []Record) error {
 		e.cfg.obs.Observe(p.stats)
 		p.batch = p.batch[:0]
 	}
-	return e.src.Commit(ctx)
+	return nil
+}
+
+// open loads a partition's state and, when its first record lies past the
+// committed state and the source can replay, brings the state up to that
+// record without writing output.
+func (e *Engine) open(ctx context.Context, rs *rules.RuleSet, k partKey, first int64) (*partition, error) {
+	st, err := e.store.Partition(k.topic, k.partition)
+	if err != nil {
+		return nil, fmt.Errorf("engine: partition %s/%d: %w", k.topic, k.partition, err)
+	}
+	p := &partition{key: k, st: st, stage: 1, next: st.Offset()}
+	switch {
+	case e.cfg.proposalTopics[k.topic]:
+		p.stage = 2
+	case e.cfg.relayTopics[k.topic]:
+		p.stage = 0
+	}
+	rp, ok := e.src.(Replayer)
+	if !ok || first <= max(p.next, 0) {
+		return p, nil
+	}
+	recs, err := rp.Replay(ctx, k.topic, k.partition, p.next, first)
+	if err != nil {
+		return nil, fmt.Errorf("engine: replay %s/%d [%d, %d): %w", k.topic, k.partition, p.next, first, err)
+	}
+	e.cfg.log.Info("rebuilding partition state", "topic", k.topic, "partition", k.partition, "from", p.next, "to", first, "records", len(recs))
+	for i := range recs {
+		p.batch = append(p.batch, &recs[i])
+	}
+	p.process(rs, e.cfg)
+	if p.err != nil {
+		return nil, p.err
+	}
+	// Nothing of the replay is written: its output was committed before.
+	p.batch = p.batch[:0]
+	p.next = max(p.next, first)
+	if err := p.st.Commit(p.next); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // partition is the worker state of one input partition.
@@ -227,9 +291,12 @@ func (p *partition) process(rs *rules.RuleSet, c cfg) {
 		p.stats.Records++
 		in := rules.Input{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
 		var err error
-		if p.stage == 1 {
+		switch p.stage {
+		case 0:
+			err = p.relay(r, in, c)
+		case 1:
 			err = p.event(r, in, c)
-		} else {
+		default:
 			err = p.proposal(r, in, c)
 		}
 		if err != nil {
@@ -313,6 +380,21 @@ func (p *partition) proposal(r *Record, in rules.Input, c cfg) error {
 	}
 	p.stats.Verdicts[key]++
 	p.out.Verdicts = append(p.out.Verdicts, v)
+	return nil
+}
+
+// relay validates an external proposal and passes it on to stage 2.
+func (p *partition) relay(r *Record, in rules.Input, c cfg) error {
+	prop, err := rules.DecodeProposal(r.Value)
+	if err != nil {
+		return &badRecord{err.Error()}
+	}
+	if c.requireKey && len(r.Key) > 0 && string(r.Key) != prop.AccountID {
+		return &badRecord{fmt.Sprintf("record key %q is not the proposal's account_id %q: proposals are keyed by account_id", r.Key, prop.AccountID)}
+	}
+	prop.Input = &in
+	p.stats.Proposals++
+	p.out.Proposals = append(p.out.Proposals, prop)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/adrules/adrules/rules"
@@ -23,11 +24,30 @@ type Record struct {
 // order. A finite source returns io.EOF once it is drained.
 type Source interface {
 	// Poll returns the next records; it blocks until there are some, ctx
-	// ends, or the source is drained (io.EOF).
+	// ends, or the source is drained (io.EOF). ErrReset says the source's
+	// assignment or position changed: the engine forgets what it holds in
+	// memory and polls again.
 	Poll(ctx context.Context) ([]Record, error)
 	// Commit tells the source that everything it returned so far has been
-	// processed, its state flushed and its output written.
+	// processed and its output written; the engine commits the state after
+	// it. ErrReset says the batch was not committed (a transaction aborted
+	// on a rebalance): the engine forgets the batch's state and polls again,
+	// and the source delivers the records again.
 	Commit(ctx context.Context) error
+}
+
+// ErrReset is returned by a Source's Poll or Commit when the engine must
+// forget its in-memory state and reload it from the Store.
+var ErrReset = errors.New("engine: source reset")
+
+// Replayer is what a Source can do besides: read a partition's records in
+// [from, to), from = -1 meaning the start of the log. When a partition's
+// first records lie past its committed state (the state was committed after
+// the output, and the process died between the two; or the partition moved
+// here from another node), the engine replays the gap into the state
+// without writing any output.
+type Replayer interface {
+	Replay(ctx context.Context, topic string, partition int32, from, to int64) ([]Record, error)
 }
 
 // Sink takes the output of one batch, in order, before the batch's state is
@@ -99,7 +119,7 @@ type Observer interface {
 type Stats struct {
 	Topic      string
 	Partition  int32
-	Stage      int // 1 or 2
+	Stage      int // 0 relay of external proposals, 1 metric events, 2 guards
 	Records    int
 	Rejected   int            // dead letters
 	Duplicates int            // events already applied (S1)
