@@ -141,7 +141,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		case err != nil:
 			return err
 		}
-		if err := e.Process(ctx, recs); err != nil {
+		// A batch that started finishes: output, commits and all, even
+		// when ctx ends meanwhile (SIGTERM finishes the current batch).
+		if err := e.Process(context.WithoutCancel(ctx), recs); err != nil {
 			return err
 		}
 	}
@@ -234,18 +236,21 @@ func (e *Engine) open(ctx context.Context, rs *rules.RuleSet, k partKey, first i
 	if !ok || first <= max(p.next, 0) {
 		return p, nil
 	}
-	recs, err := rp.Replay(ctx, k.topic, k.partition, p.next, first)
+	e.cfg.log.Info("rebuilding partition state", "topic", k.topic, "partition", k.partition, "from", p.next, "to", first)
+	replayed := 0
+	err = rp.Replay(ctx, k.topic, k.partition, p.next, first, func(recs []Record) error {
+		p.batch = p.batch[:0]
+		for i := range recs {
+			p.batch = append(p.batch, &recs[i])
+		}
+		p.process(rs, e.cfg)
+		replayed += len(recs)
+		return p.err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("engine: replay %s/%d [%d, %d): %w", k.topic, k.partition, p.next, first, err)
 	}
-	e.cfg.log.Info("rebuilding partition state", "topic", k.topic, "partition", k.partition, "from", p.next, "to", first, "records", len(recs))
-	for i := range recs {
-		p.batch = append(p.batch, &recs[i])
-	}
-	p.process(rs, e.cfg)
-	if p.err != nil {
-		return nil, p.err
-	}
+	e.cfg.log.Info("rebuilt partition state", "topic", k.topic, "partition", k.partition, "records", replayed)
 	// Nothing of the replay is written: its output was committed before.
 	p.batch = p.batch[:0]
 	p.next = max(p.next, first)
@@ -331,14 +336,16 @@ func (p *partition) event(r *Record, in rules.Input, c cfg) error {
 	if err != nil {
 		return err
 	}
+	// Too late is decided before duplicate: whether an id that old is still
+	// remembered depends on when expiry ran, and the result must not.
+	if st.TooLate(ev, p.rs.HorizonMS()) {
+		return &badRecord{fmt.Sprintf("too late: ts %s is more than the dedupe horizon (%s) behind the ad's newest event %s",
+			rules.FormatTime(ev.TS), time.Duration(p.rs.HorizonMS())*time.Millisecond, rules.FormatTime(st.MaxTS))}
+	}
 	h := rules.IDHash(ev.EventID)
 	if st.Duplicate(ev, h) {
 		p.stats.Duplicates++
 		return nil
-	}
-	if st.TooLate(ev, p.rs.HorizonMS()) {
-		return &badRecord{fmt.Sprintf("too late: ts %s is more than the dedupe horizon (%s) behind the ad's newest event %s",
-			rules.FormatTime(ev.TS), time.Duration(p.rs.HorizonMS())*time.Millisecond, rules.FormatTime(st.MaxTS))}
 	}
 	st.Apply(ev, h, p.rs.KeepMS(), p.rs.HorizonMS())
 	p.stats.MaxTS = max(p.stats.MaxTS, ev.TS)

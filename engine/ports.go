@@ -41,13 +41,13 @@ type Source interface {
 var ErrReset = errors.New("engine: source reset")
 
 // Replayer is what a Source can do besides: read a partition's records in
-// [from, to), from = -1 meaning the start of the log. When a partition's
-// first records lie past its committed state (the state was committed after
-// the output, and the process died between the two; or the partition moved
-// here from another node), the engine replays the gap into the state
-// without writing any output.
+// [from, to), from = -1 meaning the start of the log, handing them to fn in
+// chunks. When a partition's first records lie past its committed state
+// (the state is committed after the output, and the process died between
+// the two; or the partition moved here from another node), the engine
+// replays the gap into the state without writing any output.
 type Replayer interface {
-	Replay(ctx context.Context, topic string, partition int32, from, to int64) ([]Record, error)
+	Replay(ctx context.Context, topic string, partition int32, from, to int64, fn func([]Record) error) error
 }
 
 // Sink takes the output of one batch, in order, before the batch's state is

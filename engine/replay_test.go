@@ -44,10 +44,15 @@ func (s *gapSource) Commit(context.Context) error {
 	return nil
 }
 
-func (s *gapSource) Replay(_ context.Context, _ string, _ int32, from, to int64) ([]engine.Record, error) {
-	from = max(from, 0)
-	s.replayed += int(to - from)
-	return s.recs[from:to], nil
+func (s *gapSource) Replay(_ context.Context, _ string, _ int32, from, to int64, fn func([]engine.Record) error) error {
+	for i := max(from, 0); i < to; i += 1000 {
+		chunk := s.recs[i:min(i+1000, to)]
+		s.replayed += len(chunk)
+		if err := fn(chunk); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // output is one decision or proposal and the offset of its input.

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"math"
 	"slices"
 	"strings"
 )
@@ -89,8 +90,9 @@ type Dirty struct {
 	MinMinute int64 // the oldest bucket written, when Buckets
 	Buckets   bool
 	NewSeen   int   // ids appended to Seen
-	BucketCut int64 // buckets with Minute <= BucketCut were dropped (when > 0)
-	SeenCut   int64 // ids with TS <= SeenCut were dropped (when > 0)
+	BucketCut int64 // buckets with Minute <= BucketCut were dropped (when Cut)
+	SeenCut   int64 // ids with TS <= SeenCut were dropped (when Cut)
+	Cut       bool  // expire dropped buckets or ids
 	Listed    bool  // the store has queued the ad for its next flush
 }
 
@@ -192,6 +194,10 @@ const expireBatch = 16
 // dedupe horizon, once expireBatch of them have expired.
 func (s *AdState) expire(keepMS, horizonMS int64) {
 	cut := (s.MaxTS - keepMS) / 60000 // buckets at or before cut are outside every window
+	if !s.Dirty.Cut {
+		// Until something expires, the cuts delete nothing.
+		s.Dirty.BucketCut, s.Dirty.SeenCut = math.MinInt64, math.MinInt64
+	}
 	if len(s.Buckets) >= expireBatch && s.Buckets[expireBatch-1].Minute <= cut {
 		i := expireBatch
 		for i < len(s.Buckets) && s.Buckets[i].Minute <= cut {
@@ -199,10 +205,12 @@ func (s *AdState) expire(keepMS, horizonMS int64) {
 		}
 		s.Buckets = slices.Delete(s.Buckets, 0, i)
 		s.Dirty.BucketCut = cut
+		s.Dirty.Cut = true
 	}
 	if seenCut := s.MaxTS - horizonMS; len(s.Seen) >= expireBatch && s.Seen[expireBatch-1].TS <= seenCut {
 		s.Seen = slices.DeleteFunc(s.Seen, func(x Seen) bool { return x.TS <= seenCut })
 		s.Dirty.SeenCut = seenCut
+		s.Dirty.Cut = true
 		s.Dirty.NewSeen = min(s.Dirty.NewSeen, len(s.Seen))
 	}
 }

@@ -77,7 +77,7 @@ func (d *DB) Drop(topic string, partition int32) error {
 	return d.db.DeleteRange(pre, prefixEnd(pre), d.writeOpts())
 }
 
-// Stats reports the approximate disk size of the database in bytes.
+// Size reports the approximate disk size of the database in bytes.
 func (d *DB) Size() uint64 { return d.db.Metrics().DiskSpaceUsage() }
 
 func (d *DB) writeOpts() *pebble.WriteOptions {
@@ -187,7 +187,7 @@ func (p *Partition) writeAd(b *pebble.Batch, st *rules.AdState) error {
 	if err := b.Set(append(ad, 'm'), p.buf, nil); err != nil {
 		return err
 	}
-	if d.BucketCut > 0 {
+	if d.Cut && d.BucketCut >= 0 {
 		if err := b.DeleteRange(append(ad, 'w'), binary.BigEndian.AppendUint64(append(ad, 'w'), uint64(d.BucketCut+1)), nil); err != nil {
 			return err
 		}
@@ -204,7 +204,7 @@ func (p *Partition) writeAd(b *pebble.Batch, st *rules.AdState) error {
 			}
 		}
 	}
-	if d.SeenCut > 0 {
+	if d.Cut && d.SeenCut >= 0 {
 		if err := b.DeleteRange(append(ad, 's'), binary.BigEndian.AppendUint64(append(ad, 's'), uint64(d.SeenCut+1)), nil); err != nil {
 			return err
 		}

@@ -453,10 +453,6 @@ func TestExpiryBoundary(t *testing.T) {
 // TestExpiryAtCutZero: the decoder accepts ts 0, so a dedupe cut can be
 // exactly 0.
 func TestExpiryAtCutZero(t *testing.T) {
-	t.Skip("BUG: rules.Dirty uses 0 as 'no cut' and Partition.writeAd deletes only when SeenCut > 0 (BucketCut likewise), " +
-		"so when expire drops ids at a cut of exactly 0 (16 events at ts 0, then one at ts = horizon) they leave memory " +
-		"but stay in Pebble, and a restart reloads them. Harmless to decisions (TooLate rejects ts <= cut), " +
-		"and the next positive cut deletes them, but reload != live until then.")
 	const horizon = hourMS
 	fs := vfs.NewMem()
 	db := open(t, fs)

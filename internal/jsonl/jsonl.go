@@ -212,13 +212,19 @@ type DeadLetterRecord struct {
 	Partition   int32  `json:"partition"`
 	Offset      int64  `json:"offset"`
 	Key         string `json:"key,omitempty"`
+	KeyBase64   []byte `json:"key_base64,omitempty"`
 	Value       string `json:"value,omitempty"`
 	ValueBase64 []byte `json:"value_base64,omitempty"`
 }
 
 // DeadLetter converts d to its JSON form.
 func DeadLetter(d *engine.DeadLetter) DeadLetterRecord {
-	r := DeadLetterRecord{Reason: d.Reason, Topic: d.Input.Topic, Partition: d.Input.Partition, Offset: d.Input.Offset, Key: string(d.Key)}
+	r := DeadLetterRecord{Reason: d.Reason, Topic: d.Input.Topic, Partition: d.Input.Partition, Offset: d.Input.Offset}
+	if utf8.Valid(d.Key) {
+		r.Key = string(d.Key)
+	} else {
+		r.KeyBase64 = d.Key
+	}
 	if utf8.Valid(d.Value) {
 		r.Value = string(d.Value)
 	} else {
