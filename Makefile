@@ -4,7 +4,7 @@ FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 BIN       := bin/adrules
 
-.PHONY: help build run test testrace lint fuzz bench bench-backtest generate-check clean
+.PHONY: help build run demo test testrace lint fuzz bench bench-backtest generate-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -12,7 +12,10 @@ help: ## list the targets
 build: ## build bin/adrules
 	$(GO) build -o $(BIN) ./cmd/adrules
 
-run: build ## show the product working: generate a week of events, backtest the default rules, show the result
+run: build ## the embedded default: in-process Kafka on 127.0.0.1:9092, a node, synthetic traffic (Ctrl-C stops)
+	./$(BIN) dev
+
+demo: build ## generate a week of events, backtest the default rules over it, show the result
 	./$(BIN) demo
 
 test: lint ## vet, format check, and every test with the race detector (the README's test command)

@@ -237,6 +237,10 @@ func (e *Engine) open(ctx context.Context, rs *rules.RuleSet, k partKey, first i
 		return p, nil
 	}
 	e.cfg.log.Info("rebuilding partition state", "topic", k.topic, "partition", k.partition, "from", p.next, "to", first)
+	if ro, ok := e.cfg.obs.(RebuildObserver); ok {
+		ro.Rebuilding(k.topic, k.partition, false)
+		defer ro.Rebuilding(k.topic, k.partition, true)
+	}
 	replayed := 0
 	err = rp.Replay(ctx, k.topic, k.partition, p.next, first, func(recs []Record) error {
 		p.batch = p.batch[:0]

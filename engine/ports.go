@@ -115,6 +115,13 @@ type Observer interface {
 	Observe(Stats)
 }
 
+// RebuildObserver is what an Observer can do besides: hear when a
+// partition's state is being rebuilt from its log (Replayer), so a node can
+// report that it is not ready.
+type RebuildObserver interface {
+	Rebuilding(topic string, partition int32, done bool)
+}
+
 // Stats counts what one partition's batch did.
 type Stats struct {
 	Topic      string

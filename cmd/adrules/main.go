@@ -22,6 +22,14 @@ Usage:
       Write a synthetic history of metric events (JSON Lines).
   adrules demo
       Generate a week of events, backtest the default rules over it, show the result.
+  adrules dev [--kafka-addr 127.0.0.1:9092] [--generate-rate N] [--http-addr ADDR]
+      The embedded default: an in-process Kafka broker, a node, synthetic traffic.
+  adrules run --brokers LIST [--group ID] [--data-dir DIR] [--http-addr ADDR]
+      A node against a real cluster.
+  adrules produce --brokers LIST [--topic T] FILE.jsonl
+      Produce JSON Lines, keyed by ad_id (account_id for proposals).
+  adrules tail --brokers LIST [--topic T]
+      Print decisions (or another topic) as they come.
   adrules version
 
 Run 'adrules COMMAND -h' for a command's flags.
@@ -73,6 +81,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdGen(args, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args, stdout, stderr, env)
+	case "run":
+		return cmdRun(ctx, args, stderr, env)
+	case "dev":
+		return cmdDev(ctx, args, stdout, stderr, env)
+	case "produce":
+		return cmdProduce(ctx, args, stdin, stdout, stderr, env)
+	case "tail":
+		return cmdTail(ctx, args, stdout, stderr, env)
 	case "version":
 		fmt.Fprintln(stdout, "adrules", version)
 		return nil

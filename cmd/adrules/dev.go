@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/adrules/adrules/internal/gen"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fastjson"
+)
+
+// cmdDev runs the embedded default: an in-process Kafka-protocol broker
+// (kfake), the topics, a node on the sample rules, synthetic traffic, a
+// status line a second, and HTTP.
+func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, env map[string]string) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	kafkaAddr := fs.String("kafka-addr", "127.0.0.1:9092", "address of the embedded Kafka broker")
+	dataDir := fs.String("data-dir", ".data/dev", "directory of the broker's log and the node's state")
+	rulesFile := fs.String("rules", "examples/rules.yaml", "rules file")
+	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "address of /metrics, /healthz and /readyz")
+	rate := fs.Float64("generate-rate", 200, "synthetic metric events per second (0: none)")
+	partitions := fs.Int("partitions", 4, "partitions per topic")
+	status := fs.Bool("status", true, "print a status line every second")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: adrules dev [flags]\n\nStarts an embedded Kafka broker, creates the topics, runs a node on the sample rules and feeds it synthetic traffic.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitError{2}
+	}
+	host, portStr, err := net.SplitHostPort(*kafkaAddr)
+	if err != nil {
+		return fmt.Errorf("--kafka-addr: %w", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("--kafka-addr: %w", err)
+	}
+	cluster, err := kfake.NewCluster(
+		kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(filepath.Join(*dataDir, "kafka")),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, net.JoinHostPort(host, portStr))
+		}),
+	)
+	if err != nil {
+		return fmt.Errorf("start the embedded broker on %s: %w", *kafkaAddr, err)
+	}
+	defer cluster.Close()
+	addr := cluster.ListenAddrs()[0]
+	fmt.Fprintf(stdout, "adrules dev: Kafka on %s (try: kcat -b %s -L), data in %s\n", addr, addr, *dataDir)
+
+	var nc nodeConfig
+	nc.kafka.register(flag.NewFlagSet("", flag.ContinueOnError), addr)
+	nc.group, nc.nodeID = "adrules", "dev"
+	nc.dataDir, nc.httpAddr, nc.rulesFile = filepath.Join(*dataDir, "node"), *httpAddr, *rulesFile
+	nc.partitions, nc.createTopics = *partitions, true
+
+	started := make(chan *node, 1)
+	done := make(chan error, 1)
+	go func() { done <- runNode(ctx, nc, stderr, env, func(n *node) { started <- n }) }()
+	var n *node
+	select {
+	case n = <-started:
+	case err := <-done:
+		return err
+	}
+	fmt.Fprintf(stdout, "adrules dev: node on http://%s (/metrics, /readyz), rule set %q sha256 %s\n", n.addr, n.rs.Name, n.rs.SHA256[:12])
+	fmt.Fprintf(stdout, "adrules dev: watch decisions with: adrules tail --brokers %s   (or kcat -b %s -C -t %s)\n", addr, addr, nc.kafka.topics.Decisions)
+
+	if *rate > 0 {
+		go generate(ctx, addr, nc.kafka.topics.Metrics, *rate, stderr)
+	}
+	if *status {
+		go statusLine(ctx, n, stdout)
+	}
+	return <-done
+}
+
+// generate produces synthetic metric events at rate per second, keyed by
+// ad_id. Its pace is the wall clock's; the events carry their own time.
+func generate(ctx context.Context, addr, topic string, rate float64, stderr io.Writer) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		fmt.Fprintln(stderr, "generator:", err)
+		return
+	}
+	defer cl.Close()
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := gen.Events(pw, gen.Options{Seed: uint64(time.Now().UnixNano()), Events: math.MaxInt32, BadPct: 0.2, DupPct: 0.5, EpochMsPct: 30})
+		pw.CloseWithError(err)
+	}()
+	defer pr.Close()
+	sc := bufio.NewScanner(pr)
+	var p fastjson.Parser
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	perTick, owed := rate/10, 0.0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		owed += perTick
+		for ; owed >= 1; owed-- {
+			if !sc.Scan() {
+				return
+			}
+			line := append([]byte(nil), sc.Bytes()...)
+			var key []byte
+			if v, err := p.ParseBytes(line); err == nil {
+				key = append(key, v.GetStringBytes("ad_id")...)
+			}
+			cl.Produce(ctx, &kgo.Record{Key: key, Value: line}, nil)
+		}
+	}
+}
+
+// statusLine prints one line a second: events/s, decisions, lag, version.
+func statusLine(ctx context.Context, n *node, w io.Writer) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	last := n.metrics.nEvents.Load()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ev := n.metrics.nEvents.Load()
+		lag := n.metrics.setLag(n.streams.Lag())
+		ready := "ready"
+		if !n.ready() {
+			ready = "not ready"
+		}
+		fmt.Fprintf(w, "%s  %6d events/s  %7d events  %5d decisions  lag %d  rule set %s v%d (%s)  %s\n",
+			time.Now().Format("15:04:05"), ev-last, ev, n.metrics.nDecisions.Load(), lag, n.rs.Name, n.rs.Version, n.rs.SHA256[:12], ready)
+		last = ev
+	}
+}

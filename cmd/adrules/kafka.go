@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/adrules/adrules/streams"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fastjson"
+)
+
+// cmdProduce writes a JSON Lines file to a topic, keyed by ad_id (or by
+// account_id on the proposals topics), and waits until every record is
+// acknowledged.
+func cmdProduce(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, env map[string]string) error {
+	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var k kafkaFlags
+	k.register(fs, "127.0.0.1:9092")
+	topic := fs.String("topic", "", "topic (default: the metrics topic)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: adrules produce --brokers LIST [--topic T] FILE.jsonl\n\nProduces one record per line, keyed by ad_id (account_id on the actions and proposals topics); - reads standard input.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
+		fs.Usage()
+		return exitError{2}
+	}
+	if *topic == "" {
+		*topic = k.topics.Metrics
+	}
+	in := stdin
+	if fs.Arg(0) != "-" {
+		f, err := os.Open(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	opts, err := k.clientOpts(env)
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.brokerList()...), kgo.DefaultProduceTopic(*topic)}, opts...)...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	field := streams.KeyOf(*topic, k.topics)
+	var p fastjson.Parser
+	sc := bufio.NewScanner(in)
+	sc.Buffer(nil, 16<<20)
+	var n, unkeyed int
+	var first error
+	for sc.Scan() {
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		line := append([]byte(nil), sc.Bytes()...)
+		var key []byte
+		if v, err := p.ParseBytes(line); err == nil {
+			key = append(key, v.GetStringBytes(field)...)
+		}
+		if len(key) == 0 {
+			unkeyed++ // produced without a key: the node sends it to the DLQ if it is bad
+		}
+		n++
+		cl.Produce(ctx, &kgo.Record{Key: key, Value: line}, func(_ *kgo.Record, err error) {
+			if err != nil && first == nil {
+				first = err
+			}
+		})
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	if first != nil {
+		return first
+	}
+	fmt.Fprintf(stderr, "produced %d records to %s (%d without a %s key)\n", n, *topic, unkeyed, field)
+	return nil
+}
+
+// cmdTail prints the records of a topic (decisions by default) as they
+// come, as a read_committed consumer sees them.
+func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer, env map[string]string) error {
+	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var k kafkaFlags
+	k.register(fs, "127.0.0.1:9092")
+	topic := fs.String("topic", "", "topic (default: the decisions topic)")
+	fromStart := fs.Bool("from-beginning", false, "start at the beginning of the topic instead of its end")
+	limit := fs.Int("n", 0, "stop after this many records (0: never)")
+	if err := fs.Parse(args); err != nil {
+		return exitError{2}
+	}
+	if *topic == "" {
+		*topic = k.topics.Decisions
+	}
+	opts, err := k.clientOpts(env)
+	if err != nil {
+		return err
+	}
+	start := kgo.NewOffset().AtEnd()
+	if *fromStart {
+		start = kgo.NewOffset().AtStart()
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(k.brokerList()...), kgo.ConsumeTopics(*topic),
+		kgo.ConsumeResetOffset(start), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	}, opts...)...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	w := bufio.NewWriter(stdout)
+	defer w.Flush()
+	seen := 0
+	for {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var ferr error
+		fetches.EachError(func(_ string, _ int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				ferr = err
+			}
+		})
+		if ferr != nil {
+			return ferr
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			if *limit > 0 && seen >= *limit {
+				return
+			}
+			w.Write(r.Value)
+			w.WriteByte('\n')
+			seen++
+		})
+		w.Flush()
+		if *limit > 0 && seen >= *limit {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/adrules/adrules/engine"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics adapts the engine's Observer to Prometheus collectors on a
+// registry that main owns: the engine never imports Prometheus.
+type metrics struct {
+	events, rejected, duplicates *prometheus.CounterVec
+	decisions, verdicts          *prometheus.CounterVec
+	ruleErrors                   *prometheus.CounterVec
+	proposals                    prometheus.Counter
+	batch, eval                  prometheus.Histogram
+	lag                          *prometheus.GaugeVec
+	version                      prometheus.Gauge
+	stateSize                    prometheus.GaugeFunc
+	rebuilding                   prometheus.Gauge
+
+	// For the status line and readiness.
+	nEvents, nDecisions atomic.Int64
+	nRebuilding         atomic.Int64
+	mu                  sync.Mutex
+	ruleTypes           map[string]string // rule id -> decision type
+}
+
+func newMetrics(reg prometheus.Registerer, stateSize func() float64) *metrics {
+	m := &metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adrules_records_in_total", Help: "Records processed, by stage (0 relay, 1 metric events, 2 guards)."}, []string{"stage"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adrules_records_rejected_total", Help: "Records sent to the dead-letter topic, by stage."}, []string{"stage"}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adrules_events_duplicate_total", Help: "Metric events already applied (same ad_id and event_id)."}, []string{"stage"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adrules_decisions_total", Help: "Decisions written, by rule and type."}, []string{"rule", "type"}),
+		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adrules_verdicts_total", Help: "Guard verdicts, by status and reason."}, []string{"status", "reason"}),
+		ruleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adrules_rule_errors_total", Help: "Rule run-time errors, counted and skipped, by rule."}, []string{"rule"}),
+		proposals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "adrules_proposals_total", Help: "Proposals made by rules or relayed from the actions topic."}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "adrules_batch_seconds", Help: "Wall time to process one partition's batch (before the commits).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		eval: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "adrules_event_seconds", Help: "Wall time per record within a batch: decode, state, rules.",
+			Buckets: prometheus.ExponentialBuckets(1e-7, 2, 18)}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "adrules_consumer_lag", Help: "Records between the node's position and the high watermark, per input partition."}, []string{"topic", "partition"}),
+		version: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "adrules_ruleset_version", Help: "The version of the rule set this node runs."}),
+		stateSize: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "adrules_state_bytes", Help: "Approximate size of the Pebble state on disk."}, stateSize),
+		rebuilding: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "adrules_partitions_rebuilding", Help: "Partitions whose state is being rebuilt from their log."}),
+		ruleTypes: map[string]string{},
+	}
+	reg.MustRegister(m.events, m.rejected, m.duplicates, m.decisions, m.verdicts, m.ruleErrors, m.proposals,
+		m.batch, m.eval, m.lag, m.version, m.stateSize, m.rebuilding)
+	return m
+}
+
+var _ engine.Observer = (*metrics)(nil)
+var _ engine.RebuildObserver = (*metrics)(nil)
+
+// Observe counts one partition's batch.
+func (m *metrics) Observe(s engine.Stats) {
+	stage := strconv.Itoa(s.Stage)
+	m.events.WithLabelValues(stage).Add(float64(s.Records))
+	m.rejected.WithLabelValues(stage).Add(float64(s.Rejected))
+	if s.Duplicates > 0 {
+		m.duplicates.WithLabelValues(stage).Add(float64(s.Duplicates))
+	}
+	m.mu.Lock()
+	for rule, n := range s.Decisions {
+		m.decisions.WithLabelValues(rule, m.ruleTypes[rule]).Add(float64(n))
+		m.nDecisions.Add(int64(n))
+	}
+	m.mu.Unlock()
+	for k, n := range s.Verdicts {
+		status, reason, _ := strings.Cut(k, "/")
+		m.verdicts.WithLabelValues(status, reason).Add(float64(n))
+	}
+	for rule, n := range s.RuleErrors {
+		m.ruleErrors.WithLabelValues(rule).Add(float64(n))
+	}
+	m.proposals.Add(float64(s.Proposals))
+	m.batch.Observe(s.Elapsed.Seconds())
+	if s.Records > 0 {
+		m.eval.Observe(s.Elapsed.Seconds() / float64(s.Records))
+	}
+	if s.Stage == 1 {
+		m.nEvents.Add(int64(s.Records))
+	}
+	m.version.Set(float64(s.Version))
+}
+
+// Rebuilding tracks partitions being rebuilt, for /readyz.
+func (m *metrics) Rebuilding(_ string, _ int32, done bool) {
+	if done {
+		m.rebuilding.Dec()
+		m.nRebuilding.Add(-1)
+		return
+	}
+	m.rebuilding.Inc()
+	m.nRebuilding.Add(1)
+}
+
+// setRuleTypes records the decision type of each rule, for labels.
+func (m *metrics) setRuleTypes(types map[string]string) {
+	m.mu.Lock()
+	m.ruleTypes = types
+	m.mu.Unlock()
+}
+
+// setLag replaces the lag gauges.
+func (m *metrics) setLag(lag map[string]map[int32]int64) int64 {
+	m.lag.Reset()
+	var total int64
+	for t, ps := range lag {
+		for p, n := range ps {
+			m.lag.WithLabelValues(t, strconv.Itoa(int(p))).Set(float64(n))
+			total += n
+		}
+	}
+	return total
+}

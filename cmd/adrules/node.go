@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/adrules/adrules/config"
+	"github.com/adrules/adrules/engine"
+	"github.com/adrules/adrules/rules"
+	"github.com/adrules/adrules/state"
+	"github.com/adrules/adrules/streams"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+)
+
+// kafkaFlags are the flags of every command that talks to Kafka.
+type kafkaFlags struct {
+	brokers                 string
+	tls                     bool
+	tlsCA, tlsCert, tlsKey  string
+	saslMechanism, saslUser string
+	topics                  streams.Topics
+}
+
+func (k *kafkaFlags) register(fs *flag.FlagSet, defBrokers string) {
+	fs.StringVar(&k.brokers, "brokers", defBrokers, "Kafka bootstrap brokers, comma separated")
+	fs.BoolVar(&k.tls, "tls", false, "connect with TLS")
+	fs.StringVar(&k.tlsCA, "tls-ca", "", "PEM file of the CA to trust (implies --tls)")
+	fs.StringVar(&k.tlsCert, "tls-cert", "", "PEM client certificate for mTLS (implies --tls)")
+	fs.StringVar(&k.tlsKey, "tls-key", "", "PEM client key for mTLS")
+	fs.StringVar(&k.saslMechanism, "sasl-mechanism", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (password from $ADRULES_SASL_PASSWORD)")
+	fs.StringVar(&k.saslUser, "sasl-user", "", "SASL user name")
+	t := streams.DefaultTopics()
+	k.topics = t
+	fs.StringVar(&k.topics.Metrics, "topic-metrics", t.Metrics, "metric events topic")
+	fs.StringVar(&k.topics.Actions, "topic-actions", t.Actions, "external proposals topic")
+	fs.StringVar(&k.topics.Proposals, "topic-proposals", t.Proposals, "internal proposals topic (stage 2 input)")
+	fs.StringVar(&k.topics.Decisions, "topic-decisions", t.Decisions, "decisions topic")
+	fs.StringVar(&k.topics.Verdicts, "topic-verdicts", t.Verdicts, "verdicts topic")
+	fs.StringVar(&k.topics.DLQ, "topic-dlq", t.DLQ, "dead-letter topic")
+}
+
+// clientOpts builds the TLS and SASL options.
+func (k *kafkaFlags) clientOpts(env map[string]string) ([]kgo.Opt, error) {
+	var opts []kgo.Opt
+	if k.tls || k.tlsCA != "" || k.tlsCert != "" {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if k.tlsCA != "" {
+			pem, err := os.ReadFile(k.tlsCA)
+			if err != nil {
+				return nil, err
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--tls-ca %s: no certificate found", k.tlsCA)
+			}
+			cfg.RootCAs = pool
+		}
+		if k.tlsCert != "" {
+			cert, err := tls.LoadX509KeyPair(k.tlsCert, k.tlsKey)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		opts = append(opts, kgo.DialTLSConfig(cfg))
+	}
+	pass := env["ADRULES_SASL_PASSWORD"]
+	switch strings.ToUpper(k.saslMechanism) {
+	case "":
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(plain.Auth{User: k.saslUser, Pass: pass}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: k.saslUser, Pass: pass}.AsSha256Mechanism()))
+	case "SCRAM-SHA-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: k.saslUser, Pass: pass}.AsSha512Mechanism()))
+	default:
+		return nil, fmt.Errorf("--sasl-mechanism %q: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", k.saslMechanism)
+	}
+	return opts, nil
+}
+
+func (k *kafkaFlags) brokerList() []string {
+	var out []string
+	for _, b := range strings.Split(k.brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// nodeConfig is what a node needs.
+type nodeConfig struct {
+	kafka        kafkaFlags
+	clientOpts   []kgo.Opt
+	group        string
+	nodeID       string
+	dataDir      string
+	httpAddr     string
+	rulesFile    string
+	envName      string
+	partitions   int
+	createTopics bool
+}
+
+// node is a running node, for dev's status line and for tests.
+type node struct {
+	metrics  *metrics
+	streams  *streams.Node
+	rs       *rules.RuleSet
+	assigned atomic.Bool
+	addr     string // the HTTP server's address
+}
+
+func (n *node) ready() bool { return n.assigned.Load() && n.metrics.nRebuilding.Load() == 0 }
+
+// runNode runs a node until ctx ends: it joins the group, serves HTTP, and
+// runs both stages for the partitions it owns. started, when not nil, is
+// called once the HTTP server listens.
+func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[string]string, started func(*node)) error {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Until rule sets arrive on the config topic, a node loads its rules
+	// file with the environments overlay but never with variables: a
+	// node's own environment must not change rule parameters.
+	if ignored := config.ParamOverrides(env); len(ignored) > 0 {
+		log.Warn("rule parameters in the node's environment are ignored; set them in the rules file", "variables", strings.Join(ignored, ","))
+	}
+	vars := map[string]string{}
+	for _, k := range []string{"ADRULES_ENV", "ENVIRONMENT"} {
+		if v, ok := env[k]; ok {
+			vars[k] = v
+		}
+	}
+	rs, err := loadRules(nc.rulesFile, nc.envName, vars)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(nc.dataDir, 0o755); err != nil {
+		return err
+	}
+	db, err := state.Open(filepath.Join(nc.dataDir, "state"), state.Options{Sync: true})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	brokers := nc.kafka.brokerList()
+	if nc.createTopics {
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, nc.clientOpts...)...)
+		if err != nil {
+			return err
+		}
+		err = streams.EnsureTopics(ctx, cl, nc.kafka.topics.Specs(int32(nc.partitions), 7), -1)
+		cl.Close()
+		if err != nil {
+			return err
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n := &node{rs: rs, metrics: newMetrics(reg, func() float64 { return float64(db.Size()) })}
+	types := map[string]string{}
+	for _, r := range rs.Doc.Rules {
+		if r.Emit != nil {
+			types[r.ID] = r.Emit.Type
+		}
+	}
+	n.metrics.setRuleTypes(types)
+	n.metrics.version.Set(float64(rs.Version))
+
+	sn, err := streams.NewNode(streams.Options{
+		Brokers: brokers, Group: nc.group, NodeID: nc.nodeID, Topics: nc.kafka.topics,
+		ClientOpts: nc.clientOpts, Logger: log,
+		OnAssigned: func(map[string][]int32) { n.assigned.Store(true) },
+	})
+	if err != nil {
+		return err
+	}
+	defer sn.Close()
+	n.streams = sn
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !n.ready() {
+			http.Error(w, "not ready: waiting for partitions or rebuilding state", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	ln, err := net.Listen("tcp", nc.httpAddr)
+	if err != nil {
+		return fmt.Errorf("--http-addr: %w", err)
+	}
+	n.addr = ln.Addr().String()
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	// Lag gauges, refreshed once a second from the fetches.
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				n.metrics.setLag(sn.Lag())
+			}
+		}
+	}()
+
+	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
+	eng, err := engine.New(rs, sn, sn, store,
+		engine.WithObserver(n.metrics), engine.WithLogger(log),
+		engine.WithProposalTopics(nc.kafka.topics.Proposals), engine.WithRelayTopics(nc.kafka.topics.Actions))
+	if err != nil {
+		return err
+	}
+	log.Info("node starting", "group", nc.group, "node", nc.nodeID, "brokers", nc.kafka.brokers, "http", n.addr,
+		"ruleset", rs.Name, "sha256", rs.SHA256[:12], "data", nc.dataDir)
+	if started != nil {
+		started(n)
+	}
+	err = eng.Run(ctx)
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		log.Info("node stopped: the current batch finished and was committed")
+		return nil
+	}
+	return err
+}
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer, env map[string]string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var nc nodeConfig
+	nc.kafka.register(fs, "127.0.0.1:9092")
+	host, _ := os.Hostname()
+	fs.StringVar(&nc.group, "group", "adrules", "consumer group")
+	fs.StringVar(&nc.nodeID, "node-id", host, "this node's id, unique in the group and stable across restarts (its transactional id is GROUP-ID)")
+	fs.StringVar(&nc.dataDir, "data-dir", ".data/node", "directory of the node's Pebble state")
+	fs.StringVar(&nc.httpAddr, "http-addr", "127.0.0.1:8080", "address of /metrics, /healthz and /readyz")
+	fs.StringVar(&nc.rulesFile, "rules", "examples/rules.yaml", "rules file")
+	fs.StringVar(&nc.envName, "env", "", "environments overlay of the rules file")
+	fs.IntVar(&nc.partitions, "partitions", 4, "partitions of the topics it creates")
+	fs.BoolVar(&nc.createTopics, "create-topics", true, "create missing topics")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: adrules run --brokers LIST [--group ID] [--data-dir DIR] [--http-addr ADDR]\n\nJoins the consumer group and runs both stages for the partitions this node owns.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitError{2}
+	}
+	opts, err := nc.kafka.clientOpts(env)
+	if err != nil {
+		return err
+	}
+	nc.clientOpts = opts
+	return runNode(ctx, nc, stderr, env, nil)
+}
