@@ -125,8 +125,8 @@ func (s *AdState) TooLate(ev *Event, horizonMS int64) bool {
 }
 
 // Apply adds ev's delta to the ad (S3, S4) and remembers its id. keepMS is
-// how far behind MaxTS buckets are kept (the longest window) and horizonMS
-// how far event ids are kept.
+// how far behind MaxTS buckets are kept (RuleSet.KeepMS) and horizonMS how
+// far event ids are kept.
 func (s *AdState) Apply(ev *Event, hash uint64, keepMS, horizonMS int64) {
 	if s.Life.Events == 0 {
 		s.AdID = keep(s.AdID, ev.AdID)

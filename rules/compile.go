@@ -40,7 +40,7 @@ type RuleSet struct {
 	windows   []window // ascending length
 	winMins   []int64
 	sumWins   int   // how many windows (shortest first) evaluation sums
-	keepMS    int64 // longest window
+	keepMS    int64 // how long buckets are kept: the dedupe horizon plus the longest window
 	horizonMS int64 // dedupe horizon
 	env       reflect.Type
 	params    map[string]any
@@ -111,6 +111,9 @@ func Compile(doc *config.Document, version int64) (*RuleSet, error) {
 		rs.keepMS = max(rs.keepMS, w.D().Milliseconds())
 	}
 	rs.horizonMS = max(doc.Dedupe.Horizon.D().Milliseconds(), rs.keepMS)
+	// An event up to the horizon late is applied, and its windows reach one
+	// longest window further back: keep buckets that long.
+	rs.keepMS += rs.horizonMS
 	var errs config.Errors
 	env, err := envType(rs.params, rs.flags, rs.windows)
 	if err != nil {
@@ -349,6 +352,8 @@ func (rs *RuleSet) RuleIDs() []string {
 }
 
 // KeepMS is how long window data is kept behind an ad's newest event: the
-// longest window. HorizonMS is how long event ids are remembered.
+// dedupe horizon plus the longest window, so the windows of the latest event
+// still accepted are whole. HorizonMS is how long event ids are remembered:
+// an event older than that behind the ad's newest is refused as too late.
 func (rs *RuleSet) KeepMS() int64    { return rs.keepMS }
 func (rs *RuleSet) HorizonMS() int64 { return rs.horizonMS }

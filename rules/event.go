@@ -206,7 +206,7 @@ func timestamp(v *fastjson.Value, field string) (int64, error) {
 	switch v.Type() {
 	case fastjson.TypeNumber:
 		n, err := v.Int64()
-		if err != nil || n < 0 {
+		if err != nil || n < 0 || n > maxTime {
 			return 0, &DecodeError{Field: field, Reason: "time must be RFC 3339 or integer epoch milliseconds, got " + v.String()}
 		}
 		return n, nil
@@ -229,7 +229,7 @@ func ParseTime(s string) (int64, bool) {
 	}
 	if s[0] >= '0' && s[0] <= '9' && len(s) <= 16 {
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-			return n, true
+			return n, n <= maxTime
 		}
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
@@ -238,6 +238,11 @@ func ParseTime(s string) (int64, bool) {
 	}
 	return t.UnixMilli(), true
 }
+
+// maxTime is 9999-12-31T23:59:59.999Z, the last time RFC 3339 can write. A
+// larger epoch number is a unit mistake (microseconds, nanoseconds), and
+// applied it would make every later event of the ad look late.
+const maxTime = 253402300799999
 
 // FormatTime writes epoch milliseconds as RFC 3339 in UTC, with milliseconds
 // only when they are not zero.

@@ -66,8 +66,10 @@ func (rs *RuleSet) Guards() Guards { return rs.guards }
 
 // Approval is one approved action in an account's history.
 type Approval struct {
-	TS   int64
-	AdID string
+	TS int64
+	// Entity is the proposal's ad_id, or "adset:" and its adset_id when it
+	// names no ad: the scope of per-ad rate limits.
+	Entity string
 }
 
 // BudgetChange is one approved budget change of an entity (an ad, or an
@@ -100,7 +102,11 @@ func (rs *RuleSet) Check(p *Proposal, st *AccountState) Verdict {
 	g := &rs.guards
 	v := Verdict{Proposal: *p, Status: "rejected", RulesetVersion: rs.Version, RulesetSHA256: rs.SHA256}
 	t := int64(p.TS)
-	scope := func(a Approval) bool { return !g.PerAd || a.AdID == p.AdID }
+	entity := p.AdID
+	if entity == "" {
+		entity = "adset:" + p.AdsetID
+	}
+	scope := func(a Approval) bool { return !g.PerAd || a.Entity == entity }
 	switch {
 	case !g.Enabled:
 		v.Reason = ReasonDisabled
@@ -113,10 +119,6 @@ func (rs *RuleSet) Check(p *Proposal, st *AccountState) Verdict {
 		return v
 	}
 	budget := p.Type == "budget_change" && p.OldBudget != nil && p.NewBudget != nil
-	entity := p.AdID
-	if entity == "" {
-		entity = "adset:" + p.AdsetID
-	}
 	if budget {
 		base := *p.OldBudget
 		for _, c := range st.Changes {
@@ -140,9 +142,11 @@ func (rs *RuleSet) Check(p *Proposal, st *AccountState) Verdict {
 		st.Changes = insertSorted(st.Changes, BudgetChange{Entity: entity, TS: t, OldBudget: *p.OldBudget},
 			func(c BudgetChange) int64 { return c.TS })
 	}
-	st.Approved = insertSorted(st.Approved, Approval{TS: t, AdID: p.AdID}, func(a Approval) int64 { return a.TS })
+	st.Approved = insertSorted(st.Approved, Approval{TS: t, Entity: entity}, func(a Approval) int64 { return a.TS })
 	st.MaxTS = max(st.MaxTS, t)
-	st.expire(max(dayMS, g.VelocityMS))
+	// Keep twice the longest window: a proposal up to one window late
+	// still sees every approval its own windows reach.
+	st.expire(2 * max(dayMS, g.VelocityMS))
 	return v
 }
 
@@ -174,6 +178,10 @@ func fuzz(budget, d, variancePct float64) float64 {
 	v := variancePct / 100
 	f := math.Round(budget*(1+d*v)*100) / 100
 	lo, hi := math.Ceil(budget*(1-v)*100)/100, math.Floor(budget*(1+v)*100)/100
+	if lo > hi {
+		// The band is narrower than a cent: no cent inside it to move to.
+		return budget
+	}
 	return min(max(f, lo), hi)
 }
 

@@ -245,3 +245,53 @@ func TestPerAdScope(t *testing.T) {
 		t.Fatalf("same ad: %s", verdict(v))
 	}
 }
+
+// TestPerAdScopeAdsets: with per-ad limits, proposals that name only an
+// adset are counted per adset, not all together.
+func TestPerAdScopeAdsets(t *testing.T) {
+	rs := guardSet(t, "  rate_limit: {per: ad, max_per_hour: 1, max_per_day: 10}\n")
+	var st rules.AccountState
+	p := func(id, set string, ts int64) *rules.Proposal {
+		return &rules.Proposal{ActionID: id, TS: rules.Time(ts), AccountID: "acc", AdsetID: set, Type: "pause"}
+	}
+	if v := rs.Check(p("1", "set1", t0), &st); v.Status != "approved" {
+		t.Fatal(verdict(v))
+	}
+	if v := rs.Check(p("2", "set2", t0+1), &st); v.Status != "approved" {
+		t.Fatalf("another adset has its own quota: %s", verdict(v))
+	}
+	if v := rs.Check(p("3", "set1", t0+2), &st); verdict(v) != "rejected/rate_limit_hour" {
+		t.Fatalf("same adset: %s", verdict(v))
+	}
+}
+
+// TestLateProposalSeesHistory: a proposal hours late is judged against
+// every approval its window reaches, even after later approvals moved the
+// account's newest time on.
+func TestLateProposalSeesHistory(t *testing.T) {
+	rs := guardSet(t, "  rate_limit: {max_per_hour: 10, max_per_day: 1}\n")
+	var st rules.AccountState
+	day := 24 * hour
+	if v := rs.Check(pause("p1", t0+hour), &st); v.Status != "approved" {
+		t.Fatal(verdict(v))
+	}
+	if v := rs.Check(pause("p2", t0+day+12*hour), &st); v.Status != "approved" {
+		t.Fatal(verdict(v))
+	}
+	// 23.5h after p1: p1 is inside (t-24h, t].
+	if v := rs.Check(pause("p3", t0+day+hour/2), &st); verdict(v) != "rejected/rate_limit_day" {
+		t.Fatalf("late proposal: %s, want rejected/rate_limit_day", verdict(v))
+	}
+}
+
+// TestTinyBudgetFuzz: a band narrower than a cent leaves the budget as it is.
+func TestTinyBudgetFuzz(t *testing.T) {
+	rs := guardSet(t, "  budget_velocity: {max_change_pct: 100, window: 6h}\n")
+	for i := range 50 {
+		var st rules.AccountState
+		v := rs.Check(budget(fmt.Sprint(i), "ad", t0, 0.01, 0.015), &st)
+		if v.Status != "approved" || *v.FinalBudget != 0.015 {
+			t.Fatalf("%d: %s final %v, want 0.015", i, verdict(v), *v.FinalBudget)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package rules_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -280,5 +281,50 @@ func TestDecodeTimeForms(t *testing.T) {
 	}
 	if err := d.Decode(bytes.Repeat([]byte("x"), 10), &ev); err == nil {
 		t.Fatal("garbage decoded")
+	}
+}
+
+// TestLateEventWindows: an event accepted late sees whole windows: the
+// buckets it reaches are kept (S3).
+func TestLateEventWindows(t *testing.T) {
+	rs, err := compile(t, `
+windows: [24h, 7d]
+rules:
+  - {id: r, when: "true", emit: {type: t, values: [w24h.impressions]}}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st rules.AdState
+	e := rs.NewEvaluator()
+	h := int64(3_600_000)
+	base := int64(1_800_000_000_000) / h * h
+	for i := range 72 {
+		ev := rules.Event{EventID: fmt.Sprint("h", i), TS: base + int64(i)*h, AccountID: "a", AdID: "x", Impressions: 1}
+		st.Apply(&ev, rules.IDHash(ev.EventID), rs.KeepMS(), rs.HorizonMS())
+	}
+	// Late, at h50:30: (h26:30, h50:30] holds h27..h50, 24 events, plus itself.
+	late := rules.Event{EventID: "late", TS: base + 50*h + h/2, AccountID: "a", AdID: "x", Impressions: 1000}
+	if st.TooLate(&late, rs.HorizonMS()) {
+		t.Fatal("a 21-hour-late event refused")
+	}
+	st.Apply(&late, rules.IDHash("late"), rs.KeepMS(), rs.HorizonMS())
+	var res rules.Result
+	e.Eval(&st, &late, rules.Input{}, &res)
+	if got := res.Decisions[0].Values["w24h.impressions"]; got != 1024 {
+		t.Fatalf("w24h.impressions = %v, want 1024", got)
+	}
+}
+
+// TestTimeRange: epoch numbers past year 9999 (microseconds by mistake) are
+// refused, not applied.
+func TestTimeRange(t *testing.T) {
+	var d rules.Decoder
+	var ev rules.Event
+	for _, ts := range []string{`1767229200000000`, `"1767229200000000"`} {
+		line := `{"event_id":"e","ts":` + ts + `,"account_id":"a","ad_id":"x","impressions":1,"clicks":0,"spend":0}`
+		if err := d.Decode([]byte(line), &ev); err == nil {
+			t.Fatalf("ts %s accepted", ts)
+		}
 	}
 }

@@ -383,7 +383,7 @@ func encodeAccount(b []byte, st *rules.AccountState) []byte {
 	b = binary.AppendUvarint(b, uint64(len(st.Approved)))
 	for _, a := range st.Approved {
 		b = binary.AppendVarint(b, a.TS)
-		b = appendString(b, a.AdID)
+		b = appendString(b, a.Entity)
 	}
 	b = binary.AppendUvarint(b, uint64(len(st.Changes)))
 	for _, c := range st.Changes {
@@ -402,7 +402,7 @@ func decodeAccount(v []byte, st *rules.AccountState) error {
 	st.MaxTS = r.varint()
 	n := r.uvarint()
 	for i := uint64(0); i < n && r.err == nil; i++ {
-		st.Approved = append(st.Approved, rules.Approval{TS: r.varint(), AdID: r.string()})
+		st.Approved = append(st.Approved, rules.Approval{TS: r.varint(), Entity: r.string()})
 	}
 	n = r.uvarint()
 	for i := uint64(0); i < n && r.err == nil; i++ {

@@ -490,7 +490,7 @@ func TestUncommittedLost(t *testing.T) {
 	apply(t, p, &ev, dayMS, dayMS)
 	acct := account(t, p, "act")
 	acct.MaxTS = t0
-	acct.Approved = append(acct.Approved, rules.Approval{TS: t0, AdID: "a"})
+	acct.Approved = append(acct.Approved, rules.Approval{TS: t0, Entity: "a"})
 	commit(t, p, 7)
 	committed := cloneAd(ad(t, p, "a"))
 
@@ -500,7 +500,7 @@ func TestUncommittedLost(t *testing.T) {
 	ev3 := rules.Event{EventID: "e3", TS: t0, AccountID: "act", AdID: "b", Impressions: 1}
 	apply(t, p, &ev3, dayMS, dayMS)
 	acct = account(t, p, "act")
-	acct.Approved = append(acct.Approved, rules.Approval{TS: t0 + hourMS, AdID: "a"})
+	acct.Approved = append(acct.Approved, rules.Approval{TS: t0 + hourMS, Entity: "a"})
 	closeDB(t, db) // no Commit
 
 	db = open(t, fs)
@@ -513,7 +513,7 @@ func TestUncommittedLost(t *testing.T) {
 	if b := ad(t, p, "b"); b.Life.Events != 0 || len(b.Buckets) != 0 || len(b.Seen) != 0 || b.AccountID != "" {
 		t.Errorf("uncommitted ad b survived: %+v", b)
 	}
-	if got := account(t, p, "act").Approved; !slices.Equal(got, []rules.Approval{{TS: t0, AdID: "a"}}) {
+	if got := account(t, p, "act").Approved; !slices.Equal(got, []rules.Approval{{TS: t0, Entity: "a"}}) {
 		t.Errorf("account approvals after restart = %+v, want only the committed one", got)
 	}
 	if got := p.Ads(); got != 2 {
@@ -552,11 +552,11 @@ func TestAccountRoundTrip(t *testing.T) {
 		t.Fatalf("new account = %+v, want empty with its id", st)
 	}
 	st.MaxTS = t0 + 3*hourMS
-	st.Approved = []rules.Approval{{TS: t0, AdID: "ad1"}, {TS: t0 + hourMS, AdID: "ad10"}, {TS: t0 + 3*hourMS, AdID: ""}}
+	st.Approved = []rules.Approval{{TS: t0, Entity: "ad1"}, {TS: t0 + hourMS, Entity: "ad10"}, {TS: t0 + 3*hourMS, Entity: ""}}
 	st.Changes = []rules.BudgetChange{{Entity: "ad1", TS: t0, OldBudget: 120.5}, {Entity: "adset:as_1", TS: t0 + 3*hourMS, OldBudget: 0.1}}
 	other := account(t, p, "act_10")
 	other.MaxTS = t0
-	other.Approved = []rules.Approval{{TS: t0, AdID: "x"}}
+	other.Approved = []rules.Approval{{TS: t0, Entity: "x"}}
 	want, wantOther := cloneAccount(st), cloneAccount(other)
 	commit(t, p, 10)
 	closeDB(t, db)
@@ -619,7 +619,7 @@ func TestPartitionsIsolated(t *testing.T) {
 		}
 		acct := account(t, p, "act")
 		acct.MaxTS = int64(i)
-		acct.Approved = []rules.Approval{{TS: int64(i), AdID: "ad"}}
+		acct.Approved = []rules.Approval{{TS: int64(i), Entity: "ad"}}
 		commit(t, p, int64(10+i))
 		wantAd[k] = cloneAd(ad(t, p, "ad"))
 		wantAcct[k] = cloneAccount(acct)
@@ -696,7 +696,7 @@ func TestIDsDoNotCollide(t *testing.T) {
 		}
 		setMark(ad(t, p, id), id, int64(i))
 		acct := account(t, p, id)
-		acct.Approved = []rules.Approval{{TS: int64(i), AdID: id}}
+		acct.Approved = []rules.Approval{{TS: int64(i), Entity: id}}
 	}
 	for _, id := range ids {
 		want[id] = cloneAd(ad(t, p, id))
@@ -718,7 +718,7 @@ func TestIDsDoNotCollide(t *testing.T) {
 				t.Errorf("ad %q holds event id %q", id, s.ID)
 			}
 		}
-		if acct := account(t, p, id); !slices.Equal(acct.Approved, []rules.Approval{{TS: int64(i), AdID: id}}) {
+		if acct := account(t, p, id); !slices.Equal(acct.Approved, []rules.Approval{{TS: int64(i), Entity: id}}) {
 			t.Errorf("account %q: %+v", id, acct.Approved)
 		}
 	}

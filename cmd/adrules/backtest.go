@@ -19,7 +19,6 @@ func cmdBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	input := fs.String("input", "", "metric events, JSON Lines; - reads standard input (required)")
 	actions := fs.String("actions", "", "external action proposals, JSON Lines (optional)")
 	out := fs.String("out", "", "output directory (required)")
-	stateDir := fs.String("state", "", "keep the Pebble state in this directory (default: a temporary one)")
 	envName := fs.String("env", "", "environments overlay to apply (default: $ADRULES_ENV, else $ENVIRONMENT)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: adrules backtest --rules FILE --input EVENTS.jsonl [--actions PROPOSALS.jsonl] --out DIR\n\nWrites DIR/decisions.jsonl, DIR/actions.jsonl and DIR/dlq.jsonl and prints a summary on stderr.")
@@ -37,7 +36,7 @@ func cmdBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		fmt.Fprintln(stderr, err)
 		return exitError{1}
 	}
-	o := backtest.Options{RuleSet: rs, InputName: *input, OutDir: *out, StateDir: *stateDir}
+	o := backtest.Options{RuleSet: rs, InputName: *input, OutDir: *out}
 	if *input == "-" {
 		o.Input = stdin
 	} else {

@@ -5,9 +5,10 @@
 // # Determinism
 //
 // The output files are a function of the input files and the rule set: the
-// same inputs give byte-identical files. Stage 2 sees the proposals ordered
-// by ts; at equal ts external proposals come first (in file order), then the
-// rules' (in the order stage 1 made them).
+// same inputs give byte-identical files. Stage 2 sees one log of proposals:
+// the external ones in file order merged with the rules' in the order stage
+// 1 made them, taking whichever comes first in ts (external first at equal
+// ts). Each source keeps its own order, out-of-order timestamps included.
 //
 // # What it never does
 //
@@ -18,7 +19,6 @@ package backtest
 import (
 	"bufio"
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -51,9 +51,6 @@ type Options struct {
 	ActionsName string
 	// OutDir receives decisions.jsonl, actions.jsonl and dlq.jsonl.
 	OutDir string
-	// StateDir keeps the Pebble state; "" uses a temporary directory that is
-	// removed afterwards.
-	StateDir string
 	// Batch is the number of records per batch; default 8192.
 	Batch int
 	// Clock measures elapsed time; default the system clock.
@@ -64,7 +61,8 @@ type Options struct {
 type Summary struct {
 	Lines      int64          // lines of the input read
 	Events     int64          // records processed by stage 1
-	Rejected   int64          // dead letters of both stages
+	Rejected   int64          // events sent to the dead-letter output
+	BadActions int64          // external proposals sent to the dead-letter output
 	Duplicates int64          // events already applied
 	Decisions  map[string]int // by rule id
 	Types      map[string]int // decisions by type
@@ -79,8 +77,8 @@ type observer struct{ s *Summary }
 
 func (o observer) Observe(st engine.Stats) {
 	s := o.s
-	s.Rejected += int64(st.Rejected)
 	if st.Stage == 1 {
+		s.Rejected += int64(st.Rejected)
 		s.Events += int64(st.Records)
 		s.Duplicates += int64(st.Duplicates)
 		s.Proposals += st.Proposals
@@ -110,15 +108,11 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, err
 	}
-	dir := o.StateDir
-	if dir == "" {
-		tmp, err := os.MkdirTemp("", "adrules-backtest-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(tmp)
-		dir = tmp
+	dir, err := os.MkdirTemp("", "adrules-backtest-")
+	if err != nil {
+		return nil, err
 	}
+	defer os.RemoveAll(dir)
 	// The state of a backtest is thrown away: no write-ahead log.
 	db, err := state.Open(dir, state.Options{Pebble: &pebble.Options{DisableWAL: true, MemTableSize: 64 << 20}})
 	if err != nil {
@@ -190,6 +184,20 @@ func decisionTypes(rs *rules.RuleSet, byRule map[string]int) map[string]int {
 	return types
 }
 
+// merge interleaves two proposal logs, each kept in its own order, taking
+// the earlier head by ts, a's first at equal ts.
+func merge(a, b []staged) []staged {
+	out := make([]staged, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if b[0].ts < a[0].ts {
+			out, b = append(out, b[0]), b[1:]
+		} else {
+			out, a = append(out, a[0]), a[1:]
+		}
+	}
+	return append(append(out, a...), b...)
+}
+
 type staged struct {
 	ts       int64
 	external bool
@@ -197,7 +205,7 @@ type staged struct {
 }
 
 func proposalRecords(o Options, sink *jsonl.Sink, sum *Summary) ([]engine.Record, error) {
-	var all []staged
+	var all, ext, rule []staged
 	if o.Actions != nil {
 		r := bufio.NewReaderSize(o.Actions, 1<<20)
 		var dead engine.Output
@@ -213,7 +221,7 @@ func proposalRecords(o Options, sink *jsonl.Sink, sum *Summary) ([]engine.Record
 					sum.External++
 					p.Input = &in
 					b, _ := json.Marshal(p)
-					all = append(all, staged{ts: int64(p.TS), external: true, value: b})
+					ext = append(ext, staged{ts: int64(p.TS), external: true, value: b})
 				}
 			}
 			if err == io.EOF {
@@ -223,7 +231,7 @@ func proposalRecords(o Options, sink *jsonl.Sink, sum *Summary) ([]engine.Record
 				return nil, fmt.Errorf("read %s: %w", o.ActionsName, err)
 			}
 		}
-		sum.Rejected += int64(len(dead.DeadLetters))
+		sum.BadActions += int64(len(dead.DeadLetters))
 		if err := sink.Write(context.Background(), &dead); err != nil {
 			return nil, err
 		}
@@ -233,20 +241,9 @@ func proposalRecords(o Options, sink *jsonl.Sink, sum *Summary) ([]engine.Record
 		if err != nil {
 			return nil, err
 		}
-		all = append(all, staged{ts: int64(sink.Proposals[i].TS), value: b})
+		rule = append(rule, staged{ts: int64(sink.Proposals[i].TS), value: b})
 	}
-	slices.SortStableFunc(all, func(a, b staged) int {
-		if c := cmp.Compare(a.ts, b.ts); c != 0 {
-			return c
-		}
-		switch {
-		case a.external == b.external:
-			return 0
-		case a.external:
-			return -1
-		}
-		return 1
-	})
+	all = merge(ext, rule)
 	recs := make([]engine.Record, len(all))
 	for i, s := range all {
 		recs[i] = engine.Record{Topic: ProposalsTopic, Offset: int64(i), Value: s.value}
@@ -268,7 +265,7 @@ func (s *Summary) Print(w io.Writer) {
 	for _, k := range slices.Sorted(maps.Keys(s.Types)) {
 		fmt.Fprintf(w, "  type %-24s %d\n", k, s.Types[k])
 	}
-	fmt.Fprintf(w, "proposals:  %d from rules, %d external\n", s.Proposals, s.External)
+	fmt.Fprintf(w, "proposals:  %d from rules, %d external (%d rejected to dlq)\n", s.Proposals, s.External, s.BadActions)
 	fmt.Fprintf(w, "verdicts:   %d\n", total(s.Verdicts))
 	for _, k := range slices.Sorted(maps.Keys(s.Verdicts)) {
 		fmt.Fprintf(w, "  %-29s %d\n", k, s.Verdicts[k])

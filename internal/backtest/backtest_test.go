@@ -28,8 +28,8 @@ func ruleSet(t testing.TB, src string) *rules.RuleSet {
 }
 
 // TestStageTwoOrder: the rules' proposals and external ones meet in one
-// stage-2 log ordered by ts, external first at equal ts, and share the
-// account's quota.
+// stage-2 log, merged by ts with each source in its own order (external
+// first at equal ts), and share the account's quota.
 func TestStageTwoOrder(t *testing.T) {
 	rs := ruleSet(t, `
 rules:
@@ -65,11 +65,14 @@ not json
 		}
 	}
 	// x0 (09:59), rule at 10:00, x1 (10:20, external first), rule at 10:20 (over the limit of 2 in (09:20, 10:20]).
-	want := "x0=approved p=approved x1=rejected p=rejected"
+	// The log: rule at 10:00, x1 (10:20, external first at equal ts), x0 (09:59,
+	// late, after x1 as in its file: its window (08:59, 09:59] is empty), rule
+	// at 10:20 (three approvals in (09:20, 10:20] already: over the limit of 2).
+	want := "p=approved x1=approved x0=approved p=rejected"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("stage 2 order: %v, want %s", got, want)
 	}
-	if sum.External != 2 || sum.Rejected != 1 || sum.Proposals != 2 {
+	if sum.External != 2 || sum.BadActions != 1 || sum.Rejected != 0 || sum.Proposals != 2 {
 		t.Fatalf("summary: %+v", sum)
 	}
 	dlq, _ := os.ReadFile(filepath.Join(dir, "dlq.jsonl"))
