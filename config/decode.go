@@ -35,25 +35,37 @@ type decoder struct {
 	pos  map[string]loc
 	errs Errors
 	rule string // the id of the rule being decoded, for its errors
+	// failed holds the paths of the values that could not be decoded (and
+	// of the keys that a misspelt key probably meant), so that Validate
+	// does not judge the zero values left in their place.
+	failed map[string]bool
 }
 
-func (l *loader) decode(root *yaml.Node) (*Document, error) {
-	dc := &decoder{l: l, pos: map[string]loc{}}
+// decode decodes root strictly. It returns the document even when it
+// reports problems: what failed is left out, and failed says where.
+func (l *loader) decode(root *yaml.Node) (*Document, map[string]bool, Errors) {
+	dc := &decoder{l: l, pos: map[string]loc{}, failed: map[string]bool{}}
 	d := &Document{File: l.file}
 	dc.pos[""] = loc{val: l.pos(root)}
 	dc.decode(root, reflect.ValueOf(d).Elem(), "")
-	if len(dc.errs) > 0 {
-		sortErrors(dc.errs)
-		return nil, dc.errs
-	}
 	d.pos = dc.pos
-	return d, nil
+	return d, dc.failed, dc.errs
 }
 
-func (dc *decoder) fail(n *yaml.Node, format string, args ...any) {
+// fail reports a problem of the value at path, found at the node n.
+func (dc *decoder) fail(path string, n *yaml.Node, format string, args ...any) {
 	e := dc.l.errorf(n, format, args...)
 	e.RuleID = dc.rule
 	dc.errs = append(dc.errs, e)
+	dc.failed[path] = true
+}
+
+// join appends a key to a path.
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
 }
 
 // decode sets v from n. A null leaves v as it is.
@@ -65,19 +77,19 @@ func (dc *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	switch {
 	case t == durationType:
 		if n.Kind != yaml.ScalarNode {
-			dc.fail(n, "expected a duration such as 30m, 6h or 7d, got %s", describe(n))
+			dc.fail(path, n, "expected a duration such as 30m, 6h or 7d, got %s", describe(n))
 			return
 		}
 		d, err := ParseDuration(n.Value)
 		if err != nil {
-			dc.fail(n, "%s", err)
+			dc.fail(path, n, "%s", err)
 			return
 		}
 		v.SetInt(int64(d))
 		return
 	case t == freeType:
 		if n.Kind != yaml.MappingNode {
-			dc.fail(n, "expected keys and values (a mapping), got %s", describe(n))
+			dc.fail(path, n, "expected keys and values (a mapping), got %s", describe(n))
 			return
 		}
 		v.Set(reflect.ValueOf(dc.free(n, path)))
@@ -92,7 +104,7 @@ func (dc *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		dc.structure(n, v, path)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			dc.fail(n, "expected a list, got %s", describe(n))
+			dc.fail(path, n, "expected a list, got %s", describe(n))
 			return
 		}
 		s := reflect.MakeSlice(t, len(n.Content), len(n.Content))
@@ -104,14 +116,14 @@ func (dc *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		v.Set(s)
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			dc.fail(n, "expected keys and values (a mapping), got %s", describe(n))
+			dc.fail(path, n, "expected keys and values (a mapping), got %s", describe(n))
 			return
 		}
 		m := reflect.MakeMapWithSize(t, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, c := n.Content[i], n.Content[i+1]
 			if k.Kind != yaml.ScalarNode {
-				dc.fail(k, "expected a name as key, got %s", describe(k))
+				dc.fail(path, k, "expected a name as key, got %s", describe(k))
 				continue
 			}
 			p := path + "." + k.Value
@@ -123,30 +135,30 @@ func (dc *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		v.Set(m)
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			dc.fail(n, "expected text, got %s", describe(n))
+			dc.fail(path, n, "expected text, got %s", describe(n))
 			return
 		}
 		v.SetString(n.Value)
 	case reflect.Bool:
 		var b bool
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
-			dc.fail(n, "expected true or false, got %s", describe(n))
+			dc.fail(path, n, "expected true or false, got %s", describe(n))
 			return
 		}
 		v.SetBool(b)
 	case reflect.Int:
 		var i int
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
-			dc.fail(n, "expected a whole number, got %s", describe(n))
+			dc.fail(path, n, "expected a whole number, got %s", describe(n))
 			return
 		}
 		if n.Decode(&i) != nil {
-			dc.fail(n, "the number %s is too large", n.Value)
+			dc.fail(path, n, "the number %s is too large", n.Value)
 			return
 		}
 		v.SetInt(int64(i))
 	case reflect.Float64:
-		f, ok := dc.number(n)
+		f, ok := dc.number(path, n)
 		if ok {
 			v.SetFloat(f)
 		}
@@ -156,14 +168,14 @@ func (dc *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 }
 
 // number reads a finite float.
-func (dc *decoder) number(n *yaml.Node) (float64, bool) {
+func (dc *decoder) number(path string, n *yaml.Node) (float64, bool) {
 	var f float64
 	if tag := n.ShortTag(); n.Kind != yaml.ScalarNode || tag != "!!int" && tag != "!!float" || n.Decode(&f) != nil {
-		dc.fail(n, "expected a number, got %s", describe(n))
+		dc.fail(path, n, "expected a number, got %s", describe(n))
 		return 0, false
 	}
 	if math.IsInf(f, 0) || math.IsNaN(f) {
-		dc.fail(n, "expected a finite number, got %s", n.Value)
+		dc.fail(path, n, "expected a finite number, got %s", n.Value)
 		return 0, false
 	}
 	return f, true
@@ -206,7 +218,7 @@ func fields(t reflect.Type) []field {
 
 func (dc *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind != yaml.MappingNode {
-		dc.fail(n, "expected keys and values (a mapping), got %s", describe(n))
+		dc.fail(path, n, "expected keys and values (a mapping), got %s", describe(n))
 		return
 	}
 	t := v.Type()
@@ -225,10 +237,7 @@ func (dc *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 			dc.unknown(k, t, path, fs)
 			continue
 		}
-		p := fs[j].name
-		if path != "" {
-			p = path + "." + p
-		}
+		p := join(path, fs[j].name)
 		dc.mark(p, k, c)
 		dc.decode(c, v.Field(fs[j].index), p)
 	}
@@ -238,7 +247,7 @@ func (dc *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 		if w := child(n, "when"); w != nil && w.Kind == yaml.ScalarNode {
 			r.WhenPos = dc.l.exprPos(w)
 		} else {
-			r.WhenPos = ExprPos{File: r.Pos.File}
+			r.WhenPos = ExprPos{File: r.Pos.File, Var: r.Pos.Var}
 		}
 	}
 }
@@ -264,8 +273,11 @@ func (dc *decoder) unknown(k *yaml.Node, t reflect.Type, path string, fs []field
 	hint := ""
 	if s := suggest(k.Value, known); s != "" {
 		hint = fmt.Sprintf(" (did you mean %s?)", s)
+		// The key it meant is missing only because of the typo; do not
+		// also report it missing.
+		dc.failed[join(path, s)] = true
 	}
-	dc.fail(k, "unknown key %q %s%s; known keys: %s", k.Value, where, hint, strings.Join(known, ", "))
+	dc.fail(join(path, k.Value), k, "unknown key %q %s%s; known keys: %s", k.Value, where, hint, strings.Join(known, ", "))
 }
 
 // suggest returns the known word closest to s, if it is close enough to
@@ -310,7 +322,7 @@ func (dc *decoder) free(n *yaml.Node, path string) any {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, c := n.Content[i], n.Content[i+1]
 			if k.Kind != yaml.ScalarNode {
-				dc.fail(k, "expected a name as key, got %s", describe(k))
+				dc.fail(path, k, "expected a name as key, got %s", describe(k))
 				continue
 			}
 			p := path + "." + k.Value
@@ -338,12 +350,12 @@ func (dc *decoder) free(n *yaml.Node, path string) any {
 	case "!!int":
 		var i int
 		if n.Decode(&i) != nil {
-			dc.fail(n, "the number %s is too large", n.Value)
+			dc.fail(path, n, "the number %s is too large", n.Value)
 			return nil
 		}
 		return i
 	case "!!float":
-		f, _ := dc.number(n)
+		f, _ := dc.number(path, n)
 		return f
 	}
 	return n.Value
@@ -356,7 +368,7 @@ func (dc *decoder) free(n *yaml.Node, path string) any {
 func (l *loader) exprPos(n *yaml.Node) ExprPos {
 	v := n.Value
 	if name, ok := l.env[n]; ok {
-		return ExprPos{File: "$" + name, Lines: []LineSpan{{Line: 1, Col: 1, Len: len(v), ExprLine: 1, ExprCol: 1}}}
+		return ExprPos{File: l.file, Var: name, Lines: []LineSpan{{Line: 1, Col: 1, Len: len(v), ExprLine: 1, ExprCol: 1}}}
 	}
 	block := n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0
 	quoted := n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0
@@ -439,6 +451,20 @@ func commonPrefix(a, b string) int {
 		n++
 	}
 	return n
+}
+
+// PosOf returns where the value at path came from: the file, line and
+// column of the value as written (for a value in the predecessor's shape,
+// where the predecessor's file has it), or, for a value an environment
+// variable set, the file and the variable (Pos.Var). A path names a value
+// as messages do: keys joined by dots and list items by index from 0, as
+// in rules[2].emit.values[1], guards.jitter.min or
+// params.winner_detection.ctr_threshold. PosOf returns the zero Pos when
+// the document does not know: for a value the file leaves out (a default,
+// the built-in winner rule) or gives as null, for a path the document does
+// not have, and for a Document that Load did not make.
+func (d *Document) PosOf(path string) Pos {
+	return d.pos[path].val
 }
 
 // set reports whether the file gave the value at path (not null).

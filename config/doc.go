@@ -6,15 +6,19 @@
 //  1. the file, in the new shape (DESIGN.md section 5) or the predecessor's
 //     (winner_detection, rag_indexing, self_learning_cycle, model_evaluation
 //     and safe_executor at the top level), with YAML anchors and merge keys;
+//     the predecessor's sections are rewritten into the new shape, in the
+//     file and in each overlay, so that an overlay of either shape applies
+//     to a file of either;
 //  2. the environments overlay named by Options.Environment, else
 //     $ADRULES_ENV, else $ENVIRONMENT: mappings merge deep, scalars and
-//     lists replace;
+//     lists replace. Every overlay is checked, selected or not;
 //  3. variables: ADRULES__A__B=v sets a.b (names matched without regard to
 //     case, list items by index or rule id, values read as YAML scalars),
 //     and the predecessor's names (WINNER_CTR_THRESHOLD, MAX_ACTIONS_PER_HOUR,
-//     ...) set the keys they always set;
-//  4. the predecessor's sections are rewritten into the new shape, and a
-//     file with winner_detection but no rules key gets WinnerRule;
+//     ...) set the keys they always set. The predecessor's parameter names
+//     (WINNER_*, LEARNING_CYCLE_INTERVAL_SECONDS) are ignored by a file
+//     without the section they set: they are leftovers of its deployment;
+//  4. a file with winner_detection but no rules key gets WinnerRule;
 //  5. a strict decode, Defaults and Validate.
 //
 // Canonical and SHA256 then give the document's identity: the value the
@@ -34,12 +38,18 @@
 //
 // Load and Validate report all problems at once, in file order, as Errors
 // of *Error with file, line and column, and the rule id for rule problems.
-// Unknown keys are errors everywhere, with the keys that are known. In the
-// free-form maps (params, feature_flags), where any key is allowed, a
-// variable that names a missing key is an error, so a typo never adds a
-// parameter nobody reads. A problem a variable causes is reported at
-// Pos{File: "$NAME"}. An expression's positions map back to the file
-// through Rule.WhenPos, whatever YAML style held it.
+// Once the file parses, Load reports the problems of overlays, variables,
+// keys, types and validation together; validation leaves out only the
+// values that could not be read. Unknown keys are errors everywhere, in
+// every overlay, with the keys that are known. In the free-form maps
+// (params, feature_flags), where any key is allowed, a variable or an
+// overlay that names a key the file lacks is an error, so a typo never adds
+// a parameter nobody reads; and under params it keeps the file's type (a
+// whole number stays whole; a whole number given for a decimal becomes
+// decimal). A problem a variable causes is reported at Pos{File: file,
+// Var: "NAME"}, which prints as "file: $NAME". An expression's positions
+// map back to the file through Rule.WhenPos, whatever YAML style held it,
+// and any other value's through Document.PosOf.
 //
 // # One meaning, one hash
 //

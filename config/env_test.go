@@ -1,8 +1,10 @@
 package config
 
 import (
+	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -135,7 +137,8 @@ func TestPredecessorVariables(t *testing.T) {
 		want        any
 	}{
 		{"WINNER_CTR_THRESHOLD", "0.05", param("winner_detection", "ctr_threshold"), 0.05},
-		{"WINNER_ROAS_THRESHOLD", "4", param("winner_detection", "roas_threshold"), 4},
+		// The file's 3.0 is a decimal number, so 4 is read as 4.0.
+		{"WINNER_ROAS_THRESHOLD", "4", param("winner_detection", "roas_threshold"), 4.0},
 		{"WINNER_MIN_IMPRESSIONS", "500", param("winner_detection", "min_impressions"), 500},
 		{"LEARNING_CYCLE_INTERVAL_SECONDS", "60", param("self_learning_cycle", "interval_seconds"), 60},
 		{"SAFE_EXECUTOR_POLL_INTERVAL_MS", "1000", func(d *Document) any { return d.Guards.PollInterval }, Duration(time.Second)},
@@ -255,5 +258,222 @@ func TestParamOverrides(t *testing.T) {
 	}
 	if got := ParamOverrides(nil); got != nil {
 		t.Errorf("ParamOverrides(nil) = %v", got)
+	}
+}
+
+// TestOverlayShapes checks an overlay in either shape applies to a file in
+// either shape, merging with what the file has.
+func TestOverlayShapes(t *testing.T) {
+	const newFile = `params:
+  winner_detection: {ctr_threshold: 0.03, min_impressions: 1000}
+rules: [{id: r, when: ad.ctr > 0.1, emit: {type: x}}]
+guards:
+  rate_limit: {per: ad, max_per_hour: 10}
+  jitter: {min: 2s, max: 4s}
+`
+	const oldFile = `winner_detection: {ctr_threshold: 0.03, min_impressions: 1000}
+rules: [{id: r, when: ad.ctr > 0.1, emit: {type: x}}]
+safe_executor:
+  rate_limiting: {max_actions_per_hour: 10, max_actions_per_day: 50}
+  jitter: {min_ms: 2000, max_ms: 4000}
+`
+	type check struct {
+		get  func(*Document) any
+		want any
+	}
+	minImp := func(d *Document) any { return d.Params["winner_detection"].(map[string]any)["min_impressions"] }
+	perHour := func(d *Document) any { return d.Guards.RateLimit.MaxPerHour }
+	jitterMin := func(d *Document) any { return d.Guards.Jitter.Min }
+	jitterMax := func(d *Document) any { return d.Guards.Jitter.Max }
+	tests := []struct {
+		name, file, overlay string
+		checks              []check
+	}{
+		{"safe_executor over guards", newFile, "safe_executor: {rate_limiting: {max_actions_per_hour: 5}, jitter: {min_ms: 500}}",
+			[]check{{perHour, 5}, {jitterMin, Duration(500 * time.Millisecond)}, {jitterMax, Duration(4 * time.Second)},
+				{func(d *Document) any { return d.Guards.RateLimit.Per }, "ad"}}},
+		{"guards over safe_executor", oldFile, "guards: {rate_limit: {max_per_hour: 7}}",
+			[]check{{perHour, 7}, {func(d *Document) any { return d.Guards.RateLimit.MaxPerDay }, 50}, {jitterMin, Duration(2 * time.Second)}}},
+		{"safe_executor over safe_executor", oldFile, "safe_executor: {jitter: {max_ms: 9000}}",
+			[]check{{jitterMax, Duration(9 * time.Second)}, {perHour, 10}}},
+		{"params over the predecessor's section", oldFile, "params: {winner_detection: {min_impressions: 5}}",
+			[]check{{minImp, 5}}},
+		{"the predecessor's section over params", newFile, "winner_detection: {min_impressions: 5}",
+			[]check{{minImp, 5}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := tc.file + "environments:\n  dev: {" + tc.overlay + "}\n"
+			d, err := Load("test.yaml", []byte(src), Options{Environment: "dev"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, c := range tc.checks {
+				if got := c.get(d); !reflect.DeepEqual(got, c.want) {
+					t.Errorf("check %d: got %v (%T), want %v (%T)", i, got, got, c.want, c.want)
+				}
+			}
+			// Not selected, the overlay is checked and changes nothing.
+			plain, err := Load("test.yaml", []byte(tc.file), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, err := Load("test.yaml", []byte(src), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if plain.SHA256() != other.SHA256() {
+				t.Errorf("an overlay that is not selected changed the document")
+			}
+		})
+	}
+}
+
+// TestOverlayParamTypes checks a value an overlay sets under params takes
+// the type of the file's.
+func TestOverlayParamTypes(t *testing.T) {
+	const file = `params:
+  p: {whole: 10, decimal: 0.5, text: abc, flag: true, open: ~, list: [1, 2]}
+rules: [{id: r, when: ad.ctr > 0.1, emit: {type: x}}]
+`
+	tests := []struct {
+		overlay string
+		key     string
+		want    any
+	}{
+		{"whole: 20", "whole", 20},
+		{"decimal: 1", "decimal", 1.0},
+		{"decimal: 0.25", "decimal", 0.25},
+		{"text: 007", "text", "007"},
+		{"text: true", "text", "true"},
+		{"flag: false", "flag", false},
+		{"open: {any: thing}", "open", map[string]any{"any": "thing"}},
+		{"list: [3]", "list", []any{3}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.overlay, func(t *testing.T) {
+			src := file + "environments:\n  dev: {params: {p: {" + tc.overlay + "}}}\n"
+			d, err := Load("test.yaml", []byte(src), Options{Environment: "dev"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := d.Params["p"].(map[string]any)[tc.key]; !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("%s = %v (%T), want %v (%T)", tc.key, got, got, tc.want, tc.want)
+			}
+		})
+	}
+}
+
+// TestPredecessorVariablesWithoutTheirSection checks the predecessor's
+// parameter variables, left over in a deployment's environment, do not
+// stop a file without their section from loading, and change nothing.
+func TestPredecessorVariablesWithoutTheirSection(t *testing.T) {
+	const onlyWinner = `params:
+  winner_detection: {ctr_threshold: 0.03, roas_threshold: 3.0, min_impressions: 1000}
+rules: [{id: r, when: ad.ctr > 0.1, emit: {type: x}}]
+`
+	const onlyCycle = `self_learning_cycle: {interval_seconds: 3600}
+rules: [{id: r, when: ad.ctr > 0.1, emit: {type: x}}]
+`
+	const nullParams = "params:\nrules: [{id: r, when: ad.ctr > 0.1, emit: {type: x}}]\n"
+	tests := []struct {
+		file, name, value string
+	}{
+		{onlyWinner, "LEARNING_CYCLE_INTERVAL_SECONDS", "5"},
+		{onlyCycle, "WINNER_CTR_THRESHOLD", "0.05"},
+		{onlyCycle, "WINNER_ROAS_THRESHOLD", "4"},
+		{onlyCycle, "WINNER_MIN_IMPRESSIONS", "10"},
+		{base, "WINNER_MIN_IMPRESSIONS", "10"},
+		{nullParams, "LEARNING_CYCLE_INTERVAL_SECONDS", "5"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			plain, err := Load("test.yaml", []byte(tc.file), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := Load("test.yaml", []byte(tc.file), Options{Vars: map[string]string{tc.name: tc.value}})
+			if err != nil {
+				t.Fatalf("%s=%s: %v", tc.name, tc.value, err)
+			}
+			if d.SHA256() != plain.SHA256() {
+				t.Errorf("%s changed a file without its section", tc.name)
+			}
+		})
+	}
+}
+
+// TestVariableNumberTypes checks a variable for a whole-number parameter
+// must be a whole number, and one for a decimal parameter becomes decimal.
+func TestVariableNumberTypes(t *testing.T) {
+	tests := []struct {
+		name, value string
+		key         string
+		want        any // or the error
+		err         string
+	}{
+		{"WINNER_MIN_IMPRESSIONS", "500", "min_impressions", 500, ""},
+		{"WINNER_MIN_IMPRESSIONS", "1.5", "", nil, `test.yaml: $WINNER_MIN_IMPRESSIONS: params.winner_detection.min_impressions: expected a whole number like the file's 1000, got "1.5"`},
+		{"WINNER_MIN_IMPRESSIONS", "1e3", "", nil, `expected a whole number like the file's 1000, got "1e3"`},
+		{"WINNER_CTR_THRESHOLD", "1", "ctr_threshold", 1.0, ""},
+		{"WINNER_CTR_THRESHOLD", "0.5", "ctr_threshold", 0.5, ""},
+		{"WINNER_ROAS_THRESHOLD", "4", "roas_threshold", 4.0, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			d, err := Load("test.yaml", []byte(newShape), Options{Vars: map[string]string{tc.name: tc.value}})
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %v, want an error containing %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := d.Params["winner_detection"].(map[string]any)[tc.key]; !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("%s = %v (%T), want %v (%T)", tc.key, got, got, tc.want, tc.want)
+			}
+		})
+	}
+}
+
+// TestVariableErrorsNameTheFile checks a variable's problem says which
+// file it was applied to, as adrules check a.yaml b.yaml prints it.
+func TestVariableErrorsNameTheFile(t *testing.T) {
+	vars := map[string]string{"LEARNING_CYCLE_INTERVAL_SECONDS": "soon"}
+	for _, file := range []string{"a.yaml", "b.yaml"} {
+		_, err := Load(file, []byte(newShape), Options{Vars: vars})
+		var es Errors
+		if !errors.As(err, &es) || len(es) != 1 {
+			t.Fatalf("%s: got %v, want one error", file, err)
+		}
+		want := file + `: $LEARNING_CYCLE_INTERVAL_SECONDS: params.self_learning_cycle.interval_seconds: expected a whole number like the file's 3600, got "soon"`
+		if got := es[0].Error(); got != want {
+			t.Errorf("got  %s\nwant %s", got, want)
+		}
+		if p := es[0].Pos; p.File != file || p.Var != "LEARNING_CYCLE_INTERVAL_SECONDS" || p.Line != 0 {
+			t.Errorf("Pos = %#v", p)
+		}
+	}
+}
+
+func TestPosString(t *testing.T) {
+	tests := []struct {
+		pos  Pos
+		want string
+	}{
+		{Pos{File: "a.yaml", Line: 3, Col: 5}, "a.yaml:3:5"},
+		{Pos{File: "a.yaml", Line: 3}, "a.yaml:3"},
+		{Pos{File: "a.yaml"}, "a.yaml"},
+		{Pos{File: "a.yaml", Var: "X"}, "a.yaml: $X"},
+		{Pos{File: "a.yaml", Var: "X", Line: 1, Col: 4}, "a.yaml: $X:1:4"},
+		{Pos{Var: "X"}, "$X"},
+		{Pos{}, ""},
+	}
+	for _, tc := range tests {
+		if got := tc.pos.String(); got != tc.want {
+			t.Errorf("%#v.String() = %q, want %q", tc.pos, got, tc.want)
+		}
 	}
 }

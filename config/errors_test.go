@@ -17,6 +17,11 @@ func readFile(t testing.TB, name string) []byte {
 	return b
 }
 
+// overlayBase is base with params and feature_flags for overlays to set.
+const overlayBase = base + `params:
+  winner_detection: {ctr_threshold: 0.03, min_impressions: 1000}
+`
+
 // A minimal valid rule set, for cases that change one thing.
 const base = `name: test
 feature_flags: {budget_scaling: true}
@@ -38,6 +43,7 @@ func TestConfigMistakes(t *testing.T) {
 		vars   map[string]string
 		msg    string // a substring of the message
 		file   string // default "test.yaml"
+		vr     string // the variable the error is at
 		line   int
 		col    int
 		ruleID string
@@ -277,7 +283,7 @@ func TestConfigMistakes(t *testing.T) {
 			src:  base + "environments:\n  staging: {}\n",
 			vars: map[string]string{"ADRULES_ENV": "qa"},
 			msg:  `environment "qa" is not defined; the file defines staging`,
-			file: "$ADRULES_ENV",
+			vr:   "ADRULES_ENV",
 		},
 		{
 			name: "environment overlay with an unknown key",
@@ -291,63 +297,63 @@ func TestConfigMistakes(t *testing.T) {
 			src:  base + "params:\n  winner_detection: {ctr_threshold: 0.03}\n",
 			vars: map[string]string{"ADRULES__PARAMS__WINNER_DETECTION__CTR_TRESHOLD": "0.05"},
 			msg:  "sets params.winner_detection.ctr_treshold, which the file does not define; params.winner_detection has ctr_threshold",
-			file: "$ADRULES__PARAMS__WINNER_DETECTION__CTR_TRESHOLD",
+			vr:   "ADRULES__PARAMS__WINNER_DETECTION__CTR_TRESHOLD",
 		},
 		{
 			name: "variable typo outside params",
 			src:  base,
 			vars: map[string]string{"ADRULES__GUARDS__RATE_LIMIT__MAX_PER_HR": "5"},
 			msg:  `unknown key "max_per_hr" in guards.rate_limit`,
-			file: "$ADRULES__GUARDS__RATE_LIMIT__MAX_PER_HR",
+			vr:   "ADRULES__GUARDS__RATE_LIMIT__MAX_PER_HR",
 		},
 		{
 			name: "variable of the wrong type",
 			src:  base,
 			vars: map[string]string{"ADRULES__GUARDS__RATE_LIMIT__MAX_PER_HOUR": "many"},
 			msg:  `expected a whole number, got "many"`,
-			file: "$ADRULES__GUARDS__RATE_LIMIT__MAX_PER_HOUR",
+			vr:   "ADRULES__GUARDS__RATE_LIMIT__MAX_PER_HOUR",
 		},
 		{
 			name: "variable number for a number param",
 			src:  base + "params:\n  winner_detection: {ctr_threshold: 0.03}\n",
 			vars: map[string]string{"WINNER_CTR_THRESHOLD": "high"},
 			msg:  `params.winner_detection.ctr_threshold: expected a number like the file's 0.03, got "high"`,
-			file: "$WINNER_CTR_THRESHOLD",
+			vr:   "WINNER_CTR_THRESHOLD",
 		},
 		{
 			name: "variable bool for a flag",
 			src:  "feature_flags: {rag_auto_indexing: true}\n",
 			vars: map[string]string{"RAG_AUTO_INDEXING_ENABLED": "maybe"},
 			msg:  `feature_flags.rag_auto_indexing: expected true or false, got "maybe"`,
-			file: "$RAG_AUTO_INDEXING_ENABLED",
+			vr:   "RAG_AUTO_INDEXING_ENABLED",
 		},
 		{
 			name: "variable for a section",
 			src:  base,
 			vars: map[string]string{"ADRULES__FEATURE_FLAGS": "true"},
 			msg:  "feature_flags: is keys and values (a mapping); a variable can set only a single value",
-			file: "$ADRULES__FEATURE_FLAGS",
+			vr:   "ADRULES__FEATURE_FLAGS",
 		},
 		{
 			name: "predecessor variable without its param",
-			src:  base,
+			src:  base + "params:\n  winner_detection: {ctr_threshold: 0.03}\n",
 			vars: map[string]string{"WINNER_MIN_IMPRESSIONS": "500"},
-			msg:  "sets winner_detection.min_impressions, which the file does not define",
-			file: "$WINNER_MIN_IMPRESSIONS",
+			msg:  "sets params.winner_detection.min_impressions, which the file does not define; params.winner_detection has ctr_threshold",
+			vr:   "WINNER_MIN_IMPRESSIONS",
 		},
 		{
 			name: "predecessor variable not a number",
 			src:  base,
 			vars: map[string]string{"JITTER_MIN_MS": "soon"},
-			msg:  `guards.jitter.min: expected a number, got "soon"`,
-			file: "$JITTER_MIN_MS",
+			msg:  `guards.jitter.min: expected a non-negative number of milliseconds, got "soon"`,
+			vr:   "JITTER_MIN_MS",
 		},
 		{
 			name: "two variables for one key",
 			src:  base,
 			vars: map[string]string{"MAX_ACTIONS_PER_HOUR": "10", "ADRULES__GUARDS__RATE_LIMIT__MAX_PER_HOUR": "12"},
 			msg:  "both $ADRULES__GUARDS__RATE_LIMIT__MAX_PER_HOUR and $MAX_ACTIONS_PER_HOUR set guards.rate_limit.max_per_hour",
-			file: "$MAX_ACTIONS_PER_HOUR",
+			vr:   "MAX_ACTIONS_PER_HOUR",
 		},
 		{
 			name: "guards and safe_executor",
@@ -364,7 +370,7 @@ func TestConfigMistakes(t *testing.T) {
 		{
 			name: "safe_executor hours not a number",
 			src:  "safe_executor:\n  budget_velocity: {velocity_window_hours: six}\n",
-			msg:  `expected a number of hours, got "six"`,
+			msg:  `expected a non-negative number of hours, got "six"`,
 			line: 2, col: 44,
 		},
 		{
@@ -372,6 +378,184 @@ func TestConfigMistakes(t *testing.T) {
 			src:  "params:\n  winner_detection: {ctr_threshold: 0.03}\nwinner_detection: {ctr_threshold: 0.04}\n",
 			msg:  "winner_detection is given both at the top level and under params (line 2)",
 			line: 3, col: 1,
+		},
+		// Overlays follow the rule of variables under params and
+		// feature_flags, and every overlay is checked, selected or not.
+		{
+			name: "overlay typo under params, selected",
+			src:  overlayBase + "environments:\n  development:\n    params: {winner_detection: {min_impresions: 100}}\n",
+			env:  "development",
+			msg:  "environment development sets params.winner_detection.min_impresions, which the file does not define; did you mean min_impressions?",
+			line: 11, col: 33,
+		},
+		{
+			name: "overlay typo under params, not selected",
+			src:  overlayBase + "environments:\n  development:\n    params:\n      winner_detection:\n        min_impresions: 100\n",
+			msg:  "environment development sets params.winner_detection.min_impresions, which the file does not define; did you mean min_impressions?",
+			line: 13, col: 9,
+		},
+		{
+			name: "overlay typo under params, another selected",
+			src:  overlayBase + "environments:\n  staging: {}\n  development:\n    params: {winner_detection: {min_impresions: 100}}\n",
+			env:  "staging",
+			msg:  "environment development sets params.winner_detection.min_impresions",
+			line: 12, col: 33,
+		},
+		{
+			name: "overlay new section under params",
+			src:  overlayBase + "environments:\n  development:\n    params: {scaling: {min_roas: 4}}\n",
+			msg:  "environment development sets params.scaling, which the file does not define; params has winner_detection",
+			line: 11, col: 14,
+		},
+		{
+			name: "overlay params in a file without params",
+			src:  base + "environments:\n  development:\n    params: {x: 1}\n",
+			msg:  "environment development sets params.x, which the file does not define",
+			line: 9, col: 14,
+		},
+		{
+			name: "overlay typo in feature_flags",
+			src:  overlayBase + "environments:\n  development:\n    feature_flags: {budget_scailng: false}\n",
+			msg:  "environment development sets feature_flags.budget_scailng, which the file does not define; did you mean budget_scaling?",
+			line: 11, col: 21,
+		},
+		{
+			name: "overlay typo in a predecessor section over a new-shape file",
+			src:  overlayBase + "environments:\n  development:\n    winner_detection: {min_impresions: 100}\n",
+			msg:  "environment development sets params.winner_detection.min_impresions, which the file does not define; did you mean min_impressions?",
+			line: 11, col: 24,
+		},
+		{
+			name: "overlay typo under params over a predecessor-shape file",
+			src:  "winner_detection: {min_impressions: 1000}\nenvironments:\n  development:\n    params: {winner_detection: {min_impresions: 100}}\n",
+			msg:  "environment development sets params.winner_detection.min_impresions",
+			line: 4, col: 33,
+		},
+		{
+			name: "overlay decimal for a whole-number param",
+			src:  overlayBase + "environments:\n  development:\n    params: {winner_detection: {min_impressions: 1.5}}\n",
+			env:  "development",
+			msg:  `environment development sets params.winner_detection.min_impressions: expected a whole number like the file's 1000, got "1.5"`,
+			line: 11, col: 50,
+		},
+		{
+			name: "overlay text for a number param",
+			src:  overlayBase + "environments:\n  development:\n    params: {winner_detection: {ctr_threshold: high}}\n",
+			msg:  `environment development sets params.winner_detection.ctr_threshold: expected a number like the file's 0.03, got "high"`,
+			line: 11, col: 48,
+		},
+		{
+			name: "overlay value for a params section",
+			src:  overlayBase + "environments:\n  development:\n    params: {winner_detection: 5}\n",
+			msg:  `environment development sets params.winner_detection: expected keys and values (a mapping), as the file has, got "5"`,
+			line: 11, col: 32,
+		},
+		{
+			name: "unknown key in an overlay that is not selected",
+			src:  base + "environments:\n  development:\n    guards: {rate_limit: {max_per_hr: 5}}\n",
+			msg:  `unknown key "max_per_hr" in guards.rate_limit (did you mean max_per_hour?)`,
+			line: 9, col: 27,
+		},
+		{
+			name: "unknown key in an overlay while another is selected",
+			src:  base + "environments:\n  staging: {}\n  development:\n    guards: {rate_limit: {max_per_hr: 5}}\n",
+			env:  "staging",
+			msg:  `unknown key "max_per_hr" in guards.rate_limit (did you mean max_per_hour?)`,
+			line: 10, col: 27,
+		},
+		{
+			name: "wrong type in an overlay that is not selected",
+			src:  base + "environments:\n  development:\n    guards: {rate_limit: {max_per_hour: many}}\n",
+			msg:  `expected a whole number, got "many"`,
+			line: 9, col: 41,
+		},
+		{
+			name: "unknown top-level key in an overlay that is not selected",
+			src:  base + "environments:\n  development:\n    rulez: []\n",
+			msg:  `unknown key "rulez" at the top level (did you mean rules?)`,
+			line: 9, col: 5,
+		},
+		{
+			name: "unknown safe_executor key in an overlay that is not selected",
+			src:  base + "environments:\n  development:\n    safe_executor: {jitter: {min_msec: 5}}\n",
+			msg:  `unknown key "min_msec" in safe_executor.jitter`,
+			line: 9, col: 30,
+		},
+		{
+			name: "overlay that is not a mapping, not selected",
+			src:  base + "environments:\n  development: fast\n",
+			msg:  `environment development must be a mapping in the shape of the file, got "fast"`,
+			line: 8, col: 16,
+		},
+		{
+			name: "overlay with environments, not selected",
+			src:  base + "environments:\n  development:\n    environments: {}\n",
+			msg:  "an environment overlay cannot hold environments",
+			line: 9, col: 5,
+		},
+		// Variables: integers stay integers, durations are not negative,
+		// and the generic scheme reaches safe_executor keys.
+		{
+			name: "variable decimal for a whole-number param",
+			src:  overlayBase,
+			vars: map[string]string{"WINNER_MIN_IMPRESSIONS": "1.5"},
+			msg:  `params.winner_detection.min_impressions: expected a whole number like the file's 1000, got "1.5"`,
+			vr:   "WINNER_MIN_IMPRESSIONS",
+		},
+		{
+			name: "variable negative milliseconds",
+			src:  base,
+			vars: map[string]string{"JITTER_MIN_MS": "-5"},
+			msg:  `guards.jitter.min: expected a non-negative number of milliseconds, got "-5"`,
+			vr:   "JITTER_MIN_MS",
+		},
+		{
+			name: "variable negative hours",
+			src:  base,
+			vars: map[string]string{"VELOCITY_WINDOW_HOURS": "-1"},
+			msg:  `guards.budget_velocity.window: expected a non-negative number of hours, got "-1"`,
+			vr:   "VELOCITY_WINDOW_HOURS",
+		},
+		{
+			name: "variable negative poll interval",
+			src:  "safe_executor: {poll_interval_ms: 5000}\n",
+			vars: map[string]string{"SAFE_EXECUTOR_POLL_INTERVAL_MS": "-1"},
+			msg:  `guards.poll_interval: expected a non-negative number of milliseconds, got "-1"`,
+			vr:   "SAFE_EXECUTOR_POLL_INTERVAL_MS",
+		},
+		{
+			name: "variable milliseconds too long",
+			src:  base,
+			vars: map[string]string{"JITTER_MAX_MS": "1e300"},
+			msg:  `guards.jitter.max: 1e300 milliseconds is too long`,
+			vr:   "JITTER_MAX_MS",
+		},
+		{
+			name: "generic variable for a safe_executor key",
+			src:  base,
+			vars: map[string]string{"ADRULES__SAFE_EXECUTOR__JITTER__MIN_MS": "-5"},
+			msg:  `guards.jitter.min: expected a non-negative number of milliseconds, got "-5"`,
+			vr:   "ADRULES__SAFE_EXECUTOR__JITTER__MIN_MS",
+		},
+		{
+			name: "generic variable for a safe_executor key it does not have",
+			src:  base,
+			vars: map[string]string{"ADRULES__SAFE_EXECUTOR__JITTER__MIN": "5"},
+			msg:  `safe_executor has no key jitter.min; it has enabled, poll_interval_ms,`,
+			vr:   "ADRULES__SAFE_EXECUTOR__JITTER__MIN",
+		},
+		{
+			name: "generic variable for a params section the file lacks",
+			src:  base,
+			vars: map[string]string{"ADRULES__SELF_LEARNING_CYCLE__INTERVAL_SECONDS": "5"},
+			msg:  "sets params.self_learning_cycle.interval_seconds, which the file does not define",
+			vr:   "ADRULES__SELF_LEARNING_CYCLE__INTERVAL_SECONDS",
+		},
+		{
+			name: "negative milliseconds in safe_executor",
+			src:  "safe_executor:\n  jitter: {min_ms: -5}\n",
+			msg:  `expected a non-negative number of milliseconds, got "-5"`,
+			line: 2, col: 20,
 		},
 		{
 			name: "payload_fields not a list",
@@ -404,7 +588,7 @@ func TestConfigMistakes(t *testing.T) {
 			if file == "" {
 				file = "test.yaml"
 			}
-			want := Pos{File: file, Line: tc.line, Col: tc.col}
+			want := Pos{File: file, Line: tc.line, Col: tc.col, Var: tc.vr}
 			if got.Pos != want || got.RuleID != tc.ruleID {
 				t.Errorf("error %q at %v in rule %q; want %v in rule %q", got.Msg, got.Pos, got.RuleID, want, tc.ruleID)
 			}
@@ -452,7 +636,7 @@ guards:
 // TestDecodeAllMistakes checks the strict decoder reports every schema
 // mistake at once rather than stopping at the first.
 func TestDecodeAllMistakes(t *testing.T) {
-	src := "nam: x\nguards: {rate_limit: {max_per_hour: x}}\nrules: [{id: a, wen: true}]\n"
+	src := "nam: x\nguards: {rate_limit: {max_per_hour: x}}\nrules: [{id: a, wen: true, emit: {type: x}}]\n"
 	_, err := Load("test.yaml", []byte(src), Options{})
 	var es Errors
 	if !errors.As(err, &es) || len(es) != 3 {

@@ -110,21 +110,21 @@ func TestWhenPositionsExact(t *testing.T) {
 		line, col int
 		want      Pos
 	}{
-		{1, 1, Pos{"test.yaml", 4, 7}},    // ad.ctr
-		{1, 18, Pos{"test.yaml", 5, 7}},   // (ad.impressions, joined with a space
-		{1, 19, Pos{"test.yaml", 5, 8}},   // ad.impressions
-		{2, 3, Pos{"test.yaml", 6, 9}},    // ? ad.roas: more-indented lines keep their breaks
-		{2, 1, Pos{"test.yaml", 6, 7}},    // the indentation before it
-		{3, 3, Pos{"test.yaml", 7, 9}},    // : ad.roas
-		{3, 100, Pos{"test.yaml", 7, 23}}, // past the end: just after the line
-		{9, 1, Pos{"test.yaml", 7, 23}},   // past the last line
+		{1, 1, Pos{File: "test.yaml", Line: 4, Col: 7}},    // ad.ctr
+		{1, 18, Pos{File: "test.yaml", Line: 5, Col: 7}},   // (ad.impressions, joined with a space
+		{1, 19, Pos{File: "test.yaml", Line: 5, Col: 8}},   // ad.impressions
+		{2, 3, Pos{File: "test.yaml", Line: 6, Col: 9}},    // ? ad.roas: more-indented lines keep their breaks
+		{2, 1, Pos{File: "test.yaml", Line: 6, Col: 7}},    // the indentation before it
+		{3, 3, Pos{File: "test.yaml", Line: 7, Col: 9}},    // : ad.roas
+		{3, 100, Pos{File: "test.yaml", Line: 7, Col: 23}}, // past the end: just after the line
+		{9, 1, Pos{File: "test.yaml", Line: 7, Col: 23}},   // past the last line
 	}
 	for _, tc := range tests {
 		if got := e.At(tc.line, tc.col); got != tc.want {
 			t.Errorf("At(%d, %d) = %v, want %v", tc.line, tc.col, got, tc.want)
 		}
 	}
-	if p := d.Rules[0].Pos; p != (Pos{"test.yaml", 2, 5}) {
+	if p := d.Rules[0].Pos; p != (Pos{File: "test.yaml", Line: 2, Col: 5}) {
 		t.Errorf("rule Pos = %v", p)
 	}
 }
@@ -133,12 +133,12 @@ func TestWhenPositionsExact(t *testing.T) {
 // their meaning.
 func TestExprPosWithoutExprCoordinates(t *testing.T) {
 	literal := ExprPos{File: "f", Lines: []LineSpan{{Line: 3, Col: 7, Len: 4}, {Line: 4, Col: 9, Len: 5}}}
-	if got := literal.At(2, 2); got != (Pos{"f", 4, 10}) {
+	if got := literal.At(2, 2); got != (Pos{File: "f", Line: 4, Col: 10}) {
 		t.Errorf("literal At(2, 2) = %v", got)
 	}
 	folded := literal
 	folded.Folded = true
-	if got := folded.At(1, 7); got != (Pos{"f", 4, 10}) {
+	if got := folded.At(1, 7); got != (Pos{File: "f", Line: 4, Col: 10}) {
 		t.Errorf("folded At(1, 7) = %v", got)
 	}
 	if got := (ExprPos{File: "f"}).At(1, 1); got != (Pos{File: "f"}) {
@@ -152,7 +152,7 @@ func TestWhenFromVariable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := d.Rules[0].WhenPos.At(1, 5); got != (Pos{"$ADRULES__RULES__SCALE__WHEN", 1, 5}) {
+	if got := d.Rules[0].WhenPos.At(1, 5); got != (Pos{File: "test.yaml", Var: "ADRULES__RULES__SCALE__WHEN", Line: 1, Col: 5}) {
 		t.Errorf("At = %v", got)
 	}
 }

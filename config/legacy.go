@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -30,10 +29,11 @@ var executorKeys = []struct{ from, to string }{
 	{"fuzzy_budgets.variance_pct", "fuzzy_budget.variance_pct"},
 }
 
-// translate rewrites the predecessor's top-level sections in root into the
-// new shape: the param sections move under params, safe_executor becomes
-// guards.
-func (l *loader) translate(root *yaml.Node) error {
+// translate rewrites the predecessor's top-level sections in root (a file
+// or an overlay) into the new shape: the param sections move under params,
+// safe_executor becomes guards. A section it reports a problem with it
+// leaves out, or keeps what of it is right.
+func (l *loader) translate(root *yaml.Node) Errors {
 	var errs Errors
 	for _, name := range paramSections {
 		i := keyIndex(root, name)
@@ -43,6 +43,7 @@ func (l *loader) translate(root *yaml.Node) error {
 		k, v := root.Content[i], root.Content[i+1]
 		if !isNull(v) && v.Kind != yaml.MappingNode {
 			errs = append(errs, l.errorf(v, "%s must be a section of keys and values, got %s", name, describe(v)))
+			root.Content = slices.Delete(root.Content, i, i+2)
 			continue
 		}
 		if isNull(v) {
@@ -60,6 +61,7 @@ func (l *loader) translate(root *yaml.Node) error {
 		}
 		if j := keyIndex(params, name); j >= 0 {
 			errs = append(errs, l.errorf(k, "%s is given both at the top level and under params (line %d); keep one", name, params.Content[j].Line))
+			root.Content = slices.Delete(root.Content, i, i+2)
 			continue
 		}
 		params.Content = append(params.Content, k, v)
@@ -73,20 +75,15 @@ func (l *loader) translate(root *yaml.Node) error {
 				first, second = k, first
 			}
 			errs = append(errs, l.errorf(second, "the file has both guards and safe_executor (line %d); they configure the same thing, keep one", first.Line))
-		} else if g, err := l.guards(root.Content[i+1]); err != nil {
-			errs = append(errs, err...)
+			root.Content = slices.Delete(root.Content, i, i+2)
 		} else {
+			g, err := l.guards(root.Content[i+1])
+			errs = append(errs, err...)
 			root.Content[i] = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "guards", Line: k.Line, Column: k.Column}
 			root.Content[i+1] = g
-			if name, ok := l.env[k]; ok {
-				l.env[root.Content[i]] = name
-			}
 		}
 	}
-	if len(errs) > 0 {
-		return errs
-	}
-	return nil
+	return errs
 }
 
 // guards rewrites a safe_executor section as a guards section.
@@ -147,20 +144,20 @@ func executorNames(prefix string) []string {
 // unit turns a predecessor's number of milliseconds or hours into a
 // duration the decoder reads.
 func (l *loader) unit(v *yaml.Node, key string) *Error {
-	unit, what := "", ""
+	unit := ""
 	switch {
 	case strings.HasSuffix(key, "_ms"):
-		unit, what = "ms", "milliseconds"
+		unit = "ms"
 	case strings.HasSuffix(key, "_hours"):
-		unit, what = "h", "hours"
+		unit = "h"
 	default:
 		return nil
 	}
-	var f float64
-	if tag := v.ShortTag(); tag != "!!int" && tag != "!!float" || v.Decode(&f) != nil {
-		return l.errorf(v, "expected a number of %s, got %s", what, describe(v))
+	d, msg := inUnit(v, unit)
+	if msg != "" {
+		return l.errorf(v, "%s", msg)
 	}
-	v.Value, v.Tag, v.Style = strconv.FormatFloat(f, 'f', -1, 64)+unit, "!!str", 0
+	v.Value, v.Tag, v.Style = d, "!!str", 0
 	return nil
 }
 
@@ -170,9 +167,6 @@ func (l *loader) put(g *yaml.Node, path string, key, v *yaml.Node) {
 	parts := strings.Split(path, ".")
 	for i, part := range parts {
 		k := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: part, Line: key.Line, Column: key.Column}
-		if name, ok := l.env[key]; ok {
-			l.env[k] = name
-		}
 		if i == len(parts)-1 {
 			g.Content = append(g.Content, k, v)
 			return
@@ -212,7 +206,7 @@ func WinnerRule() Rule {
 // builtins adds what the predecessor's sections imply: the winner rule
 // when the file has winner_detection but no rules, and the default group's
 // continue_on_error from self_learning_cycle.
-func (l *loader) builtins(d *Document, hasRules bool) error {
+func (l *loader) builtins(d *Document, hasRules bool) Errors {
 	var errs Errors
 	fail := func(path, format string, args ...any) {
 		errs = append(errs, &Error{Pos: d.at(path), Msg: fmt.Sprintf(format, args...)})
@@ -223,7 +217,7 @@ func (l *loader) builtins(d *Document, hasRules bool) error {
 		}
 		r := WinnerRule()
 		r.Pos = d.keyAt("params.winner_detection")
-		r.WhenPos = ExprPos{File: r.Pos.File}
+		r.WhenPos = ExprPos{File: r.Pos.File, Var: r.Pos.Var}
 		if rag, ok := d.Params["rag_indexing"].(map[string]any); ok {
 			if jt, ok := rag["job_type"]; ok {
 				if s, ok := jt.(string); ok && s != "" {
@@ -270,8 +264,5 @@ func (l *loader) builtins(d *Document, hasRules bool) error {
 			}
 		}
 	}
-	if len(errs) > 0 {
-		return errs
-	}
-	return nil
+	return errs
 }

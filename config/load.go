@@ -35,36 +35,36 @@ const maxNodes = 200_000
 // validated. file names the file in messages; data is its content.
 //
 // Every problem Load reports is an Errors, whose elements are *Error with
-// the position (a variable's problems are at Pos{File: "$NAME"}) and, for
-// rule problems, the rule id.
+// the position (a variable's problems are at Pos{File: file, Var: "NAME"})
+// and, for rule problems, the rule id. Once the file parses, Load reports
+// every problem at once: those of every overlay (selected or not), of the
+// variables, of the schema and of validation, leaving out only the checks
+// of values that could not be read.
 func Load(file string, data []byte, opts Options) (*Document, error) {
 	l := &loader{file: file, env: map[*yaml.Node]string{}}
 	root, err := l.parse(data)
 	if err != nil {
 		return nil, err
 	}
-	envName, err := l.overlay(root, opts)
-	if err != nil {
-		return nil, err
+	var envsKey, envs *yaml.Node
+	if i := keyIndex(root, "environments"); i >= 0 {
+		envsKey, envs = root.Content[i], root.Content[i+1]
+		root.Content = slices.Delete(root.Content, i, i+2)
 	}
-	if err := l.override(root, opts.Vars); err != nil {
-		return nil, err
-	}
+	errs := l.translate(root)
+	envName, e := l.overlay(root, envsKey, envs, opts)
+	errs = append(errs, e...)
+	errs = append(errs, l.override(root, opts.Vars)...)
 	hasRules := keyIndex(root, "rules") >= 0
-	if err := l.translate(root); err != nil {
-		return nil, err
-	}
-	d, err := l.decode(root)
-	if err != nil {
-		return nil, err
-	}
+	d, failed, e := l.decode(root)
+	errs = append(errs, e...)
 	d.Environment = envName
-	if err := l.builtins(d, hasRules); err != nil {
-		return nil, err
-	}
+	errs = append(errs, l.builtins(d, hasRules)...)
 	d.Defaults()
-	if err := d.Validate(); err != nil {
-		return nil, err
+	errs = append(errs, d.validate(failed)...)
+	if len(errs) > 0 {
+		sortErrors(errs)
+		return nil, errs
 	}
 	return d, nil
 }
@@ -80,7 +80,7 @@ type loader struct {
 
 func (l *loader) pos(n *yaml.Node) Pos {
 	if name, ok := l.env[n]; ok {
-		return Pos{File: "$" + name}
+		return Pos{File: l.file, Var: name}
 	}
 	return Pos{File: l.file, Line: n.Line, Col: n.Column}
 }
@@ -234,65 +234,204 @@ func (x *expander) copy(n *yaml.Node) (*yaml.Node, *Error) {
 	return &c, nil
 }
 
-// overlay applies the selected environments overlay to root and removes
-// the environments key. It returns the overlay's name, or "".
-func (l *loader) overlay(root *yaml.Node, opts Options) (string, error) {
-	var envs *yaml.Node
-	var envsKey *yaml.Node
-	if i := keyIndex(root, "environments"); i >= 0 {
-		envsKey, envs = root.Content[i], root.Content[i+1]
-		root.Content = slices.Delete(root.Content, i, i+2)
-		if !isNull(envs) && envs.Kind != yaml.MappingNode {
-			return "", Errors{l.errorf(envs, "environments must map environment names to overlays, got %s", describe(envs))}
-		}
+// overlay checks every overlay of envs (the value of the environments
+// key envsKey, removed from root) and merges the selected one into root.
+// It returns the selected overlay's name, or "".
+//
+// Each overlay is first put in the new shape, as root is, so that either
+// shape overlays either. Every overlay is checked, selected or not: its
+// keys and values against the schema, and under params and feature_flags
+// against root (see free).
+func (l *loader) overlay(root, envsKey, envs *yaml.Node, opts Options) (string, Errors) {
+	var errs Errors
+	if envs != nil && !isNull(envs) && envs.Kind != yaml.MappingNode {
+		errs = append(errs, l.errorf(envs, "environments must map environment names to overlays, got %s", describe(envs)))
+		envs = nil
+	}
+	if envs != nil && isNull(envs) {
+		envs = nil
 	}
 	name, from := opts.Environment, Pos{File: l.file}
 	if envsKey != nil {
 		from = l.pos(envsKey)
 	}
 	if name == "" {
-		name, from = opts.Vars["ADRULES_ENV"], Pos{File: "$ADRULES_ENV"}
+		name, from = opts.Vars["ADRULES_ENV"], Pos{File: l.file, Var: "ADRULES_ENV"}
 	}
 	if name == "" {
-		name, from = opts.Vars["ENVIRONMENT"], Pos{File: "$ENVIRONMENT"}
+		name, from = opts.Vars["ENVIRONMENT"], Pos{File: l.file, Var: "ENVIRONMENT"}
 		// ENVIRONMENT is a common name in deployments; a file without any
 		// overlays does not have to list every value it may hold.
-		if envs == nil || isNull(envs) {
-			return "", nil
+		if envs == nil {
+			name = ""
 		}
 	}
-	if name == "" {
-		return "", nil
-	}
 	var names []string
-	var key, ov *yaml.Node
+	var key, sel *yaml.Node
 	if envs != nil {
 		for i := 0; i+1 < len(envs.Content); i += 2 {
 			k := envs.Content[i]
 			names = append(names, k.Value)
-			if k.Value == name || key == nil && strings.EqualFold(k.Value, name) {
-				key, ov = k, envs.Content[i+1]
+			if name != "" && (k.Value == name || key == nil && strings.EqualFold(k.Value, name)) {
+				key, sel = k, envs.Content[i+1]
 			}
 		}
 	}
-	if key == nil {
+	if name != "" && key == nil {
 		defined := "the file defines no environments"
 		if len(names) > 0 {
 			defined = "the file defines " + strings.Join(names, ", ")
 		}
-		return "", Errors{{Pos: from, Msg: fmt.Sprintf("environment %q is not defined; %s", name, defined)}}
+		errs = append(errs, &Error{Pos: from, Msg: fmt.Sprintf("environment %q is not defined; %s", name, defined)})
 	}
-	if isNull(ov) {
-		return key.Value, nil
+	if envs != nil {
+		for i := 0; i+1 < len(envs.Content); i += 2 {
+			k, ov := envs.Content[i], envs.Content[i+1]
+			if isNull(ov) {
+				continue
+			}
+			if ov.Kind != yaml.MappingNode {
+				errs = append(errs, l.errorf(ov, "environment %s must be a mapping in the shape of the file, got %s", k.Value, describe(ov)))
+				if k == key {
+					sel = nil
+				}
+				continue
+			}
+			if j := keyIndex(ov, "environments"); j >= 0 {
+				errs = append(errs, l.errorf(ov.Content[j], "an environment overlay cannot hold environments"))
+				ov.Content = slices.Delete(ov.Content, j, j+2)
+			}
+			errs = append(errs, l.translate(ov)...)
+			errs = append(errs, l.free(k.Value, root, ov)...)
+			if k != key {
+				// The selected overlay is checked in the merged document.
+				_, _, e := l.decode(ov)
+				errs = append(errs, e...)
+			}
+		}
 	}
-	if ov.Kind != yaml.MappingNode {
-		return "", Errors{l.errorf(ov, "environment %s must be a mapping in the shape of the file, got %s", key.Value, describe(ov))}
+	if key == nil {
+		return "", errs
 	}
-	if i := keyIndex(ov, "environments"); i >= 0 {
-		return "", Errors{l.errorf(ov.Content[i], "an environment overlay cannot hold environments")}
+	if sel != nil && sel.Kind == yaml.MappingNode {
+		merge(root, sel)
 	}
-	merge(root, ov)
-	return key.Value, nil
+	return key.Value, errs
+}
+
+// free applies to the overlay ov of environment env the rule that
+// variables follow: under params and feature_flags, where the schema takes
+// any key, an overlay may set only keys the file (root) has, so that a
+// typo is an error rather than a parameter nobody reads; and under params a
+// value keeps the type of the file's (see keepType). What it reports, it
+// removes from ov, so that the overlay merges without it.
+func (l *loader) free(env string, root, ov *yaml.Node) Errors {
+	var errs Errors
+	// walk checks o, the overlay's value at path, against base, the
+	// file's; it returns false when o must not be merged.
+	var walk func(path string, base, o *yaml.Node, typed bool) bool
+	walk = func(path string, base, o *yaml.Node, typed bool) bool {
+		if isNull(base) {
+			return true // the file names the key and leaves its value open
+		}
+		if base.Kind == yaml.MappingNode && o.Kind == yaml.MappingNode {
+			kept := o.Content[:0]
+			for i := 0; i+1 < len(o.Content); i += 2 {
+				k, v := o.Content[i], o.Content[i+1]
+				p := path + "." + k.Value
+				b := child(base, k.Value)
+				if b == nil {
+					hint := keysOf(base, path)
+					if s := suggest(k.Value, keyNames(base)); s != "" {
+						hint = "; did you mean " + s + "?"
+					}
+					errs = append(errs, l.errorf(k, "environment %s sets %s, which the file does not define%s", env, p, hint))
+					continue
+				}
+				if walk(p, b, v, typed) {
+					kept = append(kept, k, v)
+				}
+			}
+			o.Content = kept
+			return true
+		}
+		if !typed {
+			return true // the decoder checks the type
+		}
+		if msg := keepType(base, o); msg != "" {
+			errs = append(errs, l.errorf(o, "environment %s sets %s: %s", env, path, msg))
+			return false
+		}
+		return true
+	}
+	kept := ov.Content[:0]
+	for i := 0; i+1 < len(ov.Content); i += 2 {
+		k, v := ov.Content[i], ov.Content[i+1]
+		if k.Value == "params" || k.Value == "feature_flags" {
+			base := child(root, k.Value)
+			if base == nil {
+				base = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"} // the file has none
+			}
+			if !walk(k.Value, base, v, k.Value == "params") {
+				continue
+			}
+		}
+		kept = append(kept, k, v)
+	}
+	ov.Content = kept
+	return errs
+}
+
+// keepType checks that n, which replaces the file's value old under
+// params, is of old's type: a whole number for a whole number, a number
+// for a decimal number, true or false for a bool, a mapping for a mapping
+// and a list for a list. A whole number that replaces a decimal one is
+// made decimal, and a scalar that replaces text becomes text, so that the
+// parameter's type, which rules compile against, stays the file's. It
+// returns what is wrong, or "".
+func keepType(old, n *yaml.Node) string {
+	switch {
+	case isNull(old):
+		return ""
+	case old.Kind == yaml.MappingNode:
+		if n.Kind != yaml.MappingNode {
+			return "expected keys and values (a mapping), as the file has, got " + describe(n)
+		}
+		return ""
+	case old.Kind == yaml.SequenceNode:
+		if n.Kind != yaml.SequenceNode {
+			return "expected a list, as the file has, got " + describe(n)
+		}
+		return ""
+	}
+	tag := ""
+	if n.Kind == yaml.ScalarNode {
+		tag = n.ShortTag()
+	}
+	switch old.ShortTag() {
+	case "!!int":
+		if tag != "!!int" {
+			return fmt.Sprintf("expected a whole number like the file's %s, got %s", old.Value, describe(n))
+		}
+	case "!!float":
+		switch tag {
+		case "!!int":
+			n.Tag = "!!float"
+		case "!!float":
+		default:
+			return fmt.Sprintf("expected a number like the file's %s, got %s", old.Value, describe(n))
+		}
+	case "!!bool":
+		if tag != "!!bool" {
+			return fmt.Sprintf("expected true or false like the file's %s, got %s", old.Value, describe(n))
+		}
+	default:
+		if tag == "" || tag == "!!null" {
+			return fmt.Sprintf("expected text like the file's %q, got %s", old.Value, describe(n))
+		}
+		n.Tag = "!!str"
+	}
+	return ""
 }
 
 // merge deep-merges the mapping src into the mapping dst: mappings merge,

@@ -214,20 +214,33 @@ func (d *Duration) UnmarshalText(b []byte) error {
 }
 
 // Pos is a position in a file. Line and Col count from 1; zero means unknown.
+//
+// When an environment variable gave the value, Var names it (without the
+// $) and File is still the file it was applied to; Line and Col then count
+// within the variable's value, when they are known. String writes such a
+// position as FILE: $VAR, so that a message reads "a.yaml: $VAR: ...".
 type Pos struct {
 	File string
 	Line int
 	Col  int
+	Var  string
 }
 
 func (p Pos) String() string {
+	s := p.File
+	if p.Var != "" {
+		if s != "" {
+			s += ": "
+		}
+		s += "$" + p.Var
+	}
 	switch {
 	case p.Line == 0:
-		return p.File
+		return s
 	case p.Col == 0:
-		return fmt.Sprintf("%s:%d", p.File, p.Line)
+		return fmt.Sprintf("%s:%d", s, p.Line)
 	}
-	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+	return fmt.Sprintf("%s:%d:%d", s, p.Line, p.Col)
 }
 
 // ExprPos maps a position inside an expression (line and column counted
@@ -235,6 +248,9 @@ func (p Pos) String() string {
 // whatever YAML style (plain, quoted, literal |, folded >) held it.
 type ExprPos struct {
 	File string
+	// Var names the environment variable that gave the expression, if one
+	// did; Lines then count within its value (see Pos).
+	Var string
 	// Lines holds, for each source line of the scalar's content in order,
 	// the file line, the file column of its first content byte, and its
 	// length in bytes.
@@ -253,7 +269,7 @@ type LineSpan struct{ Line, Col, Len, ExprLine, ExprCol int }
 
 // At returns the file position of expression position (line, col).
 func (e ExprPos) At(line, col int) Pos {
-	p := Pos{File: e.File}
+	p := Pos{File: e.File, Var: e.Var}
 	if len(e.Lines) == 0 {
 		return p
 	}

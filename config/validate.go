@@ -20,7 +20,17 @@ var (
 // rule id. Validate judges the document as it is: call Defaults first
 // (Load does both).
 func (d *Document) Validate() error {
-	v := &validator{d: d}
+	if errs := d.validate(nil); len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// validate is Validate for a document whose values at the paths in failed
+// (and below them) could not be decoded: checks that would judge those
+// values, which hold zeros the file never wrote, are left out.
+func (d *Document) validate(failed map[string]bool) Errors {
+	v := &validator{d: d, failed: failed}
 	if strings.TrimSpace(d.Name) == "" {
 		v.fail("name", "name must not be empty; it names the rule set on the config topic")
 	}
@@ -33,25 +43,46 @@ func (d *Document) Validate() error {
 	}
 	v.rules()
 	v.guards()
-	if len(v.errs) == 0 {
-		return nil
-	}
 	sortErrors(v.errs)
 	return v.errs
 }
 
 type validator struct {
-	d    *Document
-	rule string
-	errs Errors
+	d      *Document
+	failed map[string]bool
+	rule   string
+	errs   Errors
 }
 
+// broken reports whether the value at one of paths, or a value that holds
+// it, failed to decode.
+func (v *validator) broken(paths ...string) bool {
+	for _, p := range paths {
+		for {
+			if v.failed[p] {
+				return true
+			}
+			i := strings.LastIndexAny(p, ".[")
+			if i < 0 {
+				break
+			}
+			p = p[:i]
+		}
+	}
+	return false
+}
+
+// fail reports a problem of the value at path, unless it failed to decode.
 func (v *validator) fail(path, format string, args ...any) {
-	v.errs = append(v.errs, &Error{Pos: v.d.at(path), RuleID: v.rule, Msg: fmt.Sprintf(format, args...)})
+	if !v.broken(path) {
+		v.errs = append(v.errs, &Error{Pos: v.d.at(path), RuleID: v.rule, Msg: fmt.Sprintf(format, args...)})
+	}
 }
 
 func (v *validator) failKey(path, format string, args ...any) {
-	v.errs = append(v.errs, &Error{Pos: v.d.keyAt(path), RuleID: v.rule, Msg: fmt.Sprintf(format, args...)})
+	if !v.broken(path) {
+		v.errs = append(v.errs, &Error{Pos: v.d.keyAt(path), RuleID: v.rule, Msg: fmt.Sprintf(format, args...)})
+	}
 }
 
 func (v *validator) windows() {
@@ -68,6 +99,11 @@ func (v *validator) windows() {
 			v.fail(path, "window %s is listed twice", w)
 		}
 		seen[w] = true
+	}
+	for i := range d.Windows {
+		if v.broken(fmt.Sprintf("windows[%d]", i)) {
+			return
+		}
 	}
 	if len(d.Windows) > 0 {
 		if longest := slices.Max(d.Windows); d.Dedupe.Horizon < longest {
@@ -106,6 +142,7 @@ func (v *validator) rules() {
 		p := fmt.Sprintf("rules[%d]", i)
 		v.rule = r.ID
 		switch j, dup := ids[r.ID]; {
+		case v.broken(p + ".id"):
 		case r.ID == "":
 			v.fail(p, "rule %d has no id; every rule needs one, such as scale-winner", i+1)
 		case !ruleIDRe.MatchString(r.ID):
@@ -115,7 +152,7 @@ func (v *validator) rules() {
 		default:
 			ids[r.ID] = i
 		}
-		if strings.TrimSpace(r.When) == "" {
+		if strings.TrimSpace(r.When) == "" && !v.broken(p+".when") {
 			v.fail(p, "when is missing: write the condition for the rule to fire, such as w24h.roas > 4")
 		}
 		if r.Once != "" && r.Once != "per_ad" {
@@ -124,14 +161,15 @@ func (v *validator) rules() {
 		if r.Cooldown < 0 {
 			v.fail(p+".cooldown", "cooldown must not be negative")
 		}
-		if r.Emit == nil && r.Action == nil {
+		if r.Emit == nil && r.Action == nil && !v.broken(p+".emit", p+".action") {
 			v.fail(p, "the rule does nothing: give it an emit (a decision to write) or an action (a change to propose), or both")
 		}
-		if r.Emit != nil && r.Emit.Type == "" {
+		if r.Emit != nil && r.Emit.Type == "" && !v.broken(p+".emit.type") {
 			v.fail(p+".emit", "emit needs a type, such as rag_index_winner")
 		}
 		if a := r.Action; a != nil {
 			switch {
+			case v.broken(p+".action.type", p+".action.change_pct"):
 			case a.Type == "":
 				v.fail(p+".action", "action needs a type, such as budget_change or pause")
 			case math.IsInf(a.ChangePct, 0) || math.IsNaN(a.ChangePct):
@@ -142,7 +180,7 @@ func (v *validator) rules() {
 				v.fail(p+".action.change_pct", "change_pct %v would take the budget to zero or below; use more than -100", a.ChangePct)
 			}
 		}
-		if r.EnabledBy != "" {
+		if r.EnabledBy != "" && !v.broken("feature_flags") {
 			if _, ok := d.FeatureFlags[r.EnabledBy]; !ok {
 				v.fail(p+".enabled_by", "enabled_by names feature flag %q, which feature_flags does not define%s", r.EnabledBy, flagList(d.FeatureFlags))
 			}
@@ -177,6 +215,7 @@ func (v *validator) guards() {
 		v.fail(p+"budget_velocity.window", "budget_velocity.window must be longer than zero, got %s", g.Velocity.Window)
 	}
 	switch j := g.Jitter; {
+	case v.broken(p+"jitter.min", p+"jitter.max"):
 	case j.Min < 0:
 		v.fail(p+"jitter.min", "jitter.min must not be negative")
 	case j.Min > j.Max:
