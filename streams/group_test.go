@@ -138,4 +138,3 @@ func (w *bytesBuffer) lines() [][]byte {
 	}
 	return out
 }
-

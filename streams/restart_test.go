@@ -1,0 +1,67 @@
+package streams_test
+
+import (
+	"net"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/adrules/adrules/internal/gen"
+	"github.com/adrules/adrules/streams"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// freePort returns a port nothing listens on right now.
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestBrokerRestart: the broker (with a data dir) restarts mid-run; the node
+// carries on and the output stays exact.
+func TestBrokerRestart(t *testing.T) {
+	if os.Getenv("KAFKA_BROKERS") != "" {
+		t.Skip("restarts the in-process broker; a real cluster is restarted by its operators")
+	}
+	dir := t.TempDir()
+	port := freePort(t)
+	start := func() *kfake.Cluster {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(dir), kfake.SyncWrites())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := start()
+	addrs := c.ListenAddrs()
+	topics := streams.DefaultTopics()
+	setup(t, addrs, topics)
+	rs := defaultRules(t)
+	lines := history(t, 44, gen.Options{Accounts: 2, DupPct: 1})
+	want, _ := backtestDecisions(t, rs, lines)
+	half := len(lines) / 2
+	want1, _ := backtestDecisions(t, rs, lines[:half])
+
+	startNode(t, addrs, topics, "n", t.TempDir(), rs)
+	produce(t, client(t, addrs), topics.Metrics, "ad_id", lines[:half])
+	consume(t, addrs, topics.Decisions, len(want1), time.Minute)
+
+	c.Close()
+	c = start()
+	defer c.Close()
+
+	produce(t, client(t, addrs), topics.Metrics, "ad_id", lines[half:])
+	caughtUp(t, addrs, topics, 2*time.Minute)
+	got := consume(t, addrs, topics.Decisions, len(want), time.Minute)
+	if dup := duplicates(ids(t, got, "decision_id")); len(dup) > 0 {
+		t.Fatalf("decisions written twice: %v", dup)
+	}
+	if g, w := normalize(t, got), normalize(t, want); !slices.Equal(g, w) {
+		t.Fatalf("after a broker restart: %d decisions, want %d", len(g), len(w))
+	}
+}
