@@ -166,15 +166,21 @@ func Compile(doc *config.Document, version int64) (*RuleSet, error) {
 		}
 		if cr.Emit != nil {
 			r.emitType = cr.Emit.Type
-			for _, v := range cr.Emit.Values {
+			for j, v := range cr.Emit.Values {
 				src := v
 				if adMetrics[v] {
 					src = "ad." + v
 				}
 				p, err := expr.Compile(src, opts()...)
 				if err != nil {
-					_, _, msg := exprErr(err)
-					fail(cr.Pos, "emit value %q: %s", v, msg)
+					l, c, msg := exprErr(err)
+					pos := doc.PosOf(fmt.Sprintf("rules[%d].emit.values[%d]", i, j))
+					if pos.Line == 0 {
+						pos = cr.Pos
+					} else if l == 1 {
+						pos.Col += c - 1 // a one-line value: point into it
+					}
+					fail(pos, "emit value %q: %s", v, msg)
 					continue
 				}
 				r.values = append(r.values, namedProg{name: v, prog: p})

@@ -74,7 +74,7 @@ rules:
   - id: r7
     when: ad.spend > 1
     emit: {type: t, values: [ctr, w1h.nope]}
-`, "rule r7: emit value \"w1h.nope\""},
+`, "rules.yaml:5:39: rule r7: emit value \"w1h.nope\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := compile(t, tc.src)

@@ -101,7 +101,7 @@ func startNode(t *testing.T, addrs []string, topics streams.Topics, id, dir stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	sn, err := streams.NewNode(streams.Options{Brokers: addrs, NodeID: id, Topics: topics,
+	sn, err := streams.NewNode(streams.Options{Brokers: addrs, NodeID: id, Topics: topics, CommitTimeout: 10 * time.Second,
 		ClientOpts: []kgo.Opt{kgo.SessionTimeout(6 * time.Second), kgo.HeartbeatInterval(500 * time.Millisecond)}})
 	if err != nil {
 		t.Fatal(err)

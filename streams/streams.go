@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/internal/jsonl"
@@ -101,6 +102,11 @@ type Options struct {
 	ClientOpts []kgo.Opt
 	// Logger; default discards.
 	Logger *slog.Logger
+	// CommitTimeout bounds ending a transaction; default 60s. A transaction
+	// that cannot end in time (the broker restarted under it, say) is given
+	// up: the node starts a new session, whose transactional id fences the
+	// old transaction, and processes the batch again.
+	CommitTimeout time.Duration
 	// OnAssigned and OnRevoked, when set, are told of assignment changes
 	// (for readiness and lag metrics).
 	OnAssigned func(map[string][]int32)
@@ -111,6 +117,7 @@ type Options struct {
 // the engine's goroutine; Lag may be called from any.
 type Node struct {
 	o    Options
+	opts []kgo.Opt
 	sess *kgo.GroupTransactSession
 
 	mu      sync.Mutex
@@ -141,6 +148,9 @@ func NewNode(o Options) (*Node, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.CommitTimeout <= 0 {
+		o.CommitTimeout = 60 * time.Second
+	}
 	n := &Node{o: o, hwm: map[tp]int64{}, pos: map[tp]int64{}}
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(o.Brokers...),
@@ -168,12 +178,31 @@ func NewNode(o Options) (*Node, error) {
 			}
 		}),
 	}, o.ClientOpts...)
+	n.opts = opts
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("streams: %w", err)
 	}
 	n.sess = sess
 	return n, nil
+}
+
+// renew replaces the session after a transaction could not end: the new
+// session's transactional id fences the old transaction, and the group
+// resumes at the committed offsets.
+func (n *Node) renew() error {
+	old := n.sess
+	go old.Close() // it may hang on the transaction it could not end
+	sess, err := kgo.NewGroupTransactSession(n.opts...)
+	if err != nil {
+		return fmt.Errorf("streams: new session: %w", err)
+	}
+	n.mu.Lock()
+	clear(n.hwm)
+	clear(n.pos)
+	n.mu.Unlock()
+	n.sess = sess
+	return nil
 }
 
 func (n *Node) forget(m map[string][]int32) {
@@ -308,9 +337,15 @@ func (n *Node) Commit(ctx context.Context) error {
 		}
 		return fmt.Errorf("streams: produce: %w", perr)
 	}
-	committed, err := n.sess.End(ctx, kgo.TryCommit)
+	ectx, cancel := context.WithTimeout(ctx, n.o.CommitTimeout)
+	committed, err := n.sess.End(ectx, kgo.TryCommit)
+	cancel()
 	if err != nil {
-		return fmt.Errorf("streams: end transaction: %w", err)
+		n.o.Logger.Warn("transaction could not end; starting a new session, the batch is processed again", "err", err)
+		if rerr := n.renew(); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		return engine.ErrReset
 	}
 	if !committed {
 		n.o.Logger.Info("transaction aborted (rebalance); the batch is processed again")
