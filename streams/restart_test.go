@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/adrules/adrules/internal/gen"
+	"github.com/adrules/adrules/internal/kafkatest"
 	"github.com/adrules/adrules/streams"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -40,28 +41,28 @@ func TestBrokerRestart(t *testing.T) {
 	c := start()
 	addrs := c.ListenAddrs()
 	topics := streams.DefaultTopics()
-	setup(t, addrs, topics)
-	rs := defaultRules(t)
-	lines := history(t, 44, gen.Options{Accounts: 2, DupPct: 1})
-	want, _ := backtestDecisions(t, rs, lines)
+	kafkatest.Setup(t, addrs, topics)
+	rs := kafkatest.DefaultRules(t, "..")
+	lines := kafkatest.History(t, 44, gen.Options{Accounts: 2, DupPct: 1})
+	want, _ := kafkatest.Backtest(t, rs, lines)
 	half := len(lines) / 2
-	want1, _ := backtestDecisions(t, rs, lines[:half])
+	want1, _ := kafkatest.Backtest(t, rs, lines[:half])
 
 	startNode(t, addrs, topics, "n", t.TempDir(), rs)
-	produce(t, client(t, addrs), topics.Metrics, "ad_id", lines[:half])
-	consume(t, addrs, topics.Decisions, len(want1), time.Minute)
+	kafkatest.Produce(t, kafkatest.Client(t, addrs), topics.Metrics, "ad_id", lines[:half])
+	kafkatest.Consume(t, addrs, topics.Decisions, len(want1), time.Minute)
 
 	c.Close()
 	c = start()
 	defer c.Close()
 
-	produce(t, client(t, addrs), topics.Metrics, "ad_id", lines[half:])
-	caughtUp(t, addrs, topics, 2*time.Minute)
-	got := consume(t, addrs, topics.Decisions, len(want), time.Minute)
-	if dup := duplicates(ids(t, got, "decision_id")); len(dup) > 0 {
+	kafkatest.Produce(t, kafkatest.Client(t, addrs), topics.Metrics, "ad_id", lines[half:])
+	kafkatest.CaughtUp(t, addrs, "adrules", topics, 2*time.Minute)
+	got := kafkatest.Consume(t, addrs, topics.Decisions, len(want), time.Minute)
+	if dup := kafkatest.Duplicates(kafkatest.IDs(t, got, "decision_id")); len(dup) > 0 {
 		t.Fatalf("decisions written twice: %v", dup)
 	}
-	if g, w := normalize(t, got), normalize(t, want); !slices.Equal(g, w) {
+	if g, w := kafkatest.Normalize(t, got), kafkatest.Normalize(t, want); !slices.Equal(g, w) {
 		t.Fatalf("after a broker restart: %d decisions, want %d", len(g), len(w))
 	}
 }

@@ -60,7 +60,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, env ma
 	fmt.Fprintf(stdout, "adrules dev: Kafka on %s (try: kcat -b %s -L), data in %s\n", addr, addr, *dataDir)
 
 	var nc nodeConfig
-	nc.kafka.register(flag.NewFlagSet("", flag.ContinueOnError), addr)
+	nc.kafka.register(newFlagSet(), addr)
 	nc.group, nc.nodeID = "adrules", "dev"
 	nc.dataDir, nc.httpAddr, nc.rulesFile = filepath.Join(*dataDir, "node"), *httpAddr, *rulesFile
 	nc.partitions, nc.createTopics = *partitions, true
@@ -139,7 +139,7 @@ func statusLine(ctx context.Context, n *node, w io.Writer) {
 		case <-t.C:
 		}
 		ev := n.metrics.nEvents.Load()
-		lag := n.metrics.setLag(n.streams.Lag())
+		lag := totalLag(n.streams.Lag())
 		ready := "ready"
 		if !n.ready() {
 			ready = "not ready"

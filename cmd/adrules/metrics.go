@@ -18,7 +18,6 @@ type metrics struct {
 	ruleErrors                   *prometheus.CounterVec
 	proposals                    prometheus.Counter
 	batch, eval                  prometheus.Histogram
-	lag                          *prometheus.GaugeVec
 	version                      prometheus.Gauge
 	stateSize                    prometheus.GaugeFunc
 	rebuilding                   prometheus.Gauge
@@ -52,8 +51,6 @@ func newMetrics(reg prometheus.Registerer, stateSize func() float64) *metrics {
 		eval: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "adrules_event_seconds", Help: "Wall time per record within a batch: decode, state, rules.",
 			Buckets: prometheus.ExponentialBuckets(1e-7, 2, 18)}),
-		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "adrules_consumer_lag", Help: "Records between the node's position and the high watermark, per input partition."}, []string{"topic", "partition"}),
 		version: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "adrules_ruleset_version", Help: "The version of the rule set this node runs."}),
 		stateSize: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -63,7 +60,7 @@ func newMetrics(reg prometheus.Registerer, stateSize func() float64) *metrics {
 		ruleTypes: map[string]string{},
 	}
 	reg.MustRegister(m.events, m.rejected, m.duplicates, m.decisions, m.verdicts, m.ruleErrors, m.proposals,
-		m.batch, m.eval, m.lag, m.version, m.stateSize, m.rebuilding)
+		m.batch, m.eval, m.version, m.stateSize, m.rebuilding)
 	return m
 }
 
@@ -120,13 +117,33 @@ func (m *metrics) setRuleTypes(types map[string]string) {
 	m.mu.Unlock()
 }
 
-// setLag replaces the lag gauges.
-func (m *metrics) setLag(lag map[string]map[int32]int64) int64 {
-	m.lag.Reset()
-	var total int64
-	for t, ps := range lag {
+// lagCollector reports consumer lag per input partition, read from the
+// node's last fetches at scrape time.
+type lagCollector struct {
+	lag  func() map[string]map[int32]int64
+	desc *prometheus.Desc
+}
+
+func newLagCollector(lag func() map[string]map[int32]int64) *lagCollector {
+	return &lagCollector{lag: lag, desc: prometheus.NewDesc("adrules_consumer_lag",
+		"Records between the node's position and the high watermark, per input partition.", []string{"topic", "partition"}, nil)}
+}
+
+func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	for t, ps := range c.lag() {
 		for p, n := range ps {
-			m.lag.WithLabelValues(t, strconv.Itoa(int(p))).Set(float64(n))
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), t, strconv.Itoa(int(p)))
+		}
+	}
+}
+
+// totalLag sums lag over partitions.
+func totalLag(lag map[string]map[int32]int64) int64 {
+	var total int64
+	for _, ps := range lag {
+		for _, n := range ps {
 			total += n
 		}
 	}

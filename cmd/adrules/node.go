@@ -196,6 +196,7 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 	}
 	defer sn.Close()
 	n.streams = sn
+	reg.MustRegister(newLagCollector(sn.Lag))
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -215,20 +216,6 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
-
-	// Lag gauges, refreshed once a second from the fetches.
-	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				n.metrics.setLag(sn.Lag())
-			}
-		}
-	}()
 
 	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
 	eng, err := engine.New(rs, sn, sn, store,
@@ -278,3 +265,6 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, env map[string
 	nc.clientOpts = opts
 	return runNode(ctx, nc, stderr, env, nil)
 }
+
+// newFlagSet returns a flag set that is only used to fill defaults.
+func newFlagSet() *flag.FlagSet { return flag.NewFlagSet("", flag.ContinueOnError) }

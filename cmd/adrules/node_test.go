@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/adrules/adrules/internal/gen"
+	"github.com/adrules/adrules/internal/kafkatest"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// get returns the status and body of an HTTP GET.
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestNodeHTTP: /readyz is 503 until the node owns its partitions, then 200;
+// /metrics parses as Prometheus text and counts what the node did.
+func TestNodeHTTP(t *testing.T) {
+	addrs, topics := kafkatest.Brokers(t)
+	lines := kafkatest.History(t, 8, gen.Options{Accounts: 1, BadPct: 2})
+	want, sum := kafkatest.Backtest(t, kafkatest.DefaultRules(t, "../.."), lines)
+
+	var nc nodeConfig
+	nc.kafka.register(newFlagSet(), strings.Join(addrs, ","))
+	nc.kafka.topics = topics
+	nc.group, nc.nodeID, nc.dataDir, nc.httpAddr = "adrules", "h", t.TempDir(), "127.0.0.1:0"
+	nc.rulesFile, nc.partitions, nc.createTopics = "../../examples/rules.yaml", 4, true
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	started := make(chan *node, 1)
+	var notReady int
+	go func() {
+		done <- runNode(ctx, nc, io.Discard, map[string]string{"WINNER_CTR_THRESHOLD": "0.5"}, func(n *node) {
+			// Before the engine runs, the node owns nothing yet.
+			notReady, _ = get(t, "http://"+n.addr+"/readyz")
+			started <- n
+		})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	n := <-started
+	if notReady != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz before the node owns partitions: %d, want 503", notReady)
+	}
+	if code, _ := get(t, "http://"+n.addr+"/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz: %d", code)
+	}
+	kafkatest.Produce(t, kafkatest.Client(t, addrs), topics.Metrics, "ad_id", lines)
+	// The node ignored WINNER_CTR_THRESHOLD: its decisions are the file's.
+	got := kafkatest.Consume(t, addrs, topics.Decisions, len(want), time.Minute)
+	if !slices.Equal(kafkatest.Normalize(t, got), kafkatest.Normalize(t, want)) {
+		t.Fatal("decisions differ from the backtest's")
+	}
+	kafkatest.CaughtUp(t, addrs, "adrules", topics, time.Minute)
+	deadline := time.After(time.Minute)
+	tick := time.NewTicker(50 * time.Millisecond) // the counters trail the commits: poll them
+	defer tick.Stop()
+	for {
+		code, body := get(t, "http://"+n.addr+"/metrics")
+		if code != http.StatusOK {
+			t.Fatalf("/metrics: %d", code)
+		}
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("/metrics does not parse: %v", err)
+		}
+		in, rejected := 0.0, 0.0
+		for _, m := range fams["adrules_records_in_total"].GetMetric() {
+			if m.GetLabel()[0].GetValue() == "1" {
+				in = m.GetCounter().GetValue()
+			}
+		}
+		for _, m := range fams["adrules_records_rejected_total"].GetMetric() {
+			if m.GetLabel()[0].GetValue() == "1" {
+				rejected = m.GetCounter().GetValue()
+			}
+		}
+		ready, _ := get(t, "http://"+n.addr+"/readyz")
+		if int(in) == len(lines) && int(rejected) == int(sum.Rejected) && ready == http.StatusOK {
+			for _, name := range []string{"adrules_decisions_total", "adrules_batch_seconds", "adrules_event_seconds",
+				"adrules_consumer_lag", "adrules_ruleset_version", "adrules_state_bytes", "adrules_rule_errors_total"} {
+				if name != "adrules_rule_errors_total" && fams[name] == nil {
+					t.Errorf("/metrics lacks %s", name)
+				}
+			}
+			return
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("metrics: %v events in, %v rejected, readyz %d; want %d, %d, 200", in, rejected, ready, len(lines), sum.Rejected)
+		case <-tick.C:
+		}
+	}
+}
+
+// TestKillNode: a node process killed with SIGKILL mid-stream and restarted
+// writes each decision exactly once, and all of them.
+func TestKillNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "adrules")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	addrs, topics := kafkatest.Brokers(t)
+	kafkatest.Setup(t, addrs, topics)
+	lines := kafkatest.History(t, 12, gen.Options{Accounts: 3, DupPct: 1, BadPct: 1})
+	want, _ := kafkatest.Backtest(t, kafkatest.DefaultRules(t, "../.."), lines)
+	data := t.TempDir()
+	start := func() (*exec.Cmd, *bytes.Buffer) {
+		cmd := exec.Command(bin, "run", "--brokers", strings.Join(addrs, ","), "--node-id", "k", "--data-dir", data,
+			"--http-addr", "127.0.0.1:0", "--rules", "../../examples/rules.yaml",
+			"--topic-metrics", topics.Metrics, "--topic-actions", topics.Actions, "--topic-proposals", topics.Proposals,
+			"--topic-decisions", topics.Decisions, "--topic-verdicts", topics.Verdicts, "--topic-dlq", topics.DLQ)
+		var logs bytes.Buffer
+		cmd.Stderr = &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd, &logs
+	}
+	cmd, _ := start()
+	kafkatest.Produce(t, kafkatest.Client(t, addrs), topics.Metrics, "ad_id", lines)
+	// Kill it once some output is committed, most likely mid-stream.
+	kafkatest.Consume(t, addrs, topics.Decisions, 1, time.Minute)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+
+	cmd, logs := start()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			sc := bufio.NewScanner(logs)
+			for sc.Scan() {
+				t.Log(sc.Text())
+			}
+		}
+	}()
+	kafkatest.CaughtUp(t, addrs, "adrules", topics, 2*time.Minute)
+	got := kafkatest.Consume(t, addrs, topics.Decisions, len(want), time.Minute)
+	if dup := kafkatest.Duplicates(kafkatest.IDs(t, got, "decision_id")); len(dup) > 0 {
+		t.Fatalf("decisions written twice after kill -9: %v", dup)
+	}
+	if !slices.Equal(kafkatest.Normalize(t, got), kafkatest.Normalize(t, want)) {
+		t.Fatalf("after kill -9 and restart: %d decisions differ from the backtest's %d", len(got), len(want))
+	}
+}

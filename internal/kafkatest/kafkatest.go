@@ -1,0 +1,240 @@
+// Package kafkatest holds what the Kafka tests of streams and cmd share: a
+// cluster (in-process kfake, or $KAFKA_BROKERS), producing JSON lines keyed
+// by a field, reading a topic as a read_committed consumer, waiting for a
+// group to catch up, and comparing outputs across partitionings.
+//
+// # No sleeps
+//
+// Every wait is for a condition, bounded by a deadline that fails the test.
+package kafkatest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/adrules/adrules/config"
+	"github.com/adrules/adrules/internal/backtest"
+	"github.com/adrules/adrules/internal/gen"
+	"github.com/adrules/adrules/rules"
+	"github.com/adrules/adrules/streams"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fastjson"
+)
+
+// Brokers returns the cluster to test against: $KAFKA_BROKERS when set (a
+// real cluster; topics get a unique prefix), else an in-process kfake that
+// the test closes.
+func Brokers(t testing.TB) ([]string, streams.Topics) {
+	t.Helper()
+	topics := streams.DefaultTopics()
+	if env := os.Getenv("KAFKA_BROKERS"); env != "" {
+		prefix := fmt.Sprintf("t%d-", time.Now().UnixNano())
+		topics = streams.Topics{
+			Metrics: prefix + topics.Metrics, Actions: prefix + topics.Actions, Proposals: prefix + topics.Proposals,
+			Decisions: prefix + topics.Decisions, Verdicts: prefix + topics.Verdicts, DLQ: prefix + topics.DLQ,
+			Config: prefix + topics.Config, ConfigHistory: prefix + topics.ConfigHistory,
+		}
+		return strings.Split(env, ","), topics
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs(), topics
+}
+
+// Setup creates the topics with 4 partitions.
+func Setup(t testing.TB, addrs []string, topics streams.Topics) {
+	t.Helper()
+	if err := streams.EnsureTopics(context.Background(), Client(t, addrs), topics.Specs(4, 7), -1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Client returns a client the test closes.
+func Client(t testing.TB, addrs []string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addrs...)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// DefaultRules compiles examples/rules.yaml; root is the path to the
+// repository's root from the test's directory.
+func DefaultRules(t testing.TB, root string) *rules.RuleSet {
+	t.Helper()
+	data, err := os.ReadFile(root + "/examples/rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := config.Load("examples/rules.yaml", data, config.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rules.Compile(doc, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// Produce writes lines to topic keyed by their JSON field, synchronously.
+func Produce(t testing.TB, cl *kgo.Client, topic, field string, lines [][]byte) {
+	t.Helper()
+	var p fastjson.Parser
+	var recs []*kgo.Record
+	for _, l := range lines {
+		var key []byte
+		if v, err := p.ParseBytes(l); err == nil {
+			key = append(key, v.GetStringBytes(field)...)
+		}
+		recs = append(recs, &kgo.Record{Topic: topic, Key: key, Value: append([]byte(nil), l...)})
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Consume reads topic from its start as a read_committed consumer until want
+// records arrived, and fails the test after timeout.
+func Consume(t testing.TB, addrs []string, topic string, want int, timeout time.Duration) [][]byte {
+	t.Helper()
+	cl := Client(t, addrs, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out [][]byte
+	for len(out) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("%s: %d records after %s, want %d", topic, len(out), timeout, want)
+		}
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, r.Value) })
+	}
+	return out
+}
+
+// CaughtUp waits until group has committed every partition of the metrics
+// and actions topics to its end: everything produced to them is processed
+// and its output committed. (The proposals topic is written in
+// transactions, whose commit markers follow the last record: a consumer's
+// committed offset stops before them. Its progress shows in the verdicts.)
+func CaughtUp(t testing.TB, addrs []string, group string, topics streams.Topics, timeout time.Duration) {
+	t.Helper()
+	adm := kadm.NewClient(Client(t, addrs))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ends, err := adm.ListEndOffsets(ctx, topics.Metrics, topics.Actions)
+		if err == nil {
+			committed, ferr := adm.FetchOffsets(ctx, group)
+			done := ferr == nil
+			ends.Each(func(o kadm.ListedOffset) {
+				c, ok := committed.Lookup(o.Topic, o.Partition)
+				if o.Offset > 0 && (!ok || c.At < o.Offset) {
+					done = false
+				}
+			})
+			if done {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("group %s did not catch up within %s", group, timeout)
+		case <-tick.C:
+		}
+	}
+}
+
+// Normalize strips the input position (file line or topic offset) from
+// outputs and sorts them, so outputs of different partitionings compare.
+func Normalize(t testing.TB, lines [][]byte) []string {
+	t.Helper()
+	var out []string
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal(l, &m); err != nil {
+			t.Fatal(err)
+		}
+		delete(m, "input")
+		b, _ := json.Marshal(m)
+		out = append(out, string(b))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// IDs returns the string field of each JSON line.
+func IDs(t testing.TB, lines [][]byte, field string) []string {
+	t.Helper()
+	var out []string
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal(l, &m); err != nil {
+			t.Fatal(err)
+		}
+		id, _ := m[field].(string)
+		out = append(out, id)
+	}
+	return out
+}
+
+// Duplicates returns the ids that appear more than once.
+func Duplicates(ids []string) []string {
+	seen := map[string]bool{}
+	var dup []string
+	for _, id := range ids {
+		if seen[id] {
+			dup = append(dup, id)
+		}
+		seen[id] = true
+	}
+	return dup
+}
+
+// History generates a synthetic history as lines.
+func History(t testing.TB, seed uint64, o gen.Options) [][]byte {
+	t.Helper()
+	var b bytes.Buffer
+	o.Seed = seed
+	if _, err := gen.Events(&b, o); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Split(bytes.TrimSpace(b.Bytes()), []byte("\n"))
+}
+
+// Backtest runs the file backtest over lines and returns its decisions.
+func Backtest(t testing.TB, rs *rules.RuleSet, lines [][]byte) ([][]byte, *backtest.Summary) {
+	t.Helper()
+	dir := t.TempDir()
+	sum, err := backtest.Run(context.Background(), backtest.Options{
+		RuleSet: rs, Input: bytes.NewReader(append(bytes.Join(lines, []byte("\n")), '\n')), InputName: "file", OutDir: dir,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(dir + "/decisions.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, sum
+	}
+	return bytes.Split(bytes.TrimSpace(data), []byte("\n")), sum
+}
