@@ -139,7 +139,7 @@ func statusLine(ctx context.Context, n *node, w io.Writer) {
 		case <-t.C:
 		}
 		ev := n.metrics.nEvents.Load()
-		lag := totalLag(n.streams.Lag())
+		lag := totalLag(n.lag())
 		ready := "ready"
 		if !n.ready() {
 			ready = "not ready"

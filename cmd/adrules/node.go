@@ -124,13 +124,21 @@ type nodeConfig struct {
 // node is a running node, for dev's status line and for tests.
 type node struct {
 	metrics  *metrics
-	streams  *streams.Node
+	streams  atomic.Pointer[streams.Node] // nil until the node has joined
 	rs       *rules.RuleSet
 	assigned atomic.Bool
 	addr     string // the HTTP server's address
 }
 
 func (n *node) ready() bool { return n.assigned.Load() && n.metrics.nRebuilding.Load() == 0 }
+
+// lag returns the consumer lag per input partition (none before joining).
+func (n *node) lag() map[string]map[int32]int64 {
+	if sn := n.streams.Load(); sn != nil {
+		return sn.Lag()
+	}
+	return nil
+}
 
 // runNode runs a node until ctx ends: it joins the group, serves HTTP, and
 // runs both stages for the partitions it owns. started, when not nil, is
@@ -185,18 +193,7 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 	}
 	n.metrics.setRuleTypes(types)
 	n.metrics.version.Set(float64(rs.Version))
-
-	sn, err := streams.NewNode(streams.Options{
-		Brokers: brokers, Group: nc.group, NodeID: nc.nodeID, Topics: nc.kafka.topics,
-		ClientOpts: nc.clientOpts, Logger: log,
-		OnAssigned: func(map[string][]int32) { n.assigned.Store(true) },
-	})
-	if err != nil {
-		return err
-	}
-	defer sn.Close()
-	n.streams = sn
-	reg.MustRegister(newLagCollector(sn.Lag))
+	reg.MustRegister(newLagCollector(n.lag))
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -217,17 +214,30 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 	go srv.Serve(ln)
 	defer srv.Close()
 
+	// The HTTP server answers before the node joins the group: /readyz
+	// says 503 until it owns partitions.
+	log.Info("node starting", "group", nc.group, "node", nc.nodeID, "brokers", nc.kafka.brokers, "http", n.addr,
+		"ruleset", rs.Name, "sha256", rs.SHA256[:12], "data", nc.dataDir)
+	if started != nil {
+		started(n)
+	}
+	sn, err := streams.NewNode(streams.Options{
+		Brokers: brokers, Group: nc.group, NodeID: nc.nodeID, Topics: nc.kafka.topics,
+		ClientOpts: nc.clientOpts, Logger: log,
+		OnAssigned: func(map[string][]int32) { n.assigned.Store(true) },
+	})
+	if err != nil {
+		return err
+	}
+	defer sn.Close()
+	n.streams.Store(sn)
+
 	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
 	eng, err := engine.New(rs, sn, sn, store,
 		engine.WithObserver(n.metrics), engine.WithLogger(log),
 		engine.WithProposalTopics(nc.kafka.topics.Proposals), engine.WithRelayTopics(nc.kafka.topics.Actions))
 	if err != nil {
 		return err
-	}
-	log.Info("node starting", "group", nc.group, "node", nc.nodeID, "brokers", nc.kafka.brokers, "http", n.addr,
-		"ruleset", rs.Name, "sha256", rs.SHA256[:12], "data", nc.dataDir)
-	if started != nil {
-		started(n)
 	}
 	err = eng.Run(ctx)
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
