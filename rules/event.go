@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"strconv"
@@ -68,6 +69,8 @@ const (
 	hasAll = hasEventID | hasTS | hasAccount | hasAd | hasImpressions | hasClicks | hasSpend
 )
 
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
 var requiredNames = [...]string{"event_id", "ts", "account_id", "ad_id", "impressions", "clicks", "spend"}
 
 // Decode parses one record into ev, which it overwrites. Semantics S2 and S7
@@ -76,6 +79,7 @@ var requiredNames = [...]string{"event_id", "ts", "account_id", "ad_id", "impres
 // integer epoch milliseconds. Unknown fields are ignored.
 func (d *Decoder) Decode(data []byte, ev *Event) error {
 	*ev = Event{}
+	data = bytes.TrimPrefix(data, utf8BOM) // some exporters start files with one
 	v, err := d.p.ParseBytes(data)
 	if err != nil {
 		return &DecodeError{Reason: "not JSON: " + err.Error()}

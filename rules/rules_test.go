@@ -279,6 +279,10 @@ func TestDecodeTimeForms(t *testing.T) {
 			t.Fatalf("%s: ts %d", ts, ev.TS)
 		}
 	}
+	bom := "\xEF\xBB\xBF" + `{"event_id":"e","ts":1,"account_id":"a","ad_id":"x","impressions":1,"clicks":0,"spend":0}`
+	if err := d.Decode([]byte(bom), &ev); err != nil {
+		t.Fatalf("a line starting with a byte-order mark: %v", err)
+	}
 	if err := d.Decode(bytes.Repeat([]byte("x"), 10), &ev); err == nil {
 		t.Fatal("garbage decoded")
 	}
