@@ -27,6 +27,9 @@ type Engine struct {
 	rs    atomic.Pointer[rules.RuleSet]
 	parts map[partKey]*partition
 	out   Output
+	// runCtx is Run's context: a rebuild stops when it ends, while a batch
+	// that started always finishes.
+	runCtx context.Context
 }
 
 type partKey struct {
@@ -43,7 +46,7 @@ type cfg struct {
 	log            *slog.Logger
 	proposalTopics map[string]bool
 	relayTopics    map[string]bool
-	requireKey     bool
+	keys           KeyCheck
 }
 
 type optFunc func(*cfg)
@@ -59,7 +62,7 @@ type nopObserver struct{}
 func (nopObserver) Observe(Stats) {}
 
 func defaultCfg() cfg {
-	return cfg{clock: systemClock{}, obs: nopObserver{}, log: slog.New(slog.DiscardHandler), requireKey: true}
+	return cfg{clock: systemClock{}, obs: nopObserver{}, log: slog.New(slog.DiscardHandler), keys: KeyIfPresent}
 }
 
 // WithClock sets the wall clock used for elapsed-time stats, overriding the
@@ -94,11 +97,38 @@ func WithRelayTopics(topics ...string) Opt {
 	})
 }
 
-// WithKeyCheck sets whether a record's key must equal its ad_id (stage 1) or
-// account_id (stage 2) when the record has a key. Default true: a record on
-// the wrong partition would split an ad's state. Records without a key are
-// always accepted.
-func WithKeyCheck(on bool) Opt { return optFunc(func(cf *cfg) { cf.requireKey = on }) }
+// KeyCheck says what the engine requires of a record's key: a metric event
+// is keyed by its ad_id, a proposal by its account_id, so that an ad's (or
+// account's) state lives in one partition.
+type KeyCheck int
+
+const (
+	// KeyIfPresent refuses a record whose key is not its ad (or account);
+	// a record without a key is accepted. The default.
+	KeyIfPresent KeyCheck = iota
+	// KeyRequired also refuses a record without a key: on a topic of several
+	// partitions it may land anywhere and split an ad's state. Kafka nodes
+	// use it.
+	KeyRequired
+	// KeyIgnored checks nothing: files have no keys.
+	KeyIgnored
+)
+
+// WithKeyCheck sets what the engine requires of record keys, overriding the
+// default KeyIfPresent.
+func WithKeyCheck(k KeyCheck) Opt { return optFunc(func(cf *cfg) { cf.keys = k }) }
+
+// checkKey returns why a record's key is refused, or "".
+func (c *cfg) checkKey(key []byte, want, field string) string {
+	switch {
+	case c.keys == KeyIgnored:
+	case len(key) == 0 && c.keys == KeyRequired:
+		return fmt.Sprintf("record has no key: it must be keyed by its %s (%q), or it may land on any partition", field, want)
+	case len(key) > 0 && string(key) != want:
+		return fmt.Sprintf("record key %q is not the record's %s %q: records are keyed by %s", key, field, want, field)
+	}
+	return ""
+}
 
 // New returns an Engine that runs rs. None of src, sink or store may be nil.
 func New(rs *rules.RuleSet, src Source, sink Sink, store Store, opts ...Opt) (*Engine, error) {
@@ -130,6 +160,8 @@ func (e *Engine) RuleSet() *rules.RuleSet { return e.rs.Load() }
 // Run processes batches until the source is drained (it returns nil) or ctx
 // ends or something fails.
 func (e *Engine) Run(ctx context.Context) error {
+	e.runCtx = ctx
+	defer func() { e.runCtx = nil }()
 	for {
 		recs, err := e.src.Poll(ctx)
 		switch {
@@ -200,6 +232,7 @@ func (e *Engine) Process(ctx context.Context, recs []Record) error {
 	if err := e.sink.Write(ctx, &e.out); err != nil {
 		return fmt.Errorf("engine: write output: %w", err)
 	}
+	commitStart := e.cfg.clock.Now()
 	if err := e.src.Commit(ctx); err != nil {
 		if errors.Is(err, ErrReset) {
 			e.Reset()
@@ -211,6 +244,10 @@ func (e *Engine) Process(ctx context.Context, recs []Record) error {
 		if err := p.st.Commit(p.next); err != nil {
 			return fmt.Errorf("engine: commit %s/%d: %w", p.key.topic, p.key.partition, err)
 		}
+	}
+	commit := e.cfg.clock.Now().Sub(commitStart)
+	for _, p := range order {
+		p.stats.Commit = commit
 		e.cfg.obs.Observe(p.stats)
 		p.batch = p.batch[:0]
 	}
@@ -236,23 +273,40 @@ func (e *Engine) open(ctx context.Context, rs *rules.RuleSet, k partKey, first i
 	if !ok || first <= max(p.next, 0) {
 		return p, nil
 	}
+	if p.stage == 0 {
+		// A relay keeps no state: nothing to rebuild.
+		p.next = first
+		return p, p.st.Commit(p.next)
+	}
+	rctx := ctx
+	if e.runCtx != nil {
+		rctx = e.runCtx
+	}
 	e.cfg.log.Info("rebuilding partition state", "topic", k.topic, "partition", k.partition, "from", p.next, "to", first)
 	if ro, ok := e.cfg.obs.(RebuildObserver); ok {
 		ro.Rebuilding(k.topic, k.partition, false)
 		defer ro.Rebuilding(k.topic, k.partition, true)
 	}
-	replayed := 0
-	err = rp.Replay(ctx, k.topic, k.partition, p.next, first, func(recs []Record) error {
+	replayed, from := 0, p.next
+	err = rp.Replay(rctx, k.topic, k.partition, p.next, first, func(recs []Record) error {
+		if replayed == 0 && from >= 0 && len(recs) > 0 && recs[0].Offset > from {
+			e.cfg.log.Warn("the log no longer holds records the state needs (retention?): the rebuilt state misses them",
+				"topic", k.topic, "partition", k.partition, "from", from, "first_available", recs[0].Offset)
+		}
 		p.batch = p.batch[:0]
 		for i := range recs {
 			p.batch = append(p.batch, &recs[i])
 		}
 		p.process(rs, e.cfg)
 		replayed += len(recs)
-		return p.err
+		if p.err != nil {
+			return p.err
+		}
+		// Keep the progress: a rebuild cut short goes on from here.
+		return p.st.Commit(p.next)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("engine: replay %s/%d [%d, %d): %w", k.topic, k.partition, p.next, first, err)
+		return nil, fmt.Errorf("engine: replay %s/%d [%d, %d): %w", k.topic, k.partition, from, first, err)
 	}
 	e.cfg.log.Info("rebuilt partition state", "topic", k.topic, "partition", k.partition, "records", replayed)
 	// Nothing of the replay is written: its output was committed before.
@@ -323,6 +377,10 @@ func (p *partition) process(rs *rules.RuleSet, c cfg) {
 	p.stats.Elapsed = c.clock.Now().Sub(start)
 }
 
+// evalSampleEvery: one evaluation in this many is timed for Stats, so the
+// latency histogram costs two clock reads per that many events.
+const evalSampleEvery = 64
+
 // badRecord is an input record that goes to the dead-letter output.
 type badRecord struct{ reason string }
 
@@ -333,8 +391,8 @@ func (p *partition) event(r *Record, in rules.Input, c cfg) error {
 	if err := p.dec.Decode(r.Value, ev); err != nil {
 		return &badRecord{err.Error()}
 	}
-	if c.requireKey && len(r.Key) > 0 && string(r.Key) != ev.AdID {
-		return &badRecord{fmt.Sprintf("record key %q is not the event's ad_id %q: metric events are keyed by ad_id", r.Key, ev.AdID)}
+	if why := c.checkKey(r.Key, ev.AdID, "ad_id"); why != "" {
+		return &badRecord{why}
 	}
 	st, err := p.st.Ad(ev.AdID)
 	if err != nil {
@@ -354,7 +412,13 @@ func (p *partition) event(r *Record, in rules.Input, c cfg) error {
 	st.Apply(ev, h, p.rs.KeepMS(), p.rs.HorizonMS())
 	p.stats.MaxTS = max(p.stats.MaxTS, ev.TS)
 	p.res.Reset()
-	p.eval.Eval(st, ev, in, &p.res)
+	if p.stats.Records%evalSampleEvery == 1 {
+		t0 := c.clock.Now()
+		p.eval.Eval(st, ev, in, &p.res)
+		p.stats.EvalSamples = append(p.stats.EvalSamples, c.clock.Now().Sub(t0))
+	} else {
+		p.eval.Eval(st, ev, in, &p.res)
+	}
 	for i := range p.res.Decisions {
 		p.stats.Decisions[p.res.Decisions[i].RuleID]++
 	}
@@ -373,8 +437,8 @@ func (p *partition) proposal(r *Record, in rules.Input, c cfg) error {
 	if err != nil {
 		return &badRecord{err.Error()}
 	}
-	if c.requireKey && len(r.Key) > 0 && string(r.Key) != prop.AccountID {
-		return &badRecord{fmt.Sprintf("record key %q is not the proposal's account_id %q: proposals are keyed by account_id", r.Key, prop.AccountID)}
+	if why := c.checkKey(r.Key, prop.AccountID, "account_id"); why != "" {
+		return &badRecord{why}
 	}
 	if prop.Input == nil {
 		prop.Input = &in
@@ -400,8 +464,8 @@ func (p *partition) relay(r *Record, in rules.Input, c cfg) error {
 	if err != nil {
 		return &badRecord{err.Error()}
 	}
-	if c.requireKey && len(r.Key) > 0 && string(r.Key) != prop.AccountID {
-		return &badRecord{fmt.Sprintf("record key %q is not the proposal's account_id %q: proposals are keyed by account_id", r.Key, prop.AccountID)}
+	if why := c.checkKey(r.Key, prop.AccountID, "account_id"); why != "" {
+		return &badRecord{why}
 	}
 	prop.Input = &in
 	p.stats.Proposals++

@@ -134,8 +134,11 @@ type Stats struct {
 	Proposals  int
 	Verdicts   map[string]int // by status/reason, e.g. "approved", "rejected/rate_limit_hour"
 	RuleErrors map[string]int // by rule id
-	Elapsed    time.Duration  // wall time spent, from the Clock
-	Offset     int64          // next offset after the batch
-	MaxTS      int64          // largest event time seen, epoch ms
-	Version    int64          // rule set version used
+	Elapsed    time.Duration  // wall time spent processing, from the Clock
+	Commit     time.Duration  // wall time of the batch's commits (source, then state), shared by its partitions
+	// EvalSamples times the rule evaluation of one event in 64.
+	EvalSamples []time.Duration
+	Offset      int64 // next offset after the batch
+	MaxTS       int64 // largest event time seen, epoch ms
+	Version     int64 // rule set version used
 }

@@ -2,8 +2,8 @@ package streams_test
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,12 +31,15 @@ func startNode(t *testing.T, addrs []string, topics streams.Topics, id, dir stri
 		t.Fatal(err)
 	}
 	sn, err := streams.NewNode(streams.Options{Brokers: addrs, NodeID: id, Topics: topics, CommitTimeout: 10 * time.Second,
-		ClientOpts: []kgo.Opt{kgo.SessionTimeout(6 * time.Second), kgo.HeartbeatInterval(500 * time.Millisecond)}})
+		ClientOpts: []kgo.Opt{kgo.SessionTimeout(6 * time.Second), kgo.HeartbeatInterval(500 * time.Millisecond),
+			// Small fetches make many small batches: a stop lands mid-stream.
+			kgo.FetchMaxPartitionBytes(32 << 10), kgo.FetchMaxBytes(64 << 10)}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
-	eng, err := engine.New(rs, sn, sn, store, engine.WithProposalTopics(topics.Proposals), engine.WithRelayTopics(topics.Actions))
+	eng, err := engine.New(rs, sn, sn, store, engine.WithProposalTopics(topics.Proposals), engine.WithRelayTopics(topics.Actions),
+		engine.WithKeyCheck(engine.KeyRequired))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,11 +85,29 @@ func TestNodeMatchesBacktest(t *testing.T) {
 	if g, w := kafkatest.Normalize(t, got), kafkatest.Normalize(t, want); !slices.Equal(g, w) {
 		t.Fatalf("node decisions differ from the backtest's: %d vs %d", len(g), len(w))
 	}
-	dlq := kafkatest.Consume(t, addrs, topics.DLQ, int(sum.Rejected), time.Minute)
+	// A good event produced without a key is refused too: it could land on
+	// any partition and split its ad's state.
+	keyless := []byte(`{"event_id":"k1","ts":"2026-11-02T10:00:00Z","account_id":"a","ad_id":"nokey","impressions":1,"clicks":0,"spend":0}`)
+	kafkatest.Produce(t, kafkatest.Client(t, addrs), topics.Metrics, "no_such_field", [][]byte{keyless})
+	bad := map[string]bool{string(keyless): true}
+	for _, l := range lines {
+		var probe rules.Decoder
+		var ev rules.Event
+		if probe.Decode(l, &ev) != nil {
+			bad[string(l)] = true
+		}
+	}
+	dlq := kafkatest.ConsumeRecords(t, addrs, topics.DLQ, int(sum.Rejected)+1, time.Minute)
 	for _, d := range dlq {
-		var r struct{ Reason, Topic, Value string }
-		if err := json.Unmarshal(d, &r); err != nil || r.Reason == "" || r.Topic != topics.Metrics || r.Value == "" {
-			t.Fatalf("dead letter %s lacks reason, source or value", d)
+		h := map[string]string{}
+		for _, x := range d.Headers {
+			h[x.Key] = string(x.Value)
+		}
+		if h["adrules.reason"] == "" || h["adrules.topic"] != topics.Metrics || h["adrules.offset"] == "" || !bad[string(d.Value)] {
+			t.Fatalf("dead letter %q (headers %v) lacks its reason or source, or is not an original bad record", d.Value, h)
+		}
+		if string(d.Value) == string(keyless) && !strings.Contains(h["adrules.reason"], "no key") {
+			t.Fatalf("keyless record's reason: %q", h["adrules.reason"])
 		}
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/adrules/adrules/engine"
@@ -120,6 +122,8 @@ type Node struct {
 	opts []kgo.Opt
 	sess *kgo.GroupTransactSession
 
+	reset atomic.Bool // partitions were revoked or lost: the engine must forget them
+
 	mu      sync.Mutex
 	hwm     map[tp]int64 // high watermark per input partition, from fetches
 	pos     map[tp]int64 // next offset to consume, from fetches
@@ -206,6 +210,7 @@ func (n *Node) renew() error {
 }
 
 func (n *Node) forget(m map[string][]int32) {
+	n.reset.Store(true)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for t, ps := range m {
@@ -223,9 +228,16 @@ func (n *Node) Client() *kgo.Client { return n.sess.Client() }
 // Close leaves the group and closes the client.
 func (n *Node) Close() { n.sess.Close() }
 
-// Poll waits for records and begins the batch's transaction.
+// Poll waits for records and begins the batch's transaction. After a
+// revocation it first returns engine.ErrReset, so the engine reloads what it
+// holds from Pebble (and replays what it missed) before it goes on.
 func (n *Node) Poll(ctx context.Context) ([]engine.Record, error) {
 	for {
+		// Partitions left this node since the engine last looked: whatever
+		// it holds for them may be stale when they come back.
+		if n.reset.Swap(false) {
+			return nil, engine.ErrReset
+		}
 		fs := n.sess.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -291,13 +303,13 @@ func (n *Node) Write(ctx context.Context, out *engine.Output) error {
 	}
 	for i := range out.DeadLetters {
 		d := &out.DeadLetters[i]
-		b, err := jsonl.Marshal(jsonl.DeadLetter(d))
-		if err != nil {
-			return err
-		}
-		n.send(ctx, &kgo.Record{Topic: t.DLQ, Key: append([]byte(nil), d.Key...), Value: b, Headers: []kgo.RecordHeader{
+		// The original bytes exactly, so a dead letter is never larger than
+		// the record the broker already took; what and where in headers.
+		n.send(ctx, &kgo.Record{Topic: t.DLQ, Key: append([]byte(nil), d.Key...), Value: append([]byte(nil), d.Value...), Headers: []kgo.RecordHeader{
 			{Key: "adrules.reason", Value: []byte(d.Reason)},
-			{Key: "adrules.source", Value: fmt.Appendf(nil, "%s/%d/%d", d.Input.Topic, d.Input.Partition, d.Input.Offset)},
+			{Key: "adrules.topic", Value: []byte(d.Input.Topic)},
+			{Key: "adrules.partition", Value: strconv.AppendInt(nil, int64(d.Input.Partition), 10)},
+			{Key: "adrules.offset", Value: strconv.AppendInt(nil, d.Input.Offset, 10)},
 		}})
 	}
 	return nil
@@ -327,8 +339,16 @@ func (n *Node) send(ctx context.Context, r *kgo.Record) {
 // Commit ends the batch's transaction, with the consumer offsets. When the
 // transaction aborted (a rebalance), it returns engine.ErrReset.
 func (n *Node) Commit(ctx context.Context) error {
+	// Every record of the batch is acknowledged, or has failed, before the
+	// transaction may commit.
+	fctx, cancel := context.WithTimeout(ctx, n.o.CommitTimeout)
+	ferr := n.sess.Client().Flush(fctx)
+	cancel()
 	n.mu.Lock()
 	perr := n.prodErr
+	if perr == nil {
+		perr = ferr
+	}
 	n.prodErr = nil
 	n.mu.Unlock()
 	if perr != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,6 +57,8 @@ func (k *kafkaFlags) register(fs *flag.FlagSet, defBrokers string) {
 	fs.StringVar(&k.topics.Decisions, "topic-decisions", t.Decisions, "decisions topic")
 	fs.StringVar(&k.topics.Verdicts, "topic-verdicts", t.Verdicts, "verdicts topic")
 	fs.StringVar(&k.topics.DLQ, "topic-dlq", t.DLQ, "dead-letter topic")
+	fs.StringVar(&k.topics.Config, "topic-config", t.Config, "rule set versions topic (compacted)")
+	fs.StringVar(&k.topics.ConfigHistory, "topic-config-history", t.ConfigHistory, "rule set history topic")
 }
 
 // clientOpts builds the TLS and SASL options.
@@ -72,6 +76,9 @@ func (k *kafkaFlags) clientOpts(env map[string]string) ([]kgo.Opt, error) {
 				return nil, fmt.Errorf("--tls-ca %s: no certificate found", k.tlsCA)
 			}
 			cfg.RootCAs = pool
+		}
+		if (k.tlsCert == "") != (k.tlsKey == "") {
+			return nil, errors.New("--tls-cert and --tls-key go together")
 		}
 		if k.tlsCert != "" {
 			cert, err := tls.LoadX509KeyPair(k.tlsCert, k.tlsKey)
@@ -123,14 +130,47 @@ type nodeConfig struct {
 
 // node is a running node, for dev's status line and for tests.
 type node struct {
-	metrics  *metrics
-	streams  atomic.Pointer[streams.Node] // nil until the node has joined
-	rs       *rules.RuleSet
-	assigned atomic.Bool
-	addr     string // the HTTP server's address
+	metrics *metrics
+	streams atomic.Pointer[streams.Node] // nil until the node has joined
+	rs      *rules.RuleSet
+	addr    string // the HTTP server's address
+
+	mu       sync.Mutex
+	assigned map[string]map[int32]bool // the partitions this node owns now
 }
 
-func (n *node) ready() bool { return n.assigned.Load() && n.metrics.nRebuilding.Load() == 0 }
+// ready: the node owns partitions and is rebuilding none. (A partition's
+// state is checked, and rebuilt if it is behind, when its first records
+// arrive; /readyz is 503 for as long as that takes.)
+func (n *node) ready() bool {
+	n.mu.Lock()
+	owned := 0
+	for _, ps := range n.assigned {
+		owned += len(ps)
+	}
+	n.mu.Unlock()
+	return owned > 0 && n.metrics.nRebuilding.Load() == 0
+}
+
+func (n *node) assign(m map[string][]int32, on bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.assigned == nil {
+		n.assigned = map[string]map[int32]bool{}
+	}
+	for t, ps := range m {
+		for _, p := range ps {
+			if n.assigned[t] == nil {
+				n.assigned[t] = map[int32]bool{}
+			}
+			if on {
+				n.assigned[t][p] = true
+			} else {
+				delete(n.assigned[t], p)
+			}
+		}
+	}
+}
 
 // lag returns the consumer lag per input partition (none before joining).
 func (n *node) lag() map[string]map[int32]int64 {
@@ -224,7 +264,8 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 	sn, err := streams.NewNode(streams.Options{
 		Brokers: brokers, Group: nc.group, NodeID: nc.nodeID, Topics: nc.kafka.topics,
 		ClientOpts: nc.clientOpts, Logger: log,
-		OnAssigned: func(map[string][]int32) { n.assigned.Store(true) },
+		OnAssigned: func(m map[string][]int32) { n.assign(m, true) },
+		OnRevoked:  func(m map[string][]int32) { n.assign(m, false) },
 	})
 	if err != nil {
 		return err
@@ -234,7 +275,7 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 
 	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
 	eng, err := engine.New(rs, sn, sn, store,
-		engine.WithObserver(n.metrics), engine.WithLogger(log),
+		engine.WithObserver(n.metrics), engine.WithLogger(log), engine.WithKeyCheck(engine.KeyRequired),
 		engine.WithProposalTopics(nc.kafka.topics.Proposals), engine.WithRelayTopics(nc.kafka.topics.Actions))
 	if err != nil {
 		return err
@@ -252,9 +293,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, env map[string
 	fs.SetOutput(stderr)
 	var nc nodeConfig
 	nc.kafka.register(fs, "127.0.0.1:9092")
-	host, _ := os.Hostname()
 	fs.StringVar(&nc.group, "group", "adrules", "consumer group")
-	fs.StringVar(&nc.nodeID, "node-id", host, "this node's id, unique in the group and stable across restarts (its transactional id is GROUP-ID)")
+	fs.StringVar(&nc.nodeID, "node-id", "", "this node's id, unique in the group and stable across restarts (its transactional id is GROUP-ID); default: the host name and a hash of the data directory")
 	fs.StringVar(&nc.dataDir, "data-dir", ".data/node", "directory of the node's Pebble state")
 	fs.StringVar(&nc.httpAddr, "http-addr", "127.0.0.1:8080", "address of /metrics, /healthz and /readyz")
 	fs.StringVar(&nc.rulesFile, "rules", "examples/rules.yaml", "rules file")
@@ -273,7 +313,23 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, env map[string
 		return err
 	}
 	nc.clientOpts = opts
+	if nc.nodeID == "" {
+		nc.nodeID = defaultNodeID(nc.dataDir)
+	}
 	return runNode(ctx, nc, stderr, env, nil)
+}
+
+// defaultNodeID is the host name and a short hash of the absolute data
+// directory: two nodes on one host, each with its own directory, get
+// different transactional ids, and a node keeps its id across restarts.
+func defaultNodeID(dataDir string) string {
+	host, _ := os.Hostname()
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		abs = dataDir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return fmt.Sprintf("%s-%x", host, sum[:4])
 }
 
 // newFlagSet returns a flag set that is only used to fill defaults.

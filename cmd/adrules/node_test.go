@@ -102,7 +102,7 @@ func TestNodeHTTP(t *testing.T) {
 		}
 		ready, _ := get(t, "http://"+n.addr+"/readyz")
 		if int(in) == len(lines) && int(rejected) == int(sum.Rejected) && ready == http.StatusOK {
-			for _, name := range []string{"adrules_decisions_total", "adrules_batch_seconds", "adrules_event_seconds",
+			for _, name := range []string{"adrules_decisions_total", "adrules_batch_seconds", "adrules_eval_seconds", "adrules_commit_seconds",
 				"adrules_consumer_lag", "adrules_ruleset_version", "adrules_state_bytes", "adrules_rule_errors_total"} {
 				if name != "adrules_rule_errors_total" && fams[name] == nil {
 					t.Errorf("/metrics lacks %s", name)
@@ -130,7 +130,7 @@ func TestKillNode(t *testing.T) {
 	}
 	addrs, topics := kafkatest.Brokers(t)
 	kafkatest.Setup(t, addrs, topics)
-	lines := kafkatest.History(t, 12, gen.Options{Accounts: 3, DupPct: 1, BadPct: 1})
+	lines := kafkatest.History(t, 12, gen.Options{Accounts: 3, DupPct: 1, BadPct: 1, Events: 40000})
 	want, _ := kafkatest.Backtest(t, kafkatest.DefaultRules(t, "../.."), lines)
 	data := t.TempDir()
 	start := func() (*exec.Cmd, *bytes.Buffer) {
@@ -147,12 +147,17 @@ func TestKillNode(t *testing.T) {
 	}
 	cmd, _ := start()
 	kafkatest.Produce(t, kafkatest.Client(t, addrs), topics.Metrics, "ad_id", lines)
-	// Kill it once some output is committed, most likely mid-stream.
-	kafkatest.Consume(t, addrs, topics.Decisions, 1, time.Minute)
+	// Kill it as soon as some output is committed: mid-stream.
+	kafkatest.WaitFor(t, addrs, topics.Decisions, 1, time.Minute)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	cmd.Wait()
+	if done, end := kafkatest.Committed(t, addrs, "adrules", topics.Metrics); done >= end {
+		t.Fatalf("the node had processed all %d events when it was killed: the test would prove nothing", end)
+	} else {
+		t.Logf("killed with %d of %d events committed", done, end)
+	}
 
 	cmd, logs := start()
 	defer func() {

@@ -138,7 +138,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		KeepProposals: true,
 	}
 	obs := observer{sum}
-	opts := []engine.Opt{engine.WithClock(o.Clock), engine.WithObserver(obs), engine.WithKeyCheck(false), engine.WithProposalTopics(ProposalsTopic)}
+	opts := []engine.Opt{engine.WithClock(o.Clock), engine.WithObserver(obs), engine.WithKeyCheck(engine.KeyIgnored), engine.WithProposalTopics(ProposalsTopic)}
 
 	// Stage 1: metric events.
 	src := jsonl.NewSource(o.Input, o.InputName, o.Batch)

@@ -109,20 +109,79 @@ func Produce(t testing.TB, cl *kgo.Client, topic, field string, lines [][]byte) 
 }
 
 // Consume reads topic from its start as a read_committed consumer until want
-// records arrived, and fails the test after timeout.
+// records arrived, and fails the test after timeout. It then polls once more
+// for a moment and fails if more arrive: a duplicate written late must not
+// go unseen.
 func Consume(t testing.TB, addrs []string, topic string, want int, timeout time.Duration) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for _, r := range ConsumeRecords(t, addrs, topic, want, timeout) {
+		out = append(out, r.Value)
+	}
+	return out
+}
+
+// WaitFor waits until topic holds at least n committed records.
+func WaitFor(t testing.TB, addrs []string, topic string, n int, timeout time.Duration) {
 	t.Helper()
 	cl := Client(t, addrs, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var out [][]byte
+	got := 0
+	for got < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("%s: %d records after %s, want at least %d", topic, got, timeout, n)
+		}
+		got += fs.NumRecords()
+	}
+}
+
+// Committed returns how many records of topic group has committed, summed
+// over partitions, and how many the topic holds.
+func Committed(t testing.TB, addrs []string, group, topic string) (committed, end int64) {
+	t.Helper()
+	adm := kadm.NewClient(Client(t, addrs))
+	ctx := context.Background()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offs, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		end += o.Offset
+		if c, ok := offs.Lookup(o.Topic, o.Partition); ok && c.At > 0 {
+			committed += c.At
+		}
+	})
+	return committed, end
+}
+
+// ConsumeRecords is Consume with the whole records.
+func ConsumeRecords(t testing.TB, addrs []string, topic string, want int, timeout time.Duration) []*kgo.Record {
+	t.Helper()
+	cl := Client(t, addrs, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out []*kgo.Record
 	for len(out) < want {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
 			t.Fatalf("%s: %d records after %s, want %d", topic, len(out), timeout, want)
 		}
-		fs.EachRecord(func(r *kgo.Record) { out = append(out, r.Value) })
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, r) })
+	}
+	more, cancelMore := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancelMore()
+	extra := 0
+	cl.PollFetches(more).EachRecord(func(*kgo.Record) { extra++ })
+	if extra > 0 || len(out) > want {
+		t.Fatalf("%s: %d records, want exactly %d", topic, len(out)+extra, want)
 	}
 	return out
 }
