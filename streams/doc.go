@@ -20,7 +20,10 @@
 //     is already committed;
 //   - a rebalance during a batch aborts its transaction (the session sees
 //     the revocation); Commit returns engine.ErrReset and the engine forgets
-//     its in-memory state, to reload it from Pebble.
+//     its in-memory state, to reload it from Pebble; a revocation between
+//     batches makes the next Poll return engine.ErrReset for the same end;
+//   - a produce that fails fails the batch: Commit flushes before it looks
+//     for produce errors, so no transaction commits without its records.
 //
 // In no interleaving is a committed output written twice or lost, and the
 // state always equals the effect of exactly the committed input.
