@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -177,5 +178,47 @@ func TestKillNode(t *testing.T) {
 	}
 	if !slices.Equal(kafkatest.Normalize(t, got), kafkatest.Normalize(t, want)) {
 		t.Fatalf("after kill -9 and restart: %d decisions differ from the backtest's %d", len(got), len(want))
+	}
+}
+
+// TestProduceTail: produce keys each line by ad_id (account_id on the
+// actions topic); tail prints what a topic holds.
+func TestProduceTail(t *testing.T) {
+	addrs, topics := kafkatest.Brokers(t)
+	kafkatest.Setup(t, addrs, topics)
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events.jsonl")
+	actions := filepath.Join(dir, "actions.jsonl")
+	if _, _, err := adrules(t, "", nil, "gen", "--events", "300", "--out", events, "--actions", actions, "--proposals", "20"); err != nil {
+		t.Fatal(err)
+	}
+	b := strings.Join(addrs, ",")
+	if _, stderr, err := adrules(t, "", nil, "produce", "--brokers", b, "--topic", topics.Metrics, events); err != nil || !strings.Contains(stderr, "produced 300 records") {
+		t.Fatalf("produce: %v %s", err, stderr)
+	}
+	if _, _, err := adrules(t, "", nil, "produce", "--brokers", b, "--topic", topics.Actions, actions); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range kafkatest.ConsumeRecords(t, addrs, topics.Metrics, 300, time.Minute) {
+		if want := kafkatest.IDs(t, [][]byte{r.Value}, "ad_id")[0]; string(r.Key) != want {
+			t.Fatalf("metric event keyed %q, want its ad_id %q", r.Key, want)
+		}
+	}
+	for _, r := range kafkatest.ConsumeRecords(t, addrs, topics.Actions, 20, time.Minute) {
+		if want := kafkatest.IDs(t, [][]byte{r.Value}, "account_id")[0]; string(r.Key) != want {
+			t.Fatalf("proposal keyed %q, want its account_id %q", r.Key, want)
+		}
+	}
+	out, _, err := adrules(t, "", nil, "tail", "--brokers", b, "--topic", topics.Actions, "--from-beginning", "-n", "20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(actions)
+	got := strings.Split(strings.TrimSpace(out), "\n")
+	want := strings.Split(strings.TrimSpace(string(data)), "\n")
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("tail printed %d lines that are not the %d produced", len(got), len(want))
 	}
 }
