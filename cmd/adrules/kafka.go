@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/adrules/adrules/streams"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -23,6 +24,7 @@ func cmdProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	var k kafkaFlags
 	k.register(fs, "127.0.0.1:9092")
 	topic := fs.String("topic", "", "topic (default: the metrics topic)")
+	timeout := fs.Duration("timeout", time.Minute, "give up when the records are not all acknowledged by then")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: adrules produce --brokers LIST [--topic T] FILE.jsonl\n\nProduces one record per line, keyed by ad_id (account_id on the actions and proposals topics); - reads standard input.")
 		fs.PrintDefaults()
@@ -52,6 +54,11 @@ func cmdProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return err
 	}
 	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	if err := ping(ctx, cl); err != nil {
+		return err
+	}
 	field := streams.KeyOf(*topic, k.topics)
 	var p fastjson.Parser
 	sc := bufio.NewScanner(in)
@@ -122,6 +129,12 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer, env m
 		return err
 	}
 	defer cl.Close()
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = ping(pctx, cl)
+	cancel()
+	if err != nil {
+		return err
+	}
 	w := bufio.NewWriter(stdout)
 	defer w.Flush()
 	seen := 0
@@ -152,4 +165,13 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer, env m
 			return nil
 		}
 	}
+}
+
+// ping checks that the brokers answer and accept the credentials, so a wrong
+// address or password fails at once instead of retrying forever.
+func ping(ctx context.Context, cl *kgo.Client) error {
+	if err := cl.Ping(ctx); err != nil {
+		return fmt.Errorf("cannot reach the brokers: %w", err)
+	}
+	return nil
 }

@@ -210,16 +210,19 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 	}
 	defer db.Close()
 	brokers := nc.kafka.brokerList()
-	if nc.createTopics {
-		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, nc.clientOpts...)...)
-		if err != nil {
-			return err
-		}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, nc.clientOpts...)...)
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = ping(pctx, cl)
+	cancel()
+	if err == nil && nc.createTopics {
 		err = streams.EnsureTopics(ctx, cl, nc.kafka.topics.Specs(int32(nc.partitions), 7), -1)
-		cl.Close()
-		if err != nil {
-			return err
-		}
+	}
+	cl.Close()
+	if err != nil {
+		return err
 	}
 
 	reg := prometheus.NewRegistry()
