@@ -61,7 +61,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, env ma
 
 	var nc nodeConfig
 	nc.kafka.register(newFlagSet(), addr)
-	nc.group, nc.nodeID = "adrules", "dev"
+	nc.group, nc.nodeID, nc.ruleset = "adrules", "dev", "default"
 	nc.dataDir, nc.httpAddr, nc.rulesFile = filepath.Join(*dataDir, "node"), *httpAddr, *rulesFile
 	nc.partitions, nc.createTopics = *partitions, true
 
@@ -144,8 +144,9 @@ func statusLine(ctx context.Context, n *node, w io.Writer) {
 		if !n.ready() {
 			ready = "not ready"
 		}
+		rs := n.ruleSet()
 		fmt.Fprintf(w, "%s  %6d events/s  %7d events  %5d decisions  lag %d  rule set %s v%d (%s)  %s\n",
-			time.Now().Format("15:04:05"), ev-last, ev, n.metrics.nDecisions.Load(), lag, n.rs.Name, n.rs.Version, n.rs.SHA256[:12], ready)
+			time.Now().Format("15:04:05"), ev-last, ev, n.metrics.nDecisions.Load(), lag, rs.Name, rs.Version, rs.SHA256[:12], ready)
 		last = ev
 	}
 }

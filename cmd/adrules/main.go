@@ -30,6 +30,8 @@ Usage:
       Produce JSON Lines, keyed by ad_id (account_id for proposals).
   adrules tail --brokers LIST [--topic T]
       Print decisions (or another topic) as they come.
+  adrules config publish|get|history|rollback --brokers LIST ...
+      Publish a rule set version to the config topic that every node follows.
   adrules version
 
 Run 'adrules COMMAND -h' for a command's flags.
@@ -89,6 +91,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdProduce(ctx, args, stdin, stdout, stderr, env)
 	case "tail":
 		return cmdTail(ctx, args, stdout, stderr, env)
+	case "config":
+		return cmdConfig(ctx, args, stdout, stderr, env)
 	case "version":
 		fmt.Fprintln(stdout, "adrules", version)
 		return nil

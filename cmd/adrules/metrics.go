@@ -21,6 +21,7 @@ type metrics struct {
 	version                      prometheus.Gauge
 	stateSize                    prometheus.GaugeFunc
 	rebuilding                   prometheus.Gauge
+	refused                      prometheus.Counter
 
 	// For the status line and readiness.
 	nEvents, nDecisions atomic.Int64
@@ -55,15 +56,17 @@ func newMetrics(reg prometheus.Registerer, stateSize func() float64) *metrics {
 			Name: "adrules_commit_seconds", Help: "Wall time of a batch's commits: the Kafka transaction, then the Pebble batch.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		version: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "adrules_ruleset_version", Help: "The version of the rule set this node runs."}),
+			Name: "adrules_config_version", Help: "The version of the rule set this node runs."}),
 		stateSize: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "adrules_state_bytes", Help: "Approximate size of the Pebble state on disk."}, stateSize),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "adrules_config_refused_total", Help: "Published rule set versions this node refused (invalid); the last good one stays."}),
 		rebuilding: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "adrules_partitions_rebuilding", Help: "Partitions whose state is being rebuilt from their log."}),
 		ruleTypes: map[string]string{},
 	}
 	reg.MustRegister(m.events, m.rejected, m.duplicates, m.decisions, m.verdicts, m.ruleErrors, m.proposals,
-		m.batch, m.eval, m.commit, m.version, m.stateSize, m.rebuilding)
+		m.batch, m.eval, m.commit, m.version, m.stateSize, m.rebuilding, m.refused)
 	return m
 }
 
@@ -100,7 +103,6 @@ func (m *metrics) Observe(s engine.Stats) {
 	if s.Stage == 1 {
 		m.nEvents.Add(int64(s.Records))
 	}
-	m.version.Set(float64(s.Version))
 }
 
 // Rebuilding tracks partitions being rebuilt, for /readyz.

@@ -122,7 +122,8 @@ type nodeConfig struct {
 	nodeID       string
 	dataDir      string
 	httpAddr     string
-	rulesFile    string
+	rulesFile    string // published as the first version when none exists
+	ruleset      string // the rule set's name on the config topic
 	envName      string
 	partitions   int
 	createTopics bool
@@ -131,9 +132,10 @@ type nodeConfig struct {
 // node is a running node, for dev's status line and for tests.
 type node struct {
 	metrics *metrics
-	streams atomic.Pointer[streams.Node] // nil until the node has joined
-	rs      *rules.RuleSet
-	addr    string // the HTTP server's address
+	streams atomic.Pointer[streams.Node]  // nil until the node has joined
+	rs      *rules.RuleSet                // the rule set the node started with
+	eng     atomic.Pointer[engine.Engine] // nil until the engine exists
+	addr    string                        // the HTTP server's address
 
 	mu       sync.Mutex
 	assigned map[string]map[int32]bool // the partitions this node owns now
@@ -172,6 +174,14 @@ func (n *node) assign(m map[string][]int32, on bool) {
 	}
 }
 
+// ruleSet returns the rule set the node runs now.
+func (n *node) ruleSet() *rules.RuleSet {
+	if e := n.eng.Load(); e != nil {
+		return e.RuleSet()
+	}
+	return n.rs
+}
+
 // lag returns the consumer lag per input partition (none before joining).
 func (n *node) lag() map[string]map[int32]int64 {
 	if sn := n.streams.Load(); sn != nil {
@@ -185,21 +195,10 @@ func (n *node) lag() map[string]map[int32]int64 {
 // called once the HTTP server listens.
 func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[string]string, started func(*node)) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	// Until rule sets arrive on the config topic, a node loads its rules
-	// file with the environments overlay but never with variables: a
-	// node's own environment must not change rule parameters.
+	// A node takes its rule set from the config topic only: its own
+	// environment never changes rule parameters.
 	if ignored := config.ParamOverrides(env); len(ignored) > 0 {
-		log.Warn("rule parameters in the node's environment are ignored; set them in the rules file", "variables", strings.Join(ignored, ","))
-	}
-	vars := map[string]string{}
-	for _, k := range []string{"ADRULES_ENV", "ENVIRONMENT"} {
-		if v, ok := env[k]; ok {
-			vars[k] = v
-		}
-	}
-	rs, err := loadRules(nc.rulesFile, nc.envName, vars)
-	if err != nil {
-		return err
+		log.Warn("rule parameters in the node's environment are ignored; publish them with adrules config publish", "variables", strings.Join(ignored, ","))
 	}
 	if err := os.MkdirAll(nc.dataDir, 0o755); err != nil {
 		return err
@@ -221,6 +220,10 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 		err = streams.EnsureTopics(ctx, cl, nc.kafka.topics.Specs(int32(nc.partitions), 7), -1)
 	}
 	cl.Close()
+	if err != nil {
+		return err
+	}
+	rs, err := nodeRules(ctx, nc, env, log)
 	if err != nil {
 		return err
 	}
@@ -260,7 +263,7 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 	// The HTTP server answers before the node joins the group: /readyz
 	// says 503 until it owns partitions.
 	log.Info("node starting", "group", nc.group, "node", nc.nodeID, "brokers", nc.kafka.brokers, "http", n.addr,
-		"ruleset", rs.Name, "sha256", rs.SHA256[:12], "data", nc.dataDir)
+		"ruleset", rs.Name, "version", rs.Version, "sha256", rs.SHA256[:12], "data", nc.dataDir)
 	if started != nil {
 		started(n)
 	}
@@ -283,6 +286,8 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 	if err != nil {
 		return err
 	}
+	n.eng.Store(eng)
+	go follow(ctx, nc, eng, n, log)
 	err = eng.Run(ctx)
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		log.Info("node stopped: the current batch finished and was committed")
@@ -300,7 +305,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, env map[string
 	fs.StringVar(&nc.nodeID, "node-id", "", "this node's id, unique in the group and stable across restarts (its transactional id is GROUP-ID); default: the host name and a hash of the data directory")
 	fs.StringVar(&nc.dataDir, "data-dir", ".data/node", "directory of the node's Pebble state")
 	fs.StringVar(&nc.httpAddr, "http-addr", "127.0.0.1:8080", "address of /metrics, /healthz and /readyz")
-	fs.StringVar(&nc.rulesFile, "rules", "examples/rules.yaml", "rules file")
+	fs.StringVar(&nc.rulesFile, "rules", "examples/rules.yaml", "rules file, published as the first version when the config topic has none")
+	fs.StringVar(&nc.ruleset, "ruleset", "default", "the rule set (its name on the config topic) this node runs")
 	fs.StringVar(&nc.envName, "env", "", "environments overlay of the rules file")
 	fs.IntVar(&nc.partitions, "partitions", 4, "partitions of the topics it creates")
 	fs.BoolVar(&nc.createTopics, "create-topics", true, "create missing topics")
@@ -337,3 +343,94 @@ func defaultNodeID(dataDir string) string {
 
 // newFlagSet returns a flag set that is only used to fill defaults.
 func newFlagSet() *flag.FlagSet { return flag.NewFlagSet("", flag.ContinueOnError) }
+
+// nodeRules reads the config topic to its end and returns the newest valid
+// version of the rule set. When none was ever published, it publishes the
+// --rules file (with the environments overlay, never with variables) as the
+// first version: every node then follows the topic.
+func nodeRules(ctx context.Context, nc nodeConfig, env map[string]string, log *slog.Logger) (*rules.RuleSet, error) {
+	name := nc.ruleset
+	recs, err := streams.ReadAll(ctx, nc.kafka.brokerList(), nc.clientOpts, nc.kafka.topics.Config)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", nc.kafka.topics.Config, err)
+	}
+	live, bad := streams.Configs(recs, name)
+	for _, b := range bad {
+		log.Warn("config record refused", "reason", b)
+	}
+	for i := len(live) - 1; i >= 0; i-- {
+		rs, err := compileRecord(live[i])
+		if err == nil {
+			return rs, nil
+		}
+		log.Error("published version refused; an older one stays", "version", live[i].Version, "err", err)
+	}
+	if len(live) > 0 {
+		return nil, fmt.Errorf("rule set %q: no published version is valid", name)
+	}
+	vars := map[string]string{}
+	for _, k := range []string{"ADRULES_ENV", "ENVIRONMENT"} {
+		if v, ok := env[k]; ok {
+			vars[k] = v
+		}
+	}
+	boot, err := loadRules(nc.rulesFile, nc.envName, vars)
+	if err != nil {
+		return nil, err
+	}
+	if boot.Name != name {
+		return nil, fmt.Errorf("--rules %s holds rule set %q, not %q (--ruleset)", nc.rulesFile, boot.Name, name)
+	}
+	c, err := publishDoc(ctx, &nc.kafka, nc.clientOpts, boot.Doc, "bootstrap:"+nc.nodeID)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("no rule set was published: published the rules file", "file", nc.rulesFile, "version", c.Version, "sha256", short(c.SHA256))
+	return compileRecord(c)
+}
+
+// follow reads the config topic from its start for as long as the node
+// runs, and swaps in every newer valid version of the node's rule set
+// between batches. An invalid version is refused (logged and counted) and
+// the last good one stays; a tombstone changes nothing.
+func follow(ctx context.Context, nc nodeConfig, eng *engine.Engine, n *node, log *slog.Logger) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(nc.kafka.brokerList()...),
+		kgo.ConsumeTopics(nc.kafka.topics.Config), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, nc.clientOpts...)...)
+	if err != nil {
+		log.Error("cannot follow the config topic", "err", err)
+		return
+	}
+	defer cl.Close()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		var recs []*kgo.Record
+		fs.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
+		for _, r := range recs {
+			if string(r.Key) == nc.ruleset && r.Value == nil {
+				log.Warn("config tombstone ignored: the live rule set stays", "name", nc.ruleset)
+			}
+		}
+		good, bad := streams.Configs(recs, nc.ruleset)
+		for _, b := range bad {
+			n.metrics.refused.Inc()
+			log.Error("config record refused", "reason", b)
+		}
+		for _, c := range good {
+			if c.Version <= eng.RuleSet().Version {
+				continue
+			}
+			rs, err := compileRecord(c)
+			if err != nil {
+				n.metrics.refused.Inc()
+				log.Error("published version refused; the last good one stays", "version", c.Version, "err", err)
+				continue
+			}
+			eng.Swap(rs)
+			n.metrics.version.Set(float64(rs.Version))
+			log.Info("rule set switched", "version", rs.Version, "sha256", rs.SHA256[:12])
+		}
+	}
+}

@@ -44,7 +44,7 @@ func TestNodeHTTP(t *testing.T) {
 	nc.kafka.register(newFlagSet(), strings.Join(addrs, ","))
 	nc.kafka.topics = topics
 	nc.group, nc.nodeID, nc.dataDir, nc.httpAddr = "adrules", "h", t.TempDir(), "127.0.0.1:0"
-	nc.rulesFile, nc.partitions, nc.createTopics = "../../examples/rules.yaml", 4, true
+	nc.rulesFile, nc.ruleset, nc.partitions, nc.createTopics = "../../examples/rules.yaml", "default", 4, true
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -104,7 +104,7 @@ func TestNodeHTTP(t *testing.T) {
 		ready, _ := get(t, "http://"+n.addr+"/readyz")
 		if int(in) == len(lines) && int(rejected) == int(sum.Rejected) && ready == http.StatusOK {
 			for _, name := range []string{"adrules_decisions_total", "adrules_batch_seconds", "adrules_eval_seconds", "adrules_commit_seconds",
-				"adrules_consumer_lag", "adrules_ruleset_version", "adrules_state_bytes", "adrules_rule_errors_total"} {
+				"adrules_consumer_lag", "adrules_config_version", "adrules_state_bytes", "adrules_rule_errors_total"} {
 				if name != "adrules_rule_errors_total" && fams[name] == nil {
 					t.Errorf("/metrics lacks %s", name)
 				}
@@ -147,18 +147,27 @@ func TestKillNode(t *testing.T) {
 		return cmd, &logs
 	}
 	cmd, _ := start()
-	kafkatest.Produce(t, kafkatest.Client(t, addrs), topics.Metrics, "ad_id", lines)
-	// Kill it as soon as some output is committed: mid-stream.
+	// Produce in chunks while the node runs, and kill it as soon as some
+	// output is committed: mid-stream.
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		cl := kafkatest.Client(t, addrs)
+		for i := 0; i < len(lines); i += 1000 {
+			kafkatest.Produce(t, cl, topics.Metrics, "ad_id", lines[i:min(i+1000, len(lines))])
+		}
+	}()
 	kafkatest.WaitFor(t, addrs, topics.Decisions, 1, time.Minute)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	if done, end := kafkatest.Committed(t, addrs, "adrules", topics.Metrics); done >= end {
-		t.Fatalf("the node had processed all %d events when it was killed: the test would prove nothing", end)
-	} else {
-		t.Logf("killed with %d of %d events committed", done, end)
+	done, _ := kafkatest.Committed(t, addrs, "adrules", topics.Metrics)
+	<-produced
+	if done >= int64(len(lines)) {
+		t.Fatalf("the node had processed all %d events when it was killed: the test would prove nothing", len(lines))
 	}
+	t.Logf("killed with %d of %d events committed", done, len(lines))
 
 	cmd, logs := start()
 	defer func() {

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/adrules/adrules/internal/gen"
+	"github.com/adrules/adrules/internal/kafkatest"
+	"github.com/adrules/adrules/streams"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TestConfigAsEvents: publish, history, get and rollback; a running node
+// bootstraps the first version, switches to a newly published one between
+// batches, and refuses an invalid one, keeping the last good version.
+func TestConfigAsEvents(t *testing.T) {
+	addrs, topics := kafkatest.Brokers(t)
+	kafkatest.Setup(t, addrs, topics)
+	b := strings.Join(addrs, ",")
+	base, err := os.ReadFile("../../examples/rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A node with nothing published publishes its rules file as v1.
+	var nc nodeConfig
+	nc.kafka.register(newFlagSet(), b)
+	nc.kafka.topics = topics
+	nc.group, nc.nodeID, nc.dataDir, nc.httpAddr = "adrules", "c", t.TempDir(), "127.0.0.1:0"
+	nc.rulesFile, nc.ruleset, nc.partitions = "../../examples/rules.yaml", "default", 4
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	started := make(chan *node, 1)
+	go func() { done <- runNode(ctx, nc, io.Discard, nil, func(n *node) { started <- n }) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	n := <-started
+	if v := n.rs.Version; v != 1 {
+		t.Fatalf("bootstrapped version %d, want 1", v)
+	}
+
+	// v2: a stricter CTR threshold, published with the CLI.
+	dir := t.TempDir()
+	strict := filepath.Join(dir, "strict.yaml")
+	os.WriteFile(strict, []byte(strings.Replace(string(base), "ctr_threshold: 0.03", "ctr_threshold: 0.05", 1)), 0o644)
+	out, stderr, err := adrules(t, "", nil, "config", "publish", "--brokers", b, "--topic-config", topics.Config, "--topic-config-history", topics.ConfigHistory, strict)
+	if err != nil || !strings.Contains(out, "published default v2") {
+		t.Fatalf("publish: %v %s %s", err, out, stderr)
+	}
+	// An invalid file is refused at publish time and publishes nothing.
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte(strings.Replace(string(base), "ad.ctr >", "ad.ctx >", 1)), 0o644)
+	if _, _, err := adrules(t, "", nil, "config", "publish", "--brokers", b, "--topic-config", topics.Config, "--topic-config-history", topics.ConfigHistory, bad); exitCode(err) != 1 {
+		t.Fatalf("publishing an invalid file: exit %d, want 1", exitCode(err))
+	}
+
+	waitVersion := func(want int64) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for n.ruleSet().Version != want {
+			select {
+			case <-deadline:
+				t.Fatalf("the node runs v%d, want v%d", n.ruleSet().Version, want)
+			case <-tick.C:
+			}
+		}
+	}
+	waitVersion(2)
+	if got := testutil.ToFloat64(n.metrics.version); got != 2 {
+		t.Fatalf("adrules_config_version = %v, want 2", got)
+	}
+
+	// v3 on the topic is invalid (a record written by hand): every node
+	// refuses it and stays on v2.
+	doc := strings.Replace(string(n.ruleSet().Doc.Canonical()), "ad.ctr >", "ad.ctx >", 1)
+	rec := streams.ConfigRecord{Name: "default", Version: 3, SHA256: "x", Author: "mallory", Document: json.RawMessage(doc)}
+	cl := kafkatest.Client(t, addrs)
+	if err := streams.Publish(context.Background(), cl, topics, rec); err != nil {
+		t.Fatal(err)
+	}
+	// A tombstone never removes the live config.
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: topics.Config, Key: []byte("default")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	for testutil.ToFloat64(n.metrics.refused) < 1 {
+		select {
+		case <-deadline:
+			t.Fatal("the invalid version was not refused")
+		case <-tick.C:
+		}
+	}
+	tick.Stop()
+	if v := n.ruleSet().Version; v != 2 {
+		t.Fatalf("after an invalid v3 the node runs v%d, want 2", v)
+	}
+
+	// Decisions carry the version in force.
+	lines := kafkatest.History(t, 4, gen.Options{Accounts: 2})
+	want, _ := kafkatest.Backtest(t, n.ruleSet(), lines)
+	if len(want) == 0 {
+		t.Fatal("v2 makes no decisions on this history: the test would prove little")
+	}
+	kafkatest.Produce(t, cl, topics.Metrics, "ad_id", lines)
+	for _, d := range kafkatest.ConsumeRecords(t, addrs, topics.Decisions, len(want), time.Minute) {
+		var m struct {
+			Version int64 `json:"ruleset_version"`
+		}
+		json.Unmarshal(d.Value, &m)
+		if m.Version != 2 {
+			t.Fatalf("a decision carries ruleset_version %d, want 2", m.Version)
+		}
+	}
+
+	// History lists v1..v3; rollback republishes v1's document as v4.
+	hist, _, err := adrules(t, "", nil, "config", "history", "--brokers", b, "--topic-config-history", topics.ConfigHistory)
+	if err != nil || strings.Count(hist, "\n") != 3 {
+		t.Fatalf("history: %v\n%s", err, hist)
+	}
+	out, _, err = adrules(t, "", nil, "config", "rollback", "--brokers", b, "--topic-config", topics.Config, "--topic-config-history", topics.ConfigHistory, "1")
+	if err != nil || !strings.Contains(out, "published default v4 (the document of v1)") {
+		t.Fatalf("rollback: %v %s", err, out)
+	}
+	waitVersion(4)
+	if n.ruleSet().SHA256 != n.rs.SHA256 {
+		t.Fatal("after the rollback the node does not run v1's document")
+	}
+	got, _, err := adrules(t, "", nil, "config", "get", "--brokers", b, "--topic-config", topics.Config)
+	if err != nil || !strings.Contains(got, `"ctr_threshold":0.03`) {
+		t.Fatalf("get: %v %s", err, got)
+	}
+}

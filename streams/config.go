@@ -1,0 +1,135 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ConfigRecord is one published version of a rule set: the value of a
+// record on the config topic (compacted, key = the rule set's name) and on
+// the config history topic (kept).
+type ConfigRecord struct {
+	Name        string `json:"name"`
+	Version     int64  `json:"version"`
+	SHA256      string `json:"sha256"`
+	Author      string `json:"author"`
+	PublishedAt string `json:"published_at"`
+	// Document is the effective document in its canonical JSON form.
+	Document json.RawMessage `json:"document"`
+}
+
+// ReadAll reads every record of topic that exists when it is called, in
+// partition and offset order.
+func ReadAll(ctx context.Context, brokers []string, opts []kgo.Opt, topic string) ([]*kgo.Record, error) {
+	adm, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer adm.Close()
+	ka := kadm.NewClient(adm)
+	starts, err := ka.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	ends, err := ka.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	want := map[int32]int64{}
+	from := map[int32]kgo.Offset{}
+	var lerr error
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			lerr = o.Err
+			return
+		}
+		s, _ := starts.Lookup(topic, o.Partition)
+		if o.Offset > s.Offset {
+			want[o.Partition] = o.Offset
+			from[o.Partition] = kgo.NewOffset().At(s.Offset)
+		}
+	})
+	if lerr != nil {
+		return nil, lerr
+	}
+	if len(want) == 0 {
+		return nil, nil
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from})}, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	byPart := map[int32][]*kgo.Record{}
+	for len(want) > 0 {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return nil, ferr
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if end, ok := want[r.Partition]; ok && r.Offset < end {
+				byPart[r.Partition] = append(byPart[r.Partition], r)
+				if r.Offset+1 >= end {
+					delete(want, r.Partition)
+				}
+			}
+		})
+	}
+	var out []*kgo.Record
+	for p := int32(0); len(byPart) > 0; p++ {
+		out = append(out, byPart[p]...)
+		delete(byPart, p)
+	}
+	return out, nil
+}
+
+// Configs decodes the config records of name among recs, in order,
+// skipping tombstones and other names. Records that do not decode are
+// returned in bad with the reason.
+func Configs(recs []*kgo.Record, name string) (good []ConfigRecord, bad []string) {
+	for _, r := range recs {
+		if string(r.Key) != name || r.Value == nil {
+			continue
+		}
+		var c ConfigRecord
+		if err := json.Unmarshal(r.Value, &c); err != nil || c.Name != name || c.Version <= 0 || len(c.Document) == 0 {
+			bad = append(bad, fmt.Sprintf("offset %d: not a config record of %q", r.Offset, name))
+			continue
+		}
+		good = append(good, c)
+	}
+	return good, bad
+}
+
+// Publish writes c to the history topic, then to the config topic, and
+// waits for both.
+func Publish(ctx context.Context, cl *kgo.Client, t Topics, c ConfigRecord) error {
+	if c.PublishedAt == "" {
+		c.PublishedAt = time.Now().UTC().Format(time.RFC3339)
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	for _, topic := range []string{t.ConfigHistory, t.Config} {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte(c.Name), Value: b}).FirstErr(); err != nil {
+			return fmt.Errorf("publish to %s: %w", topic, err)
+		}
+	}
+	return nil
+}
+
+// ErrNoConfig says no version of the rule set was published.
+var ErrNoConfig = errors.New("no published version")
