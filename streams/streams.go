@@ -264,6 +264,11 @@ func (n *Node) Poll(ctx context.Context) ([]engine.Record, error) {
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
 			k := tp{p.Topic, p.Partition}
 			n.hwm[k] = p.HighWatermark
+			if len(p.Records) == 0 && p.LastStableOffset > n.pos[k] {
+				// Nothing more to read below the last stable offset: what
+				// remains up to the high watermark is commit markers.
+				n.pos[k] = p.LastStableOffset
+			}
 			for _, r := range p.Records {
 				recs = append(recs, engine.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value})
 				n.pos[k] = r.Offset + 1
