@@ -3,9 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"path/filepath"
@@ -65,6 +68,16 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, env ma
 	nc.dataDir, nc.httpAddr, nc.rulesFile = filepath.Join(*dataDir, "node"), *httpAddr, *rulesFile
 	nc.partitions, nc.createTopics = *partitions, true
 
+	// dev makes an admin token when none is set, and prints it.
+	if env["ADRULES_ADMIN_TOKEN"] == "" {
+		env = maps.Clone(env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		var b [16]byte
+		rand.Read(b[:])
+		env["ADRULES_ADMIN_TOKEN"] = hex.EncodeToString(b[:])
+	}
 	started := make(chan *node, 1)
 	done := make(chan error, 1)
 	go func() { done <- runNode(ctx, nc, stderr, env, func(n *node) { started <- n }) }()
@@ -75,6 +88,8 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, env ma
 		return err
 	}
 	fmt.Fprintf(stdout, "adrules dev: node on http://%s (/metrics, /readyz), rule set %q sha256 %s\n", n.addr, n.rs.Name, n.rs.SHA256[:12])
+	fmt.Fprintf(stdout, "adrules dev: admin API token %s (curl -H 'Authorization: Bearer %s' -X PUT --data-binary @rules.yaml http://%s/api/config)\n",
+		env["ADRULES_ADMIN_TOKEN"], env["ADRULES_ADMIN_TOKEN"], n.addr)
 	fmt.Fprintf(stdout, "adrules dev: watch decisions with: adrules tail --brokers %s   (or kcat -b %s -C -t %s)\n", addr, addr, nc.kafka.topics.Decisions)
 
 	if *rate > 0 {

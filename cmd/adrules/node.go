@@ -251,6 +251,7 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	(&admin{nc: nc, n: n, token: env["ADRULES_ADMIN_TOKEN"], log: log}).routes(mux)
 	ln, err := net.Listen("tcp", nc.httpAddr)
 	if err != nil {
 		return fmt.Errorf("--http-addr: %w", err)

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/adrules/adrules/config"
+	"github.com/adrules/adrules/rules"
+	"github.com/adrules/adrules/streams"
+)
+
+// maxBody caps admin request bodies: a rules file is kilobytes.
+const maxBody = 1 << 20
+
+// admin serves the config API on the node's HTTP port. Reads are open;
+// every write needs Authorization: Bearer TOKEN, with the token from
+// ADRULES_ADMIN_TOKEN; without a configured token, writes are refused.
+type admin struct {
+	nc    nodeConfig
+	n     *node
+	token string
+	log   *slog.Logger
+}
+
+func (a *admin) routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/config", a.get)
+	mux.HandleFunc("PUT /api/config", a.write(a.put))
+	mux.HandleFunc("POST /api/config/validate", a.write(a.validate))
+	mux.HandleFunc("GET /api/config/history", a.history)
+	mux.HandleFunc("POST /api/config/learning/reload", a.write(a.reload))
+}
+
+type apiError struct {
+	Error  string   `json:"error"`
+	Errors []string `json:"errors,omitempty"`
+}
+
+func reply(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+// write wraps a handler that changes something: it checks the token in
+// constant time and caps the body.
+func (a *admin) write(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.token == "" {
+			reply(w, http.StatusForbidden, apiError{Error: "writes are disabled: set ADRULES_ADMIN_TOKEN on the node"})
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
+			reply(w, http.StatusUnauthorized, apiError{Error: "a valid Authorization: Bearer token is required"})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		h(w, r)
+	}
+}
+
+// body reads a rules document from the request.
+func body(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(r.Body)
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		reply(w, http.StatusRequestEntityTooLarge, apiError{Error: "the body is larger than 1 MiB"})
+		return nil, false
+	case err != nil:
+		reply(w, http.StatusBadRequest, apiError{Error: err.Error()})
+		return nil, false
+	}
+	return b, true
+}
+
+// compileBody validates and compiles a posted document exactly as
+// `adrules check` does a file, with no variables and no overlay.
+func compileBody(b []byte) (*rules.RuleSet, *apiError) {
+	doc, err := config.Load("body", b, config.Options{})
+	if err == nil {
+		var rs *rules.RuleSet
+		if rs, err = rules.Compile(doc, 0); err == nil {
+			return rs, nil
+		}
+	}
+	e := &apiError{Error: "the document is not valid"}
+	var list config.Errors
+	var one *config.Error
+	switch {
+	case errors.As(err, &list):
+		for _, x := range list {
+			e.Errors = append(e.Errors, x.Error())
+		}
+	case errors.As(err, &one):
+		e.Errors = []string{one.Error()}
+	default:
+		e.Errors = []string{err.Error()}
+	}
+	return nil, e
+}
+
+type configView struct {
+	Name     string          `json:"name"`
+	Version  int64           `json:"version"`
+	SHA256   string          `json:"sha256"`
+	Document json.RawMessage `json:"document"`
+}
+
+func (a *admin) get(w http.ResponseWriter, _ *http.Request) {
+	rs := a.n.ruleSet()
+	reply(w, http.StatusOK, configView{Name: rs.Name, Version: rs.Version, SHA256: rs.SHA256, Document: rs.Doc.Canonical()})
+}
+
+func (a *admin) validate(w http.ResponseWriter, r *http.Request) {
+	b, ok := body(w, r)
+	if !ok {
+		return
+	}
+	rs, e := compileBody(b)
+	if e != nil {
+		reply(w, http.StatusUnprocessableEntity, e)
+		return
+	}
+	reply(w, http.StatusOK, map[string]any{"valid": true, "name": rs.Name, "sha256": rs.SHA256, "rules": rs.RuleIDs()})
+}
+
+// put validates a document and publishes it to the config topic (never to
+// a local file); every node, this one included, then switches to it.
+func (a *admin) put(w http.ResponseWriter, r *http.Request) {
+	b, ok := body(w, r)
+	if !ok {
+		return
+	}
+	rs, e := compileBody(b)
+	if e != nil {
+		reply(w, http.StatusUnprocessableEntity, e)
+		return
+	}
+	if rs.Name != a.nc.ruleset {
+		reply(w, http.StatusUnprocessableEntity, apiError{Error: "this node runs rule set " + a.nc.ruleset + ", not " + rs.Name})
+		return
+	}
+	c, err := publishDoc(r.Context(), &a.nc.kafka, a.nc.clientOpts, rs.Doc, "api")
+	if err != nil {
+		reply(w, http.StatusBadGateway, apiError{Error: "publish: " + err.Error()})
+		return
+	}
+	a.log.Info("rule set published through the admin API", "version", c.Version, "sha256", short(c.SHA256))
+	reply(w, http.StatusOK, map[string]any{"published": true, "name": c.Name, "version": c.Version, "sha256": c.SHA256})
+}
+
+func (a *admin) history(w http.ResponseWriter, r *http.Request) {
+	recs, err := streams.ReadAll(r.Context(), a.nc.kafka.brokerList(), a.nc.clientOpts, a.nc.kafka.topics.ConfigHistory)
+	if err != nil {
+		reply(w, http.StatusBadGateway, apiError{Error: err.Error()})
+		return
+	}
+	hist, _ := streams.Configs(recs, a.nc.ruleset)
+	out := []map[string]any{}
+	for _, c := range hist {
+		out = append(out, map[string]any{"version": c.Version, "sha256": c.SHA256, "author": c.Author, "published_at": c.PublishedAt})
+	}
+	reply(w, http.StatusOK, out)
+}
+
+// reload re-reads the config topic to its end and switches to its newest
+// valid version, if newer: the predecessor's reload endpoint, kept.
+func (a *admin) reload(w http.ResponseWriter, r *http.Request) {
+	eng := a.n.eng.Load()
+	if eng == nil {
+		reply(w, http.StatusServiceUnavailable, apiError{Error: "the node is starting"})
+		return
+	}
+	recs, err := streams.ReadAll(r.Context(), a.nc.kafka.brokerList(), a.nc.clientOpts, a.nc.kafka.topics.Config)
+	if err != nil {
+		reply(w, http.StatusBadGateway, apiError{Error: err.Error()})
+		return
+	}
+	good, _ := streams.Configs(recs, a.nc.ruleset)
+	for i := len(good) - 1; i >= 0; i-- {
+		if good[i].Version <= eng.RuleSet().Version {
+			break
+		}
+		if rs, err := compileRecord(good[i]); err == nil {
+			eng.Swap(rs)
+			a.n.metrics.version.Set(float64(rs.Version))
+			break
+		}
+	}
+	rs := eng.RuleSet()
+	reply(w, http.StatusOK, map[string]any{"name": rs.Name, "version": rs.Version, "sha256": rs.SHA256})
+}
