@@ -47,6 +47,7 @@ type cfg struct {
 	proposalTopics map[string]bool
 	relayTopics    map[string]bool
 	keys           KeyCheck
+	switches       bool
 }
 
 type optFunc func(*cfg)
@@ -96,6 +97,11 @@ func WithRelayTopics(topics ...string) Opt {
 		}
 	})
 }
+
+// WithSwitchRecords makes the engine write a ConfigApplied record in
+// Output.Applied whenever a partition starts using a rule set version
+// (after a swap, and when the partition is opened). Default off.
+func WithSwitchRecords() Opt { return optFunc(func(cf *cfg) { cf.switches = true }) }
 
 // KeyCheck says what the engine requires of a record's key: a metric event
 // is keyed by its ad_id, a proposal by its account_id, so that an ad's (or
@@ -223,6 +229,11 @@ func (e *Engine) Process(ctx context.Context, recs []Record) error {
 		if p.err != nil {
 			return p.err
 		}
+		if e.cfg.switches && p.applied != rs && len(p.batch) > 0 {
+			e.out.Applied = append(e.out.Applied, ConfigApplied{Type: "config_applied", RulesetVersion: rs.Version, RulesetSHA256: rs.SHA256,
+				Input: rules.Input{Topic: p.key.topic, Partition: p.key.partition, Offset: p.batch[0].Offset}})
+			p.applied = rs
+		}
 		e.out.Decisions = append(e.out.Decisions, p.out.Decisions...)
 		e.out.Proposals = append(e.out.Proposals, p.out.Proposals...)
 		e.out.Verdicts = append(e.out.Verdicts, p.out.Verdicts...)
@@ -325,15 +336,16 @@ type partition struct {
 	stage int
 	next  int64 // offset of the next record to apply; -1 before the first
 
-	rs    *rules.RuleSet
-	eval  *rules.Evaluator
-	dec   rules.Decoder
-	ev    rules.Event
-	res   rules.Result
-	batch []*Record
-	out   Output
-	stats Stats
-	err   error
+	rs      *rules.RuleSet
+	applied *rules.RuleSet // the version last recorded as applied
+	eval    *rules.Evaluator
+	dec     rules.Decoder
+	ev      rules.Event
+	res     rules.Result
+	batch   []*Record
+	out     Output
+	stats   Stats
+	err     error
 }
 
 func (p *partition) process(rs *rules.RuleSet, c cfg) {

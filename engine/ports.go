@@ -64,11 +64,24 @@ type Output struct {
 	DeadLetters []DeadLetter
 	// Errors are rule run-time errors: counted and skipped, never fatal.
 	Errors []rules.RuleError
+	// Applied records where a partition started using a rule set version
+	// (WithSwitchRecords).
+	Applied []ConfigApplied
+}
+
+// ConfigApplied records that a partition switched rule set versions at an
+// input offset: written with the decisions, so a replay of the same logs
+// can reproduce production exactly.
+type ConfigApplied struct {
+	Type           string      `json:"type"` // "config_applied"
+	RulesetVersion int64       `json:"ruleset_version"`
+	RulesetSHA256  string      `json:"ruleset_sha256"`
+	Input          rules.Input `json:"input"` // the first record the version applied to
 }
 
 func (o *Output) reset() {
 	o.Decisions, o.Proposals, o.Verdicts = o.Decisions[:0], o.Proposals[:0], o.Verdicts[:0]
-	o.DeadLetters, o.Errors = o.DeadLetters[:0], o.Errors[:0]
+	o.DeadLetters, o.Errors, o.Applied = o.DeadLetters[:0], o.Errors[:0], o.Applied[:0]
 }
 
 // DeadLetter is a record that could not be processed, with the reason. It

@@ -288,6 +288,13 @@ func (n *Node) Poll(ctx context.Context) ([]engine.Record, error) {
 // Write produces the batch's output into its transaction.
 func (n *Node) Write(ctx context.Context, out *engine.Output) error {
 	t := n.o.Topics
+	for i := range out.Applied {
+		a := &out.Applied[i]
+		key := fmt.Sprintf("%s/%d", a.Input.Topic, a.Input.Partition)
+		if err := n.produce(ctx, t.Decisions, key, a); err != nil {
+			return err
+		}
+	}
 	for i := range out.Decisions {
 		d := &out.Decisions[i]
 		if err := n.produce(ctx, t.Decisions, d.AdID, d); err != nil {

@@ -116,11 +116,15 @@ func TestConfigAsEvents(t *testing.T) {
 		t.Fatal("v2 makes no decisions on this history: the test would prove little")
 	}
 	kafkatest.Produce(t, cl, topics.Metrics, "ad_id", lines)
-	for _, d := range kafkatest.ConsumeRecords(t, addrs, topics.Decisions, len(want), time.Minute) {
+	decisions, applied := kafkatest.ConsumeDecisions(t, addrs, topics.Decisions, len(want), time.Minute)
+	if len(applied) == 0 || !strings.Contains(string(applied[0]), `"ruleset_version":2`) {
+		t.Fatalf("switch points: %s", applied)
+	}
+	for _, d := range decisions {
 		var m struct {
 			Version int64 `json:"ruleset_version"`
 		}
-		json.Unmarshal(d.Value, &m)
+		json.Unmarshal(d, &m)
 		if m.Version != 2 {
 			t.Fatalf("a decision carries ruleset_version %d, want 2", m.Version)
 		}

@@ -282,7 +282,7 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 
 	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
 	eng, err := engine.New(rs, sn, sn, store,
-		engine.WithObserver(n.metrics), engine.WithLogger(log), engine.WithKeyCheck(engine.KeyRequired),
+		engine.WithObserver(n.metrics), engine.WithLogger(log), engine.WithKeyCheck(engine.KeyRequired), engine.WithSwitchRecords(),
 		engine.WithProposalTopics(nc.kafka.topics.Proposals), engine.WithRelayTopics(nc.kafka.topics.Actions))
 	if err != nil {
 		return err

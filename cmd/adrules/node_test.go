@@ -72,9 +72,12 @@ func TestNodeHTTP(t *testing.T) {
 	}
 	kafkatest.Produce(t, kafkatest.Client(t, addrs), topics.Metrics, "ad_id", lines)
 	// The node ignored WINNER_CTR_THRESHOLD: its decisions are the file's.
-	got := kafkatest.Consume(t, addrs, topics.Decisions, len(want), time.Minute)
+	got, applied := kafkatest.ConsumeDecisions(t, addrs, topics.Decisions, len(want), time.Minute)
 	if !slices.Equal(kafkatest.Normalize(t, got), kafkatest.Normalize(t, want)) {
 		t.Fatal("decisions differ from the backtest's")
+	}
+	if len(applied) == 0 {
+		t.Fatal("no config_applied record: the switch points are not recorded")
 	}
 	kafkatest.CaughtUp(t, addrs, "adrules", topics, time.Minute)
 	deadline := time.After(time.Minute)
@@ -181,7 +184,7 @@ func TestKillNode(t *testing.T) {
 		}
 	}()
 	kafkatest.CaughtUp(t, addrs, "adrules", topics, 2*time.Minute)
-	got := kafkatest.Consume(t, addrs, topics.Decisions, len(want), time.Minute)
+	got, _ := kafkatest.ConsumeDecisions(t, addrs, topics.Decisions, len(want), time.Minute)
 	if dup := kafkatest.Duplicates(kafkatest.IDs(t, got, "decision_id")); len(dup) > 0 {
 		t.Fatalf("decisions written twice after kill -9: %v", dup)
 	}

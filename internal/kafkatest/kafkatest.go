@@ -161,6 +161,38 @@ func Committed(t testing.TB, addrs []string, group, topic string) (committed, en
 	return committed, end
 }
 
+// ConsumeDecisions is Consume for a decisions topic: it leaves out the
+// config_applied records (where a partition switched rule set versions),
+// and returns them apart.
+func ConsumeDecisions(t testing.TB, addrs []string, topic string, want int, timeout time.Duration) (decisions, applied [][]byte) {
+	t.Helper()
+	cl := Client(t, addrs, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	add := func(r *kgo.Record) {
+		if bytes.Contains(r.Value, []byte(`"type":"config_applied"`)) {
+			applied = append(applied, r.Value)
+		} else {
+			decisions = append(decisions, r.Value)
+		}
+	}
+	for len(decisions) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("%s: %d decisions after %s, want %d", topic, len(decisions), timeout, want)
+		}
+		fs.EachRecord(add)
+	}
+	more, cancelMore := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancelMore()
+	cl.PollFetches(more).EachRecord(add)
+	if len(decisions) != want {
+		t.Fatalf("%s: %d decisions, want exactly %d", topic, len(decisions), want)
+	}
+	return decisions, applied
+}
+
 // ConsumeRecords is Consume with the whole records.
 func ConsumeRecords(t testing.TB, addrs []string, topic string, want int, timeout time.Duration) []*kgo.Record {
 	t.Helper()
