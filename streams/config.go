@@ -133,3 +133,16 @@ func Publish(ctx context.Context, cl *kgo.Client, t Topics, c ConfigRecord) erro
 
 // ErrNoConfig says no version of the rule set was published.
 var ErrNoConfig = errors.New("no published version")
+
+// Heartbeat is what a node says about itself on the status topic (compacted,
+// key = node id) every few seconds; a node that stops cleanly writes a
+// tombstone.
+type Heartbeat struct {
+	Node    string `json:"node"`
+	Group   string `json:"group"`
+	Ruleset string `json:"ruleset"`
+	Version int64  `json:"version"`
+	SHA256  string `json:"sha256"`
+	HTTP    string `json:"http"`
+	At      string `json:"at"` // wall clock, RFC 3339
+}

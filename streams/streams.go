@@ -27,6 +27,7 @@ type Topics struct {
 	DLQ           string // dead letters, key as the original record's
 	Config        string // rule set versions, compacted, key = rule set name
 	ConfigHistory string // every rule set version, kept
+	Status        string // node heartbeats, compacted, key = node id
 }
 
 // DefaultTopics returns the topic names of DESIGN.md section 3.
@@ -34,7 +35,7 @@ func DefaultTopics() Topics {
 	return Topics{
 		Metrics: "ad-metrics", Actions: "ad-actions", Proposals: "adrules.proposals",
 		Decisions: "adrules.decisions", Verdicts: "adrules.actions", DLQ: "adrules.dlq",
-		Config: "adrules.config", ConfigHistory: "adrules.config.history",
+		Config: "adrules.config", ConfigHistory: "adrules.config.history", Status: "adrules.status",
 	}
 }
 
@@ -64,6 +65,7 @@ func (t Topics) Specs(partitions int32, retentionDays int) []TopicSpec {
 		{t.DLQ, partitions, out},
 		{t.Config, 1, map[string]string{"cleanup.policy": "compact"}},
 		{t.ConfigHistory, 1, keep},
+		{t.Status, 1, map[string]string{"cleanup.policy": "compact"}},
 	}
 }
 

@@ -148,3 +148,14 @@ func TestConfigAsEvents(t *testing.T) {
 		t.Fatalf("get: %v %s", err, got)
 	}
 }
+
+func writeReplaced(t *testing.T, from, to, old, new string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, []byte(strings.Replace(string(data), old, new, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

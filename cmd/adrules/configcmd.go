@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os/user"
 	"strconv"
+	"time"
 
 	"github.com/adrules/adrules/config"
 	"github.com/adrules/adrules/rules"
@@ -166,6 +168,45 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			return nil
 		}
 		return errors.New("no such version in the history")
+	case "status":
+		recs, err := streams.ReadAll(ctx, k.brokerList(), opts, k.topics.Status)
+		if err != nil {
+			return err
+		}
+		latest := map[string]*streams.Heartbeat{}
+		var order []string
+		for _, r := range recs {
+			id := string(r.Key)
+			if _, seen := latest[id]; !seen {
+				order = append(order, id)
+			}
+			if r.Value == nil {
+				latest[id] = nil
+				continue
+			}
+			var h streams.Heartbeat
+			if json.Unmarshal(r.Value, &h) == nil {
+				latest[id] = &h
+			}
+		}
+		live := 0
+		for _, id := range order {
+			h := latest[id]
+			if h == nil {
+				continue
+			}
+			at, _ := time.Parse(time.RFC3339, h.At)
+			age := time.Since(at).Round(time.Second)
+			state := "live"
+			if age > 10*heartbeatEvery {
+				state = "silent"
+			} else {
+				live++
+			}
+			fmt.Fprintf(stdout, "%-24s %-8s %s v%d %s  heartbeat %s ago  http %s\n", h.Node, state, h.Ruleset, h.Version, short(h.SHA256), age, h.HTTP)
+		}
+		fmt.Fprintf(stderr, "%d live nodes\n", live)
+		return nil
 	}
 	fmt.Fprintf(stderr, "adrules config: unknown command %q\n", sub)
 	return exitError{2}

@@ -30,7 +30,7 @@ Usage:
       Produce JSON Lines, keyed by ad_id (account_id for proposals).
   adrules tail --brokers LIST [--topic T]
       Print decisions (or another topic) as they come.
-  adrules config publish|get|history|rollback --brokers LIST ...
+  adrules config publish|get|history|rollback|status --brokers LIST ...
       Publish a rule set version to the config topic that every node follows.
   adrules version
 

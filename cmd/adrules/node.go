@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -59,6 +60,7 @@ func (k *kafkaFlags) register(fs *flag.FlagSet, defBrokers string) {
 	fs.StringVar(&k.topics.DLQ, "topic-dlq", t.DLQ, "dead-letter topic")
 	fs.StringVar(&k.topics.Config, "topic-config", t.Config, "rule set versions topic (compacted)")
 	fs.StringVar(&k.topics.ConfigHistory, "topic-config-history", t.ConfigHistory, "rule set history topic")
+	fs.StringVar(&k.topics.Status, "topic-status", t.Status, "node heartbeats topic (compacted)")
 }
 
 // clientOpts builds the TLS and SASL options.
@@ -289,6 +291,8 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 	}
 	n.eng.Store(eng)
 	go follow(ctx, nc, eng, n, log)
+	stopBeat := heartbeat(ctx, nc, n, log)
+	defer stopBeat()
 	err = eng.Run(ctx)
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		log.Info("node stopped: the current batch finished and was committed")
@@ -433,5 +437,45 @@ func follow(ctx context.Context, nc nodeConfig, eng *engine.Engine, n *node, log
 			n.metrics.version.Set(float64(rs.Version))
 			log.Info("rule set switched", "version", rs.Version, "sha256", rs.SHA256[:12])
 		}
+	}
+}
+
+// heartbeatEvery is how often a node says which version it runs.
+const heartbeatEvery = 2 * time.Second
+
+// heartbeat publishes the node's version to the status topic every
+// heartbeatEvery, until ctx ends; the returned func writes a tombstone.
+func heartbeat(ctx context.Context, nc nodeConfig, n *node, log *slog.Logger) func() {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(nc.kafka.brokerList()...), kgo.DefaultProduceTopic(nc.kafka.topics.Status)}, nc.clientOpts...)...)
+	if err != nil {
+		log.Error("no heartbeats", "err", err)
+		return func() {}
+	}
+	beat := func() {
+		rs := n.ruleSet()
+		b, _ := json.Marshal(streams.Heartbeat{Node: nc.nodeID, Group: nc.group, Ruleset: rs.Name, Version: rs.Version,
+			SHA256: rs.SHA256, HTTP: n.addr, At: time.Now().UTC().Format(time.RFC3339)})
+		cl.Produce(ctx, &kgo.Record{Key: []byte(nc.nodeID), Value: b}, nil)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(heartbeatEvery)
+		defer t.Stop()
+		for {
+			beat()
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		<-done
+		tctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		cl.ProduceSync(tctx, &kgo.Record{Key: []byte(nc.nodeID)}) // gone: a tombstone
+		cl.Close()
 	}
 }

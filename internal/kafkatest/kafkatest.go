@@ -41,7 +41,7 @@ func Brokers(t testing.TB) ([]string, streams.Topics) {
 		topics = streams.Topics{
 			Metrics: prefix + topics.Metrics, Actions: prefix + topics.Actions, Proposals: prefix + topics.Proposals,
 			Decisions: prefix + topics.Decisions, Verdicts: prefix + topics.Verdicts, DLQ: prefix + topics.DLQ,
-			Config: prefix + topics.Config, ConfigHistory: prefix + topics.ConfigHistory,
+			Config: prefix + topics.Config, ConfigHistory: prefix + topics.ConfigHistory, Status: prefix + topics.Status,
 		}
 		return strings.Split(env, ","), topics
 	}
