@@ -424,7 +424,10 @@ func follow(ctx context.Context, nc nodeConfig, eng *engine.Engine, n *node, log
 			log.Error("config record refused", "reason", b)
 		}
 		for _, c := range good {
-			if c.Version <= eng.RuleSet().Version {
+			// The newest record wins, as it does for a node that starts
+			// later (compaction keeps it): two publishers racing to the
+			// same version number still leave every node on one document.
+			if cur := eng.RuleSet(); c.Version < cur.Version || c.Version == cur.Version && c.SHA256 == cur.SHA256 {
 				continue
 			}
 			rs, err := compileRecord(c)
