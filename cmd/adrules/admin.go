@@ -185,11 +185,13 @@ func (a *admin) reload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	good, _ := streams.Configs(recs, a.nc.ruleset)
+	// The newest valid record, as a starting node would choose.
 	for i := len(good) - 1; i >= 0; i-- {
-		if good[i].Version <= eng.RuleSet().Version {
+		c, cur := good[i], eng.RuleSet()
+		if c.Version < cur.Version || c.Version == cur.Version && c.SHA256 == cur.SHA256 {
 			break
 		}
-		if rs, err := compileRecord(good[i]); err == nil {
+		if rs, err := compileRecord(c); err == nil {
 			eng.Swap(rs)
 			a.n.metrics.version.Set(float64(rs.Version))
 			break
