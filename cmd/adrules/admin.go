@@ -30,7 +30,7 @@ type admin struct {
 func (a *admin) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/config", a.get)
 	mux.HandleFunc("PUT /api/config", a.write(a.put))
-	mux.HandleFunc("POST /api/config/validate", a.write(a.validate))
+	mux.HandleFunc("POST /api/config/validate", a.limit(a.validate)) // a dry run changes nothing: no token
 	mux.HandleFunc("GET /api/config/history", a.history)
 	mux.HandleFunc("POST /api/config/learning/reload", a.write(a.reload))
 }
@@ -56,11 +56,19 @@ func (a *admin) write(h http.HandlerFunc) http.HandlerFunc {
 			reply(w, http.StatusForbidden, apiError{Error: "writes are disabled: set ADRULES_ADMIN_TOKEN on the node"})
 			return
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
+		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
 			reply(w, http.StatusUnauthorized, apiError{Error: "a valid Authorization: Bearer token is required"})
 			return
 		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		h(w, r)
+	}
+}
+
+// limit caps the body of a request that needs no token.
+func (a *admin) limit(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		h(w, r)
 	}
@@ -187,13 +195,11 @@ func (a *admin) reload(w http.ResponseWriter, r *http.Request) {
 	good, _ := streams.Configs(recs, a.nc.ruleset)
 	// The newest valid record, as a starting node would choose.
 	for i := len(good) - 1; i >= 0; i-- {
-		c, cur := good[i], eng.RuleSet()
-		if c.Version < cur.Version || c.Version == cur.Version && c.SHA256 == cur.SHA256 {
+		if !a.n.newer(good[i]) {
 			break
 		}
-		if rs, err := compileRecord(c); err == nil {
-			eng.Swap(rs)
-			a.n.metrics.version.Set(float64(rs.Version))
+		if rs, err := compileRecord(good[i]); err == nil {
+			a.n.swap(rs)
 			break
 		}
 	}

@@ -123,6 +123,13 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		if err != nil {
 			return err
 		}
+		// The newest valid version: the one nodes run.
+		for len(live) > 0 {
+			if _, err := compileRecord(live[len(live)-1]); err == nil {
+				break
+			}
+			live = live[:len(live)-1]
+		}
 		if len(live) == 0 {
 			return fmt.Errorf("rule set %q: %w", *name, streams.ErrNoConfig)
 		}

@@ -141,6 +141,7 @@ type node struct {
 
 	mu       sync.Mutex
 	assigned map[string]map[int32]bool // the partitions this node owns now
+	swapMu   sync.Mutex                // orders rule set swaps
 }
 
 // ready: the node owns partitions and is rebuilding none. (A partition's
@@ -174,6 +175,29 @@ func (n *node) assign(m map[string][]int32, on bool) {
 			}
 		}
 	}
+}
+
+// newer reports whether c should replace the running version: the newest
+// record wins, as it does for a node that starts later (compaction keeps
+// it), so two publishers racing to one version number still leave every
+// node on one document.
+func (n *node) newer(c streams.ConfigRecord) bool {
+	cur := n.ruleSet()
+	return c.Version > cur.Version || c.Version == cur.Version && c.SHA256 != cur.SHA256
+}
+
+// swap installs rs unless a newer version got there first (the follower and
+// the reload endpoint may race); it reports whether it did.
+func (n *node) swap(rs *rules.RuleSet) bool {
+	n.swapMu.Lock()
+	defer n.swapMu.Unlock()
+	eng := n.eng.Load()
+	if eng == nil || rs.Version < eng.RuleSet().Version {
+		return false
+	}
+	eng.Swap(rs)
+	n.metrics.version.Set(float64(rs.Version))
+	return true
 }
 
 // ruleSet returns the rule set the node runs now.
@@ -355,22 +379,30 @@ func newFlagSet() *flag.FlagSet { return flag.NewFlagSet("", flag.ContinueOnErro
 // first version: every node then follows the topic.
 func nodeRules(ctx context.Context, nc nodeConfig, env map[string]string, log *slog.Logger) (*rules.RuleSet, error) {
 	name := nc.ruleset
-	recs, err := streams.ReadAll(ctx, nc.kafka.brokerList(), nc.clientOpts, nc.kafka.topics.Config)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", nc.kafka.topics.Config, err)
-	}
-	live, bad := streams.Configs(recs, name)
-	for _, b := range bad {
-		log.Warn("config record refused", "reason", b)
-	}
-	for i := len(live) - 1; i >= 0; i-- {
-		rs, err := compileRecord(live[i])
-		if err == nil {
-			return rs, nil
+	// The config topic first; its history when the topic holds no valid
+	// version (compaction may leave only an invalid record, or nothing
+	// after a tombstone); the --rules file only when nothing was ever
+	// published.
+	var published int
+	for _, topic := range []string{nc.kafka.topics.Config, nc.kafka.topics.ConfigHistory} {
+		recs, err := streams.ReadAll(ctx, nc.kafka.brokerList(), nc.clientOpts, topic)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", topic, err)
 		}
-		log.Error("published version refused; an older one stays", "version", live[i].Version, "err", err)
+		live, bad := streams.Configs(recs, name)
+		for _, b := range bad {
+			log.Warn("config record refused", "topic", topic, "reason", b)
+		}
+		published += len(live) + len(bad)
+		for i := len(live) - 1; i >= 0; i-- {
+			rs, err := compileRecord(live[i])
+			if err == nil {
+				return rs, nil
+			}
+			log.Error("published version refused; an older one stays", "topic", topic, "version", live[i].Version, "err", err)
+		}
 	}
-	if len(live) > 0 {
+	if published > 0 {
 		return nil, fmt.Errorf("rule set %q: no published version is valid", name)
 	}
 	vars := map[string]string{}
@@ -424,10 +456,7 @@ func follow(ctx context.Context, nc nodeConfig, eng *engine.Engine, n *node, log
 			log.Error("config record refused", "reason", b)
 		}
 		for _, c := range good {
-			// The newest record wins, as it does for a node that starts
-			// later (compaction keeps it): two publishers racing to the
-			// same version number still leave every node on one document.
-			if cur := eng.RuleSet(); c.Version < cur.Version || c.Version == cur.Version && c.SHA256 == cur.SHA256 {
+			if !n.newer(c) {
 				continue
 			}
 			rs, err := compileRecord(c)
@@ -436,9 +465,9 @@ func follow(ctx context.Context, nc nodeConfig, eng *engine.Engine, n *node, log
 				log.Error("published version refused; the last good one stays", "version", c.Version, "err", err)
 				continue
 			}
-			eng.Swap(rs)
-			n.metrics.version.Set(float64(rs.Version))
-			log.Info("rule set switched", "version", rs.Version, "sha256", rs.SHA256[:12])
+			if n.swap(rs) {
+				log.Info("rule set switched", "version", rs.Version, "sha256", rs.SHA256[:12])
+			}
 		}
 	}
 }
@@ -458,7 +487,11 @@ func heartbeat(ctx context.Context, nc nodeConfig, n *node, log *slog.Logger) fu
 		rs := n.ruleSet()
 		b, _ := json.Marshal(streams.Heartbeat{Node: nc.nodeID, Group: nc.group, Ruleset: rs.Name, Version: rs.Version,
 			SHA256: rs.SHA256, HTTP: n.addr, At: time.Now().UTC().Format(time.RFC3339)})
-		cl.Produce(ctx, &kgo.Record{Key: []byte(nc.nodeID), Value: b}, nil)
+		cl.Produce(ctx, &kgo.Record{Key: []byte(nc.nodeID), Value: b}, func(_ *kgo.Record, err error) {
+			if err != nil && ctx.Err() == nil {
+				log.Warn("heartbeat not written", "err", err)
+			}
+		})
 	}
 	done := make(chan struct{})
 	go func() {
