@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/adrules/adrules/internal/kafkatest"
 	"github.com/adrules/adrules/streams"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 type runningNode struct {
@@ -149,4 +151,35 @@ func toStrings(b [][]byte) []string {
 		out[i] = string(x)
 	}
 	return out
+}
+
+// TestNodeFallsBackToHistory: when compaction has left the config topic
+// with nothing valid (here: only a tombstone), a starting node runs the
+// newest valid version of the history instead of bootstrapping its file.
+func TestNodeFallsBackToHistory(t *testing.T) {
+	addrs, topics := kafkatest.Brokers(t)
+	kafkatest.Setup(t, addrs, topics)
+	b := strings.Join(addrs, ",")
+	strict := t.TempDir() + "/strict.yaml"
+	writeReplaced(t, "../../examples/rules.yaml", strict, "ctr_threshold: 0.03", "ctr_threshold: 0.05")
+	rs, err := loadRules(strict, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := json.Marshal(streams.ConfigRecord{Name: "default", Version: 7, SHA256: rs.SHA256, Author: "a", Document: rs.Doc.Canonical()})
+	cl := kafkatest.Client(t, addrs)
+	if err := cl.ProduceSync(context.Background(),
+		&kgo.Record{Topic: topics.ConfigHistory, Key: []byte("default"), Value: rec},
+		&kgo.Record{Topic: topics.Config, Key: []byte("default")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	var nc nodeConfig
+	nc.kafka.register(newFlagSet(), b)
+	nc.kafka.topics = topics
+	nc.group, nc.nodeID, nc.dataDir, nc.httpAddr = "adrules", "h", t.TempDir(), "127.0.0.1:0"
+	nc.rulesFile, nc.ruleset, nc.partitions = "../../examples/rules.yaml", "default", 4
+	r := startRunNode(t, nc)
+	if got := r.n.ruleSet(); got.Version != 7 || got.SHA256 != rs.SHA256 {
+		t.Fatalf("the node runs v%d %s, want the history's v7", got.Version, short(got.SHA256))
+	}
 }
