@@ -44,11 +44,7 @@ func request(t *testing.T, method, url, token string, body []byte) (int, map[str
 // the node then runs.
 func TestAdminAPI(t *testing.T) {
 	addrs, topics := kafkatest.Brokers(t)
-	var nc nodeConfig
-	nc.kafka.register(newFlagSet(), strings.Join(addrs, ","))
-	nc.kafka.topics = topics
-	nc.group, nc.nodeID, nc.dataDir, nc.httpAddr = "adrules", "api", t.TempDir(), "127.0.0.1:0"
-	nc.rulesFile, nc.ruleset, nc.partitions, nc.createTopics = "../../examples/rules.yaml", "default", 4, true
+	nc := testNodeConfig(addrs, topics, "api", t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	started := make(chan *node, 1)

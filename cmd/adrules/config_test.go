@@ -30,11 +30,7 @@ func TestConfigAsEvents(t *testing.T) {
 	}
 
 	// A node with nothing published publishes its rules file as v1.
-	var nc nodeConfig
-	nc.kafka.register(newFlagSet(), b)
-	nc.kafka.topics = topics
-	nc.group, nc.nodeID, nc.dataDir, nc.httpAddr = "adrules", "c", t.TempDir(), "127.0.0.1:0"
-	nc.rulesFile, nc.ruleset, nc.partitions = "../../examples/rules.yaml", "default", 4
+	nc := testNodeConfig(addrs, topics, "c", t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	started := make(chan *node, 1)

@@ -40,11 +40,7 @@ func TestNodeHTTP(t *testing.T) {
 	lines := kafkatest.History(t, 8, gen.Options{Accounts: 1, BadPct: 2})
 	want, sum := kafkatest.Backtest(t, kafkatest.DefaultRules(t, "../.."), lines)
 
-	var nc nodeConfig
-	nc.kafka.register(newFlagSet(), strings.Join(addrs, ","))
-	nc.kafka.topics = topics
-	nc.group, nc.nodeID, nc.dataDir, nc.httpAddr = "adrules", "h", t.TempDir(), "127.0.0.1:0"
-	nc.rulesFile, nc.ruleset, nc.partitions, nc.createTopics = "../../examples/rules.yaml", "default", 4, true
+	nc := testNodeConfig(addrs, topics, "h", t.TempDir())
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

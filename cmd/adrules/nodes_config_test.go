@@ -72,14 +72,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestNodesFollowConfig(t *testing.T) {
 	addrs, topics := kafkatest.Brokers(t)
 	b := strings.Join(addrs, ",")
-	conf := func(id string, dir string) nodeConfig {
-		var nc nodeConfig
-		nc.kafka.register(newFlagSet(), b)
-		nc.kafka.topics = topics
-		nc.group, nc.nodeID, nc.dataDir, nc.httpAddr = "adrules", id, dir, "127.0.0.1:0"
-		nc.rulesFile, nc.ruleset, nc.partitions, nc.createTopics = "../../examples/rules.yaml", "default", 4, true
-		return nc
-	}
+	conf := func(id, dir string) nodeConfig { return testNodeConfig(addrs, topics, id, dir) }
 	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
 	nodes := []*runningNode{startRunNode(t, conf("n1", dirs[0]))} // bootstraps v1
 	nodes = append(nodes, startRunNode(t, conf("n2", dirs[1])), startRunNode(t, conf("n3", dirs[2])))
@@ -159,7 +152,6 @@ func toStrings(b [][]byte) []string {
 func TestNodeFallsBackToHistory(t *testing.T) {
 	addrs, topics := kafkatest.Brokers(t)
 	kafkatest.Setup(t, addrs, topics)
-	b := strings.Join(addrs, ",")
 	strict := t.TempDir() + "/strict.yaml"
 	writeReplaced(t, "../../examples/rules.yaml", strict, "ctr_threshold: 0.03", "ctr_threshold: 0.05")
 	rs, err := loadRules(strict, "", nil)
@@ -173,13 +165,20 @@ func TestNodeFallsBackToHistory(t *testing.T) {
 		&kgo.Record{Topic: topics.Config, Key: []byte("default")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	var nc nodeConfig
-	nc.kafka.register(newFlagSet(), b)
-	nc.kafka.topics = topics
-	nc.group, nc.nodeID, nc.dataDir, nc.httpAddr = "adrules", "h", t.TempDir(), "127.0.0.1:0"
-	nc.rulesFile, nc.ruleset, nc.partitions = "../../examples/rules.yaml", "default", 4
+	nc := testNodeConfig(addrs, topics, "h", t.TempDir())
 	r := startRunNode(t, nc)
 	if got := r.n.ruleSet(); got.Version != 7 || got.SHA256 != rs.SHA256 {
 		t.Fatalf("the node runs v%d %s, want the history's v7", got.Version, short(got.SHA256))
 	}
+}
+
+// testNodeConfig is a node's configuration for tests: the default rules
+// file and rule set, its own data directory, an HTTP port of its own.
+func testNodeConfig(addrs []string, topics streams.Topics, id, dir string) nodeConfig {
+	var nc nodeConfig
+	nc.kafka.register(newFlagSet(), strings.Join(addrs, ","))
+	nc.kafka.topics = topics
+	nc.group, nc.nodeID, nc.dataDir, nc.httpAddr = "adrules", id, dir, "127.0.0.1:0"
+	nc.rulesFile, nc.ruleset, nc.partitions, nc.createTopics = "../../examples/rules.yaml", "default", 4, true
+	return nc
 }
