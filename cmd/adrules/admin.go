@@ -89,6 +89,21 @@ func body(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return b, true
 }
 
+// posted reads the request's document and compiles it, answering the
+// request itself when it cannot.
+func posted(w http.ResponseWriter, r *http.Request) (*rules.RuleSet, bool) {
+	b, ok := body(w, r)
+	if !ok {
+		return nil, false
+	}
+	rs, e := compileBody(b)
+	if e != nil {
+		reply(w, http.StatusUnprocessableEntity, e)
+		return nil, false
+	}
+	return rs, true
+}
+
 // compileBody validates and compiles a posted document exactly as
 // `adrules check` does a file, with no variables and no overlay.
 func compileBody(b []byte) (*rules.RuleSet, *apiError) {
@@ -128,13 +143,8 @@ func (a *admin) get(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (a *admin) validate(w http.ResponseWriter, r *http.Request) {
-	b, ok := body(w, r)
+	rs, ok := posted(w, r)
 	if !ok {
-		return
-	}
-	rs, e := compileBody(b)
-	if e != nil {
-		reply(w, http.StatusUnprocessableEntity, e)
 		return
 	}
 	reply(w, http.StatusOK, map[string]any{"valid": true, "name": rs.Name, "sha256": rs.SHA256, "rules": rs.RuleIDs()})
@@ -143,13 +153,8 @@ func (a *admin) validate(w http.ResponseWriter, r *http.Request) {
 // put validates a document and publishes it to the config topic (never to
 // a local file); every node, this one included, then switches to it.
 func (a *admin) put(w http.ResponseWriter, r *http.Request) {
-	b, ok := body(w, r)
+	rs, ok := posted(w, r)
 	if !ok {
-		return
-	}
-	rs, e := compileBody(b)
-	if e != nil {
-		reply(w, http.StatusUnprocessableEntity, e)
 		return
 	}
 	if rs.Name != a.nc.ruleset {
