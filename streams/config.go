@@ -22,7 +22,14 @@ type ConfigRecord struct {
 	PublishedAt string `json:"published_at"`
 	// Document is the effective document in its canonical JSON form.
 	Document json.RawMessage `json:"document"`
+	// Shadow marks a shadow (challenger) version, published under
+	// ShadowKey(Name): nodes evaluate it beside the live one and write its
+	// outputs to the shadow topics only.
+	Shadow bool `json:"shadow,omitempty"`
 }
+
+// ShadowKey is the config topic key of the shadow of rule set name.
+func ShadowKey(name string) string { return name + ".shadow" }
 
 // ReadAll reads every record of topic that exists when it is called, in
 // partition and offset order.

@@ -28,6 +28,13 @@ type Topics struct {
 	Config        string // rule set versions, compacted, key = rule set name
 	ConfigHistory string // every rule set version, kept
 	Status        string // node heartbeats, compacted, key = node id
+
+	// The shadow rule set's outputs (champion/challenger): its decisions,
+	// its proposals (input of its own stage 2) and its verdicts. Nothing of
+	// the shadow is ever written to a live topic.
+	ShadowDecisions string
+	ShadowProposals string
+	ShadowVerdicts  string
 }
 
 // DefaultTopics returns the topic names of DESIGN.md section 3.
@@ -36,6 +43,7 @@ func DefaultTopics() Topics {
 		Metrics: "ad-metrics", Actions: "ad-actions", Proposals: "adrules.proposals",
 		Decisions: "adrules.decisions", Verdicts: "adrules.actions", DLQ: "adrules.dlq",
 		Config: "adrules.config", ConfigHistory: "adrules.config.history", Status: "adrules.status",
+		ShadowDecisions: "adrules.shadow.decisions", ShadowProposals: "adrules.shadow.proposals", ShadowVerdicts: "adrules.shadow.actions",
 	}
 }
 
@@ -66,6 +74,9 @@ func (t Topics) Specs(partitions int32, retentionDays int) []TopicSpec {
 		{t.Config, 1, map[string]string{"cleanup.policy": "compact"}},
 		{t.ConfigHistory, 1, keep},
 		{t.Status, 1, map[string]string{"cleanup.policy": "compact"}},
+		{t.ShadowDecisions, partitions, out},
+		{t.ShadowProposals, partitions, keep},
+		{t.ShadowVerdicts, partitions, out},
 	}
 }
 

@@ -93,6 +93,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdTail(ctx, args, stdout, stderr, env)
 	case "config":
 		return cmdConfig(ctx, args, stdout, stderr, env)
+	case "replay":
+		return cmdReplay(ctx, args, stdout, stderr, env)
+	case "shadow":
+		return cmdShadow(ctx, args, stdout, stderr, env)
 	case "version":
 		fmt.Fprintln(stdout, "adrules", version)
 		return nil

@@ -42,6 +42,7 @@ func Brokers(t testing.TB) ([]string, streams.Topics) {
 			Metrics: prefix + topics.Metrics, Actions: prefix + topics.Actions, Proposals: prefix + topics.Proposals,
 			Decisions: prefix + topics.Decisions, Verdicts: prefix + topics.Verdicts, DLQ: prefix + topics.DLQ,
 			Config: prefix + topics.Config, ConfigHistory: prefix + topics.ConfigHistory, Status: prefix + topics.Status,
+			ShadowDecisions: prefix + topics.ShadowDecisions, ShadowProposals: prefix + topics.ShadowProposals, ShadowVerdicts: prefix + topics.ShadowVerdicts,
 		}
 		return strings.Split(env, ","), topics
 	}
