@@ -21,9 +21,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -46,9 +48,19 @@ type Options struct {
 	// decision inputs (the file name, or "-").
 	Input     io.Reader
 	InputName string
+	// Source, used when Input is nil, yields the metric events: a topic
+	// range, one partition after the other.
+	Source engine.Source
 	// Actions, when not nil, holds external proposals.
 	Actions     io.Reader
 	ActionsName string
+	// ActionRecords are external proposals read from a topic: each
+	// partition's in offset order, the partitions one after the other.
+	ActionRecords []engine.Record
+	// Emit, when not nil, says whether the output of an input record is
+	// written; the records it refuses only bring state up to date (the
+	// warm-up before a range).
+	Emit func(rules.Input) bool
 	// OutDir receives decisions.jsonl, actions.jsonl and dlq.jsonl.
 	OutDir string
 	// Batch is the number of records per batch; default 8192.
@@ -59,18 +71,23 @@ type Options struct {
 
 // Summary counts what a backtest did.
 type Summary struct {
-	Lines      int64          // lines of the input read
-	Events     int64          // records processed by stage 1
+	Lines      int64          // lines of the input file read
+	Events     int64          // records processed by stage 1, warm-up included
+	WarmUp     int64          // of those, records read only to warm state up (set by the caller)
 	Rejected   int64          // events sent to the dead-letter output
 	BadActions int64          // external proposals sent to the dead-letter output
 	Duplicates int64          // events already applied
-	Decisions  map[string]int // by rule id
-	Types      map[string]int // decisions by type
-	Proposals  int            // proposals of the rules
+	Decisions  map[string]int // written, by rule id
+	Types      map[string]int // written decisions by type
+	Proposals  int            // proposals of the rules, warm-up included
 	External   int            // external proposals read
-	Verdicts   map[string]int // by status or status/reason
+	Verdicts   map[string]int // written, by status or status/reason
 	RuleErrors map[string]int // by rule id
 	Elapsed    time.Duration
+	// Interrupted says the run was stopped (Ctrl-C) before the end of its
+	// input: the files hold what was written until then, and stage 2 did
+	// not run.
+	Interrupted bool
 }
 
 type observer struct{ s *Summary }
@@ -78,33 +95,72 @@ type observer struct{ s *Summary }
 func (o observer) Observe(st engine.Stats) {
 	s := o.s
 	if st.Stage == 1 {
-		s.Rejected += int64(st.Rejected)
 		s.Events += int64(st.Records)
 		s.Duplicates += int64(st.Duplicates)
 		s.Proposals += st.Proposals
-	}
-	for k, v := range st.Decisions {
-		s.Decisions[k] += v
-	}
-	for k, v := range st.Verdicts {
-		s.Verdicts[k] += v
 	}
 	for k, v := range st.RuleErrors {
 		s.RuleErrors[k] += v
 	}
 }
 
+// keepSink writes the output of the records Emit keeps and counts it; it
+// hands every proposal on, warm-up included, so stage 2 sees them all.
+type keepSink struct {
+	inner *jsonl.Sink
+	emit  func(rules.Input) bool
+	sum   *Summary
+	out   engine.Output
+	stage int
+}
+
+func (k *keepSink) keep(in *rules.Input) bool { return k.emit == nil || in == nil || k.emit(*in) }
+
+func (k *keepSink) Write(ctx context.Context, out *engine.Output) error {
+	o := &k.out
+	o.Decisions, o.Verdicts, o.DeadLetters = o.Decisions[:0], o.Verdicts[:0], o.DeadLetters[:0]
+	o.Proposals, o.Errors = out.Proposals, out.Errors
+	for _, d := range out.Decisions {
+		if k.keep(&d.Input) {
+			o.Decisions = append(o.Decisions, d)
+			k.sum.Decisions[d.RuleID]++
+			k.sum.Types[d.Type]++
+		}
+	}
+	for _, v := range out.Verdicts {
+		if k.keep(v.Input) {
+			o.Verdicts = append(o.Verdicts, v)
+			key := v.Status
+			if v.Reason != "" {
+				key += "/" + v.Reason
+			}
+			k.sum.Verdicts[key]++
+		}
+	}
+	for _, d := range out.DeadLetters {
+		if k.keep(&d.Input) {
+			o.DeadLetters = append(o.DeadLetters, d)
+			if k.stage == 1 {
+				k.sum.Rejected++
+			}
+		}
+	}
+	return k.inner.Write(ctx, o)
+}
+
 type systemClock struct{}
 
 func (systemClock) Now() time.Time { return time.Now() }
 
-// Run runs the backtest.
-func Run(ctx context.Context, o Options) (*Summary, error) {
+// Run runs the backtest. When ctx ends first, it returns the summary of
+// what was done (Interrupted set) with ctx's error; the files hold every
+// line written until then.
+func Run(ctx context.Context, o Options) (sum *Summary, err error) {
 	if o.Clock == nil {
 		o.Clock = systemClock{}
 	}
 	start := o.Clock.Now()
-	sum := &Summary{Decisions: map[string]int{}, Types: map[string]int{}, Verdicts: map[string]int{}, RuleErrors: map[string]int{}}
+	sum = &Summary{Decisions: map[string]int{}, Types: map[string]int{}, Verdicts: map[string]int{}, RuleErrors: map[string]int{}}
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -129,29 +185,54 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		if err != nil {
 			return nil, err
 		}
-		defer f.Close()
 		w := bufio.NewWriterSize(f, 1<<20)
 		files[name] = w
+		// Whatever ends the run, what was written reaches the file.
+		defer func() {
+			if ferr := errors.Join(w.Flush(), f.Close()); ferr != nil && err == nil {
+				sum, err = nil, ferr
+			}
+		}()
 	}
-	sink := &jsonl.Sink{
+	inner := &jsonl.Sink{
 		Decisions: files["decisions.jsonl"], Verdicts: files["actions.jsonl"], DeadLetters: files["dlq.jsonl"],
 		KeepProposals: true,
 	}
+	sink := &keepSink{inner: inner, emit: o.Emit, sum: sum, stage: 1}
 	obs := observer{sum}
 	opts := []engine.Opt{engine.WithClock(o.Clock), engine.WithObserver(obs), engine.WithKeyCheck(engine.KeyIgnored), engine.WithProposalTopics(ProposalsTopic)}
+	stop := func(err error) (*Summary, error) {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			sum.Interrupted = true
+			sum.Elapsed = o.Clock.Now().Sub(start)
+			return sum, err
+		}
+		return nil, err
+	}
 
 	// Stage 1: metric events.
-	src := jsonl.NewSource(o.Input, o.InputName, o.Batch)
+	src := o.Source
+	var fileSrc *jsonl.Source
+	if o.Input != nil {
+		fileSrc = jsonl.NewSource(o.Input, o.InputName, o.Batch)
+		src = fileSrc
+	}
+	if src == nil {
+		return nil, errors.New("backtest: no input")
+	}
 	eng, err := engine.New(o.RuleSet, src, sink, store, opts...)
 	if err != nil {
 		return nil, err
 	}
 	if err := eng.Run(ctx); err != nil {
-		return nil, err
+		return stop(err)
 	}
-	sum.Lines = src.Read
+	if fileSrc != nil {
+		sum.Lines = fileSrc.Read
+	}
 
 	// Stage 2: the rules' proposals and the external ones, by ts.
+	sink.stage = 2
 	recs, err := proposalRecords(o, sink, sum)
 	if err != nil {
 		return nil, err
@@ -161,68 +242,93 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, err
 	}
 	if err := eng2.Run(ctx); err != nil {
-		return nil, err
+		return stop(err)
 	}
-	for _, w := range files {
-		if err := w.Flush(); err != nil {
-			return nil, err
-		}
-	}
-	sum.Types = decisionTypes(o.RuleSet, sum.Decisions)
 	sum.Elapsed = o.Clock.Now().Sub(start)
 	return sum, nil
 }
 
-// decisionTypes sums decisions by the type their rules emit.
-func decisionTypes(rs *rules.RuleSet, byRule map[string]int) map[string]int {
-	types := map[string]int{}
-	for _, r := range rs.Doc.Rules {
-		if r.Emit != nil && byRule[r.ID] > 0 {
-			types[r.Emit.Type] += byRule[r.ID]
-		}
+// mergeLogs interleaves proposal logs, each kept in its own order, taking
+// the earliest head by ts, the earlier log first at equal ts.
+func mergeLogs(logs [][]staged) []staged {
+	n := 0
+	for _, l := range logs {
+		n += len(l)
 	}
-	return types
+	out := make([]staged, 0, n)
+	for {
+		best := -1
+		for i, l := range logs {
+			if len(l) > 0 && (best < 0 || l[0].ts < logs[best][0].ts) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return out
+		}
+		// Take the run of the best log that stays at or before every
+		// other head: one comparison per log per run, not per record.
+		limit := int64(math.MaxInt64)
+		for i, l := range logs {
+			if i != best && len(l) > 0 {
+				if i < best {
+					limit = min(limit, l[0].ts-1)
+				} else {
+					limit = min(limit, l[0].ts)
+				}
+			}
+		}
+		l := logs[best]
+		k := 1
+		for k < len(l) && l[k].ts <= limit {
+			k++
+		}
+		out = append(out, l[:k]...)
+		logs[best] = l[k:]
+	}
 }
 
-// merge interleaves two proposal logs, each kept in its own order, taking
-// the earlier head by ts, a's first at equal ts.
-func merge(a, b []staged) []staged {
-	out := make([]staged, 0, len(a)+len(b))
-	for len(a) > 0 && len(b) > 0 {
-		if b[0].ts < a[0].ts {
-			out, b = append(out, b[0]), b[1:]
-		} else {
-			out, a = append(out, a[0]), a[1:]
-		}
+// partitionOf names the input partition a rule's proposal came from.
+func partitionOf(p rules.Proposal) rules.Input {
+	if p.Input == nil {
+		return rules.Input{}
 	}
-	return append(append(out, a...), b...)
+	return rules.Input{Topic: p.Input.Topic, Partition: p.Input.Partition}
 }
 
 type staged struct {
-	ts       int64
-	external bool
-	value    []byte
+	ts    int64
+	value []byte
 }
 
-func proposalRecords(o Options, sink *jsonl.Sink, sum *Summary) ([]engine.Record, error) {
-	var all, ext, rule []staged
+// proposalRecords builds the input of stage 2: the external proposals (one
+// log per file or partition) and the rules' (one log per input partition),
+// merged by ts.
+func proposalRecords(o Options, sink *keepSink, sum *Summary) ([]engine.Record, error) {
+	var logs [][]staged
+	var dead engine.Output
+	external := func(line []byte, in rules.Input) {
+		p, perr := rules.DecodeProposal(line)
+		if perr != nil {
+			dead.DeadLetters = append(dead.DeadLetters, engine.DeadLetter{Input: in, Value: append([]byte(nil), line...), Reason: perr.Error()})
+			return
+		}
+		sum.External++
+		p.Input = &in
+		b, _ := json.Marshal(p)
+		if len(logs) == 0 {
+			logs = append(logs, nil)
+		}
+		logs[len(logs)-1] = append(logs[len(logs)-1], staged{ts: int64(p.TS), value: b})
+	}
 	if o.Actions != nil {
+		logs = append(logs, nil)
 		r := bufio.NewReaderSize(o.Actions, 1<<20)
-		var dead engine.Output
 		for off := int64(0); ; off++ {
 			line, err := r.ReadBytes('\n')
 			line = bytes.TrimRight(line, "\r\n")
 			if len(bytes.TrimSpace(line)) > 0 {
-				in := rules.Input{Topic: o.ActionsName, Offset: off}
-				p, perr := rules.DecodeProposal(line)
-				if perr != nil {
-					dead.DeadLetters = append(dead.DeadLetters, engine.DeadLetter{Input: in, Value: append([]byte(nil), line...), Reason: perr.Error()})
-				} else {
-					sum.External++
-					p.Input = &in
-					b, _ := json.Marshal(p)
-					ext = append(ext, staged{ts: int64(p.TS), external: true, value: b})
-				}
+				external(line, rules.Input{Topic: o.ActionsName, Offset: off})
 			}
 			if err == io.EOF {
 				break
@@ -231,19 +337,30 @@ func proposalRecords(o Options, sink *jsonl.Sink, sum *Summary) ([]engine.Record
 				return nil, fmt.Errorf("read %s: %w", o.ActionsName, err)
 			}
 		}
-		sum.BadActions += int64(len(dead.DeadLetters))
-		if err := sink.Write(context.Background(), &dead); err != nil {
-			return nil, err
-		}
 	}
-	for i := range sink.Proposals {
-		b, err := json.Marshal(&sink.Proposals[i])
+	for i, r := range o.ActionRecords {
+		if i == 0 || r.Partition != o.ActionRecords[i-1].Partition || r.Topic != o.ActionRecords[i-1].Topic {
+			logs = append(logs, nil)
+		}
+		external(r.Value, rules.Input{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset})
+	}
+	before := len(dead.DeadLetters)
+	if err := sink.Write(context.Background(), &dead); err != nil {
+		return nil, err
+	}
+	sum.BadActions += int64(before)
+	props := sink.inner.Proposals
+	for i := range props {
+		if i == 0 || partitionOf(props[i]) != partitionOf(props[i-1]) {
+			logs = append(logs, nil)
+		}
+		b, err := json.Marshal(&props[i])
 		if err != nil {
 			return nil, err
 		}
-		rule = append(rule, staged{ts: int64(sink.Proposals[i].TS), value: b})
+		logs[len(logs)-1] = append(logs[len(logs)-1], staged{ts: int64(props[i].TS), value: b})
 	}
-	all = merge(ext, rule)
+	all := mergeLogs(logs)
 	recs := make([]engine.Record, len(all))
 	for i, s := range all {
 		recs[i] = engine.Record{Topic: ProposalsTopic, Offset: int64(i), Value: s.value}
