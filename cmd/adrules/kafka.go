@@ -25,6 +25,7 @@ func cmdProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	k.register(fs, "127.0.0.1:9092")
 	topic := fs.String("topic", "", "topic (default: the metrics topic)")
 	timeout := fs.Duration("timeout", time.Minute, "give up when the records are not all acknowledged by then")
+	stamp := fs.String("timestamp", "now", "record timestamps: now, or event (each line's ts, so that replays by time find a history loaded later)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: adrules produce --brokers LIST [--topic T] FILE.jsonl\n\nProduces one record per line, keyed by ad_id (account_id on the actions and proposals topics); - reads standard input.")
 		fs.PrintDefaults()
@@ -35,6 +36,10 @@ func cmdProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}
 	if *topic == "" {
 		*topic = k.topics.Metrics
+	}
+	if *stamp != "now" && *stamp != "event" {
+		fmt.Fprintf(stderr, "adrules produce: --timestamp %q: use now or event\n", *stamp)
+		return exitError{2}
 	}
 	in := stdin
 	if fs.Arg(0) != "-" {
@@ -78,7 +83,13 @@ func cmdProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			unkeyed++ // produced without a key: the node sends it to the DLQ if it is bad
 		}
 		n++
-		cl.Produce(ctx, &kgo.Record{Key: key, Value: line}, func(_ *kgo.Record, err error) {
+		rec := &kgo.Record{Key: key, Value: line}
+		if *stamp == "event" {
+			if ts, ok := streams.RecordTime(line); ok {
+				rec.Timestamp = ts
+			}
+		}
+		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
 			if err != nil && first == nil {
 				first = err
 			}

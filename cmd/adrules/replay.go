@@ -1,11 +1,480 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"context"
-	"errors"
+	"encoding/json"
+	"flag"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/adrules/adrules/engine"
+	"github.com/adrules/adrules/internal/jsonl"
+	"github.com/adrules/adrules/rules"
+	"github.com/adrules/adrules/state"
+	"github.com/adrules/adrules/streams"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+const replayUsage = `Usage: adrules replay --brokers LIST [--from T] [--to T] --verify [--out DIR]
+
+Re-runs the live rules over a range of the input topics exactly as the nodes
+ran them: each partition with the rule set version in force at each record,
+read from the switch points (config_applied records) on the decisions topic
+and the documents on the config history topic. State is rebuilt from the
+start of each input log, with no output before --from. T is an RFC 3339 time
+or partition:offset pairs; the range selects metric events, and external
+proposals by the same bounds on the actions topic.
+
+--verify compares the result with what adrules.decisions and adrules.actions
+hold for the range and prints "identical" or the first difference (exit
+status 1). --out DIR writes the replayed decisions.jsonl and actions.jsonl.
+Run it with a new adrules binary to check an upgrade: the same logs must give
+the same outputs.
+`
+
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer, env map[string]string) error {
-	return errors.New("replay: not yet")
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var k kafkaFlags
+	k.register(fs, "127.0.0.1:9092")
+	ruleset := fs.String("ruleset", "default", "name of the rule set on the config topic")
+	group := fs.String("group", "adrules", "the nodes' consumer group (to check it has processed the range)")
+	fromS := fs.String("from", "", "start of the range: RFC 3339 time or partition:offset pairs (default: start of the log)")
+	toS := fs.String("to", "", "end of the range, exclusive (default: end of the log)")
+	verify := fs.Bool("verify", false, "compare with the recorded decisions and verdicts")
+	out := fs.String("out", "", "write the replayed decisions.jsonl and actions.jsonl here")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, replayUsage+"\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || !*verify && *out == "" {
+		fs.Usage()
+		return exitError{2}
+	}
+	from, err := streams.ParseBound(*fromS)
+	if err != nil {
+		return fmt.Errorf("--from: %w", err)
+	}
+	to, err := streams.ParseBound(*toS)
+	if err != nil {
+		return fmt.Errorf("--to: %w", err)
+	}
+	copts, err := k.clientOpts(env)
+	if err != nil {
+		return err
+	}
+	opts := append([]kgo.Opt{kgo.SeedBrokers(k.brokerList()...)}, copts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = ping(pctx, cl)
+	cancel()
+	if err != nil {
+		return err
+	}
+	r := &replay{k: &k, opts: opts, copts: copts, name: *ruleset, stderr: stderr}
+	if err := r.load(ctx, cl, from, to); err != nil {
+		return err
+	}
+	r.checkProcessed(ctx, cl, *group)
+	got, err := r.run(ctx)
+	if err != nil {
+		return err
+	}
+	if *out != "" {
+		if err := writeReplay(*out, got); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "replayed: %d decisions, %d verdicts in %s\n", len(got.decisions), len(got.verdicts), *out)
+	}
+	if !*verify {
+		return nil
+	}
+	if d := firstDiff("decisions", k.topics.Decisions, got.decisions, r.recorded.decisions); d != "" {
+		fmt.Fprintln(stdout, d)
+		return exitError{1}
+	}
+	if d := firstDiff("verdicts", k.topics.Verdicts, got.verdicts, r.recorded.verdicts); d != "" {
+		fmt.Fprintln(stdout, d)
+		return exitError{1}
+	}
+	fmt.Fprintf(stdout, "identical: %d decisions and %d verdicts over %s %s\n",
+		len(got.decisions), len(got.verdicts), k.topics.Metrics, describeRanges(r.metrics))
+	return nil
+}
+
+// replay holds what a replay reads before it runs.
+type replay struct {
+	k      *kafkaFlags
+	opts   []kgo.Opt // with the seed brokers
+	copts  []kgo.Opt // TLS, SASL
+	name   string
+	stderr io.Writer
+
+	metrics, actions streams.Ranges // the range, on the input topics
+	proposals        streams.Ranges // all of the proposals log, as of now
+	docs             map[string]streams.ConfigRecord
+	switches         map[partKey][]switchPoint
+	recorded         outputs
+	compiled         map[string]*rules.RuleSet
+}
+
+type partKey struct {
+	topic     string
+	partition int32
+}
+
+// switchPoint: from offset on, the partition ran the rule set with sha256.
+type switchPoint struct {
+	offset int64
+	sha    string
+}
+
+// outputs are decisions and verdicts as the bytes a node writes, each with
+// the input record it came from.
+type outputs struct {
+	decisions []output
+	verdicts  []output
+}
+
+type output struct {
+	in    rules.Input
+	id    string
+	value []byte
+}
+
+// load resolves the range and reads the config history, the switch points
+// and the recorded outputs.
+func (r *replay) load(ctx context.Context, cl *kgo.Client, from, to streams.Bound) error {
+	t := r.k.topics
+	var err error
+	if r.metrics, err = streams.ResolveRange(ctx, cl, t.Metrics, from, to, streams.Warm{Start: true}); err != nil {
+		return err
+	}
+	if r.actions, err = streams.ResolveRange(ctx, cl, t.Actions, from, to, streams.Warm{Start: true}); err != nil {
+		return err
+	}
+	if r.proposals, err = streams.ResolveRange(ctx, cl, t.Proposals, streams.Bound{}, streams.Bound{}, streams.Warm{}); err != nil {
+		return err
+	}
+	hist, err := streams.ReadAll(ctx, r.k.brokerList(), r.copts, t.ConfigHistory)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", t.ConfigHistory, err)
+	}
+	good, _ := streams.Configs(hist, r.name)
+	r.docs = map[string]streams.ConfigRecord{}
+	for _, c := range good {
+		r.docs[c.SHA256] = c
+	}
+	r.compiled = map[string]*rules.RuleSet{}
+	r.switches = map[partKey][]switchPoint{}
+	err = readTopic(ctx, cl, r.opts, t.Decisions, func(v []byte) error {
+		var head struct {
+			Type          string      `json:"type"`
+			RulesetSHA256 string      `json:"ruleset_sha256"`
+			DecisionID    string      `json:"decision_id"`
+			Input         rules.Input `json:"input"`
+		}
+		if err := json.Unmarshal(v, &head); err != nil {
+			return fmt.Errorf("%s holds a record that is not a decision: %w", t.Decisions, err)
+		}
+		if head.Type == "config_applied" {
+			k := partKey{head.Input.Topic, head.Input.Partition}
+			r.switches[k] = append(r.switches[k], switchPoint{head.Input.Offset, head.RulesetSHA256})
+			return nil
+		}
+		if inRanges(r.metrics, head.Input) {
+			r.recorded.decisions = append(r.recorded.decisions, output{head.Input, head.DecisionID, v})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for k, sp := range r.switches {
+		// Later records win at one offset (a partition reopened there).
+		slices.SortStableFunc(sp, func(a, b switchPoint) int { return cmp.Compare(a.offset, b.offset) })
+		r.switches[k] = sp
+	}
+	err = readTopic(ctx, cl, r.opts, t.Verdicts, func(v []byte) error {
+		var head struct {
+			ActionID string       `json:"action_id"`
+			Input    *rules.Input `json:"input"`
+		}
+		if err := json.Unmarshal(v, &head); err != nil {
+			return fmt.Errorf("%s holds a record that is not a verdict: %w", t.Verdicts, err)
+		}
+		if head.Input != nil && (inRanges(r.metrics, *head.Input) || inRanges(r.actions, *head.Input)) {
+			r.recorded.verdicts = append(r.recorded.verdicts, output{*head.Input, head.ActionID, v})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sortOutputs(r.recorded.decisions)
+	sortOutputs(r.recorded.verdicts)
+	return nil
+}
+
+// inRanges reports whether in lies in [From, To) of one of rs.
+func inRanges(rs streams.Ranges, in rules.Input) bool {
+	for _, r := range rs {
+		if r.Topic == in.Topic && r.Partition == in.Partition {
+			return in.Offset >= r.From && in.Offset < r.To
+		}
+	}
+	return false
+}
+
+// sortOutputs orders outputs by their input record, keeping the order of
+// outputs of one record (a node writes them in rule order).
+func sortOutputs(o []output) {
+	slices.SortStableFunc(o, func(a, b output) int {
+		return cmp.Or(cmp.Compare(a.in.Topic, b.in.Topic), cmp.Compare(a.in.Partition, b.in.Partition), cmp.Compare(a.in.Offset, b.in.Offset))
+	})
+}
+
+// readTopic reads every committed record of topic that exists now.
+func readTopic(ctx context.Context, cl *kgo.Client, opts []kgo.Opt, topic string, fn func([]byte) error) error {
+	rs, err := streams.ResolveRange(ctx, cl, topic, streams.Bound{}, streams.Bound{}, streams.Warm{})
+	if err != nil {
+		return err
+	}
+	for _, r := range rs {
+		err := streams.ReadRange(ctx, opts, r, func(recs []engine.Record, _ []time.Time) error {
+			for _, rec := range recs {
+				if err := fn(rec.Value); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read %s: %w", topic, err)
+		}
+	}
+	return nil
+}
+
+// checkProcessed warns when the nodes' group has not committed past the
+// range: outputs of records not yet processed cannot be compared.
+func (r *replay) checkProcessed(ctx context.Context, cl *kgo.Client, group string) {
+	offs, err := kadm.NewClient(cl).FetchOffsets(ctx, group)
+	if err != nil {
+		fmt.Fprintf(r.stderr, "replay: cannot read group %s's offsets (%v): not checking that it processed the range\n", group, err)
+		return
+	}
+	for _, pr := range r.metrics {
+		o, ok := offs.Lookup(pr.Topic, pr.Partition)
+		if pr.To > pr.From && (!ok || o.At < pr.To) {
+			fmt.Fprintf(r.stderr, "replay: warning: group %s has processed %s/%d only up to offset %d, not to %d: records after it have no recorded output yet\n",
+				group, pr.Topic, pr.Partition, o.At, pr.To)
+		}
+	}
+}
+
+// ruleSet returns the rule set a switch point names.
+func (r *replay) ruleSet(sha string) (*rules.RuleSet, error) {
+	if rs, ok := r.compiled[sha]; ok {
+		return rs, nil
+	}
+	c, ok := r.docs[sha]
+	if !ok {
+		return nil, fmt.Errorf("rule set sha256 %s was applied but is not on %s (an unpublished file, version 0, cannot be replayed)", short(sha), r.k.topics.ConfigHistory)
+	}
+	rs, err := compileRecord(c)
+	if err != nil {
+		return nil, err
+	}
+	r.compiled[sha] = rs
+	return rs, nil
+}
+
+// versionAt is the rule set in force at a record: the last switch point at
+// or before it, or the partition's first one when the record is older than
+// every switch point still on the decisions topic.
+func (r *replay) versionAt(k partKey, off int64) (string, bool) {
+	sp := r.switches[k]
+	if len(sp) == 0 {
+		return "", false
+	}
+	i := sort.Search(len(sp), func(i int) bool { return sp[i].offset > off })
+	if i == 0 {
+		return sp[0].sha, true
+	}
+	return sp[i-1].sha, true
+}
+
+// run replays stage 1 over the metric events and stage 2 over the recorded
+// proposals log, each with the versions in force.
+func (r *replay) run(ctx context.Context) (*outputs, error) {
+	dir, err := os.MkdirTemp("", "adrules-replay-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	db, err := state.Open(dir, state.Options{Pebble: &pebble.Options{DisableWAL: true, MemTableSize: 64 << 20}})
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
+	got := &outputs{}
+	emit := append(append(streams.Ranges(nil), r.metrics...), r.actions...)
+	sink := &replaySink{keep: func(in rules.Input) bool { return inRanges(emit, in) }, out: got}
+	for _, stage := range []streams.Ranges{r.metrics, r.proposals} {
+		src := &switchSource{src: streams.NewRangeSource(r.opts, stage, nil), r: r}
+		var first *rules.RuleSet
+		for _, pr := range stage {
+			if sha, ok := r.versionAt(partKey{pr.Topic, pr.Partition}, pr.Warm); ok {
+				if first, err = r.ruleSet(sha); err != nil {
+					return nil, err
+				}
+				break
+			}
+		}
+		if first == nil {
+			continue // no partition of this stage was ever processed
+		}
+		eng, err := engine.New(first, src, sink, store, engine.WithKeyCheck(engine.KeyRequired),
+			engine.WithProposalTopics(r.k.topics.Proposals))
+		if err != nil {
+			return nil, err
+		}
+		src.eng = eng
+		prog := startProgress(r.stderr, stage.Len(), "records of "+stage[0].Topic, src.src.Read)
+		err = eng.Run(ctx)
+		prog.Stop()
+		if err != nil {
+			return nil, err
+		}
+	}
+	sortOutputs(got.decisions)
+	sortOutputs(got.verdicts)
+	return got, nil
+}
+
+// switchSource cuts its source's batches where the rule set version
+// changes and swaps the engine to each batch's version before handing it
+// over (a swap applies to the batches that start after it).
+type switchSource struct {
+	src     *streams.RangeSource
+	r       *replay
+	eng     *engine.Engine
+	pending []engine.Record
+}
+
+func (s *switchSource) Poll(ctx context.Context) ([]engine.Record, error) {
+	for len(s.pending) == 0 {
+		recs, err := s.src.Poll(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.pending = recs
+	}
+	first := s.pending[0]
+	k := partKey{first.Topic, first.Partition}
+	sha, ok := s.r.versionAt(k, first.Offset)
+	n := len(s.pending)
+	if ok {
+		for i := 1; i < len(s.pending); i++ {
+			if v, _ := s.r.versionAt(k, s.pending[i].Offset); v != sha {
+				n = i
+				break
+			}
+		}
+		rs, err := s.r.ruleSet(sha)
+		if err != nil {
+			return nil, err
+		}
+		s.eng.Swap(rs)
+	}
+	batch := s.pending[:n]
+	s.pending = s.pending[n:]
+	return batch, nil
+}
+
+func (s *switchSource) Commit(context.Context) error { return nil }
+
+// replaySink keeps the decisions and verdicts of the records in range, as
+// the bytes a node writes.
+type replaySink struct {
+	keep func(rules.Input) bool
+	out  *outputs
+}
+
+func (s *replaySink) Write(_ context.Context, out *engine.Output) error {
+	for i := range out.Decisions {
+		d := &out.Decisions[i]
+		if !s.keep(d.Input) {
+			continue
+		}
+		b, err := jsonl.Marshal(d)
+		if err != nil {
+			return err
+		}
+		s.out.decisions = append(s.out.decisions, output{d.Input, d.DecisionID, b})
+	}
+	for i := range out.Verdicts {
+		v := &out.Verdicts[i]
+		if v.Input == nil || !s.keep(*v.Input) {
+			continue
+		}
+		b, err := jsonl.Marshal(v)
+		if err != nil {
+			return err
+		}
+		s.out.verdicts = append(s.out.verdicts, output{*v.Input, v.ActionID, b})
+	}
+	return nil
+}
+
+// firstDiff compares replayed and recorded outputs in input order and
+// describes the first difference, or returns "".
+func firstDiff(kind, topic string, replayed, recorded []output) string {
+	for i := 0; i < max(len(replayed), len(recorded)); i++ {
+		switch {
+		case i >= len(recorded):
+			o := replayed[i]
+			return fmt.Sprintf("different: %s #%d (input %s/%d@%d): the replay makes %s, which %s does not hold", kind, i, o.in.Topic, o.in.Partition, o.in.Offset, o.value, topic)
+		case i >= len(replayed):
+			o := recorded[i]
+			return fmt.Sprintf("different: %s #%d (input %s/%d@%d): %s holds %s, which the replay does not make", kind, i, o.in.Topic, o.in.Partition, o.in.Offset, topic, o.value)
+		case !bytes.Equal(replayed[i].value, recorded[i].value):
+			a, b := replayed[i], recorded[i]
+			return fmt.Sprintf("different: %s #%d (input %s/%d@%d)\n  replayed: %s\n  recorded: %s", kind, i, a.in.Topic, a.in.Partition, a.in.Offset, a.value, b.value)
+		}
+	}
+	return ""
+}
+
+// writeReplay writes the replayed outputs as JSON Lines.
+func writeReplay(dir string, o *outputs) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for name, outs := range map[string][]output{"decisions.jsonl": o.decisions, "actions.jsonl": o.verdicts} {
+		var b bytes.Buffer
+		for _, x := range outs {
+			b.Write(x.value)
+			b.WriteByte('\n')
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -109,6 +109,29 @@ func Produce(t testing.TB, cl *kgo.Client, topic, field string, lines [][]byte) 
 	}
 }
 
+// ProduceAtEventTime is Produce with each record's timestamp taken from
+// its line's ts, as `adrules produce --timestamp event` does, so that
+// ranges by time find the records.
+func ProduceAtEventTime(t testing.TB, cl *kgo.Client, topic, field string, lines [][]byte) {
+	t.Helper()
+	var p fastjson.Parser
+	var recs []*kgo.Record
+	for _, l := range lines {
+		var key []byte
+		if v, err := p.ParseBytes(l); err == nil {
+			key = append(key, v.GetStringBytes(field)...)
+		}
+		r := &kgo.Record{Topic: topic, Key: key, Value: append([]byte(nil), l...)}
+		if ts, ok := streams.RecordTime(l); ok {
+			r.Timestamp = ts
+		}
+		recs = append(recs, r)
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Consume reads topic from its start as a read_committed consumer until want
 // records arrived, and fails the test after timeout. It then polls once more
 // for a moment and fails if more arrive: a duplicate written late must not
