@@ -26,6 +26,10 @@ type ConfigRecord struct {
 	// ShadowKey(Name): nodes evaluate it beside the live one and write its
 	// outputs to the shadow topics only.
 	Shadow bool `json:"shadow,omitempty"`
+	// Retired, on a shadow record of the history topic, says the shadow
+	// was retired (the config topic got a tombstone under ShadowKey(Name));
+	// Version is then the version retired, and there is no Document.
+	Retired bool `json:"retired,omitempty"`
 }
 
 // ShadowKey is the config topic key of the shadow of rule set name.
@@ -102,16 +106,17 @@ func ReadAll(ctx context.Context, brokers []string, opts []kgo.Opt, topic string
 	return out, nil
 }
 
-// Configs decodes the config records of name among recs, in order,
-// skipping tombstones and other names. Records that do not decode are
-// returned in bad with the reason.
+// Configs decodes the live config records of name among recs, in order,
+// skipping tombstones and other keys (the shadow's, ShadowKey(name), and
+// any other). Records under name that do not decode, or that say they are
+// a shadow, are returned in bad with the reason.
 func Configs(recs []*kgo.Record, name string) (good []ConfigRecord, bad []string) {
 	for _, r := range recs {
 		if string(r.Key) != name || r.Value == nil {
 			continue
 		}
 		var c ConfigRecord
-		if err := json.Unmarshal(r.Value, &c); err != nil || c.Name != name || c.Version <= 0 || len(c.Document) == 0 {
+		if err := json.Unmarshal(r.Value, &c); err != nil || c.Name != name || c.Version <= 0 || len(c.Document) == 0 || c.Shadow || c.Retired {
 			bad = append(bad, fmt.Sprintf("offset %d: not a config record of %q", r.Offset, name))
 			continue
 		}
@@ -120,20 +125,82 @@ func Configs(recs []*kgo.Record, name string) (good []ConfigRecord, bad []string
 	return good, bad
 }
 
+// Shadows decodes the shadow records of rule set name among recs (key
+// ShadowKey(name)), in order, skipping other keys. A tombstone (the config
+// topic) or a record with Retired (the history) is returned as a record
+// with Retired set: the shadow ends there. Records that do not decode are
+// returned in bad with the reason.
+func Shadows(recs []*kgo.Record, name string) (good []ConfigRecord, bad []string) {
+	key := ShadowKey(name)
+	for _, r := range recs {
+		if string(r.Key) != key {
+			continue
+		}
+		if r.Value == nil {
+			good = append(good, ConfigRecord{Name: name, Shadow: true, Retired: true})
+			continue
+		}
+		var c ConfigRecord
+		err := json.Unmarshal(r.Value, &c)
+		if err != nil || c.Name != name || !c.Shadow || !c.Retired && (c.Version <= 0 || len(c.Document) == 0) {
+			bad = append(bad, fmt.Sprintf("offset %d: not a shadow config record of %q", r.Offset, name))
+			continue
+		}
+		good = append(good, c)
+	}
+	return good, bad
+}
+
+// publishedLayout is RFC 3339 with milliseconds: a shadow starts at its
+// publish time, to the millisecond.
+const publishedLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// PublishedMilli returns c's publish time in epoch milliseconds.
+func (c ConfigRecord) PublishedMilli() (int64, error) {
+	t, err := time.Parse(time.RFC3339, c.PublishedAt)
+	if err != nil {
+		return 0, fmt.Errorf("published_at %q: %w", c.PublishedAt, err)
+	}
+	return t.UnixMilli(), nil
+}
+
 // Publish writes c to the history topic, then to the config topic, and
-// waits for both.
+// waits for both. A shadow version (c.Shadow) goes under ShadowKey(c.Name).
 func Publish(ctx context.Context, cl *kgo.Client, t Topics, c ConfigRecord) error {
 	if c.PublishedAt == "" {
-		c.PublishedAt = time.Now().UTC().Format(time.RFC3339)
+		c.PublishedAt = time.Now().UTC().Format(publishedLayout)
 	}
 	b, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
+	key := c.Name
+	if c.Shadow {
+		key = ShadowKey(c.Name)
+	}
 	for _, topic := range []string{t.ConfigHistory, t.Config} {
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte(c.Name), Value: b}).FirstErr(); err != nil {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte(key), Value: b}).FirstErr(); err != nil {
 			return fmt.Errorf("publish to %s: %w", topic, err)
 		}
+	}
+	return nil
+}
+
+// RetireShadow ends the shadow of rule set name: a record saying so (with
+// Retired, the version retired and author) goes to the history topic, then
+// a tombstone under ShadowKey(name) to the config topic.
+func RetireShadow(ctx context.Context, cl *kgo.Client, t Topics, name string, version int64, author string) error {
+	b, err := json.Marshal(ConfigRecord{Name: name, Version: version, Author: author,
+		PublishedAt: time.Now().UTC().Format(publishedLayout), Shadow: true, Retired: true})
+	if err != nil {
+		return err
+	}
+	key := []byte(ShadowKey(name))
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: t.ConfigHistory, Key: key, Value: b}).FirstErr(); err != nil {
+		return fmt.Errorf("retire in %s: %w", t.ConfigHistory, err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: t.Config, Key: key}).FirstErr(); err != nil {
+		return fmt.Errorf("retire in %s: %w", t.Config, err)
 	}
 	return nil
 }
@@ -152,4 +219,7 @@ type Heartbeat struct {
 	SHA256  string `json:"sha256"`
 	HTTP    string `json:"http"`
 	At      string `json:"at"` // wall clock, RFC 3339
+	// Shadow is the shadow version the node runs beside the live one; 0
+	// (left out) when none.
+	Shadow int64 `json:"shadow,omitempty"`
 }

@@ -24,7 +24,7 @@ type Topics struct {
 	Proposals     string // every proposal, key account_id (input of stage 2)
 	Decisions     string // decisions, key ad_id
 	Verdicts      string // verdicts, key account_id
-	DLQ           string // dead letters, key as the original record's
+	DLQ           string // dead letters, key as the original record's; "" drops them (the shadow pipeline)
 	Config        string // rule set versions, compacted, key = rule set name
 	ConfigHistory string // every rule set version, kept
 	Status        string // node heartbeats, compacted, key = node id
@@ -126,7 +126,22 @@ type Options struct {
 	// (for readiness and lag metrics).
 	OnAssigned func(map[string][]int32)
 	OnRevoked  func(map[string][]int32)
+	// Start says where a partition of a topic starts when the group has no
+	// committed offset for it; default (and for topics it does not name):
+	// the start of the log. The shadow pipeline starts its metric and
+	// action partitions at the shadow's publish time.
+	Start map[string]kgo.Offset
+	// ProposalTag, when set, marks every record the node writes to
+	// Topics.Proposals with the header adrules.tag = ProposalTag, and the
+	// node (Poll and Replay) passes on only the records of Topics.Proposals
+	// that carry it: pipelines that share one proposals topic one after
+	// another (the shadow versions) each read back their own proposals.
+	// Default "": no header, every record.
+	ProposalTag string
 }
+
+// tagHeader is the header of ProposalTag.
+const tagHeader = "adrules.tag"
 
 // Node is the engine's Source and Sink on Kafka. Its methods are called from
 // the engine's goroutine; Lag may be called from any.
@@ -195,6 +210,24 @@ func NewNode(o Options) (*Node, error) {
 			}
 		}),
 	}, o.ClientOpts...)
+	if len(o.Start) > 0 {
+		opts = append(opts, kgo.AdjustFetchOffsetsFn(func(_ context.Context, m map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+			for topic, ps := range m {
+				start, ok := o.Start[topic]
+				if !ok {
+					continue
+				}
+				for p, off := range ps {
+					// Committed offsets are >= 0; a partition without one
+					// has the start offset, AtStart.
+					if off.EpochOffset().Offset < 0 {
+						ps[p] = start
+					}
+				}
+			}
+			return m, nil
+		}))
+	}
 	n.opts = opts
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
@@ -283,8 +316,11 @@ func (n *Node) Poll(ctx context.Context) ([]engine.Record, error) {
 				n.pos[k] = p.LastStableOffset
 			}
 			for _, r := range p.Records {
-				recs = append(recs, engine.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value})
 				n.pos[k] = r.Offset + 1
+				if n.foreign(r) {
+					continue
+				}
+				recs = append(recs, engine.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value})
 			}
 		})
 		n.mu.Unlock()
@@ -296,6 +332,19 @@ func (n *Node) Poll(ctx context.Context) ([]engine.Record, error) {
 		}
 		return recs, nil
 	}
+}
+
+// foreign reports whether r is a proposal of another pipeline (ProposalTag).
+func (n *Node) foreign(r *kgo.Record) bool {
+	if n.o.ProposalTag == "" || r.Topic != n.o.Topics.Proposals {
+		return false
+	}
+	for _, h := range r.Headers {
+		if h.Key == tagHeader {
+			return string(h.Value) != n.o.ProposalTag
+		}
+	}
+	return true
 }
 
 // Write produces the batch's output into its transaction.
@@ -314,9 +363,13 @@ func (n *Node) Write(ctx context.Context, out *engine.Output) error {
 			return err
 		}
 	}
+	var tag []kgo.RecordHeader
+	if n.o.ProposalTag != "" {
+		tag = []kgo.RecordHeader{{Key: tagHeader, Value: []byte(n.o.ProposalTag)}}
+	}
 	for i := range out.Proposals {
 		p := &out.Proposals[i]
-		if err := n.produce(ctx, t.Proposals, p.AccountID, p); err != nil {
+		if err := n.produce(ctx, t.Proposals, p.AccountID, p, tag...); err != nil {
 			return err
 		}
 	}
@@ -327,6 +380,9 @@ func (n *Node) Write(ctx context.Context, out *engine.Output) error {
 		}
 	}
 	for i := range out.DeadLetters {
+		if t.DLQ == "" {
+			break // dropped: another pipeline dead-letters the same records
+		}
 		d := &out.DeadLetters[i]
 		// The original bytes exactly, so a dead letter is never larger than
 		// the record the broker already took; what and where in headers.
@@ -340,12 +396,12 @@ func (n *Node) Write(ctx context.Context, out *engine.Output) error {
 	return nil
 }
 
-func (n *Node) produce(ctx context.Context, topic, key string, v any) error {
+func (n *Node) produce(ctx context.Context, topic, key string, v any, headers ...kgo.RecordHeader) error {
 	b, err := jsonl.Marshal(v)
 	if err != nil {
 		return err
 	}
-	n.send(ctx, &kgo.Record{Topic: topic, Key: []byte(key), Value: b})
+	n.send(ctx, &kgo.Record{Topic: topic, Key: []byte(key), Value: b, Headers: headers})
 	return nil
 }
 
@@ -431,6 +487,9 @@ func (n *Node) Replay(ctx context.Context, topic string, partition int32, from, 
 		fs.EachRecord(func(r *kgo.Record) {
 			if r.Offset >= to {
 				done = true
+				return
+			}
+			if n.foreign(r) {
 				return
 			}
 			recs = append(recs, engine.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value})
