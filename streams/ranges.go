@@ -333,7 +333,6 @@ type RangeSource struct {
 	ch     chan rangeBatch
 	cancel context.CancelFunc
 	read   atomic.Int64
-	before func([]engine.Record)
 }
 
 type rangeBatch struct {
@@ -342,10 +341,12 @@ type rangeBatch struct {
 }
 
 // NewRangeSource reads ranges with a client made of opts (seed brokers,
-// TLS, SASL). before, when not nil, is called with each batch before the
-// engine sees it (a replay swaps rule set versions there).
-func NewRangeSource(opts []kgo.Opt, ranges []PartRange, before func([]engine.Record)) *RangeSource {
-	return &RangeSource{opts: opts, ranges: ranges, batch: 8192, before: before}
+// TLS, SASL), in batches of at most batch records (default 8192 when <= 0).
+func NewRangeSource(opts []kgo.Opt, ranges []PartRange, batch int) *RangeSource {
+	if batch <= 0 {
+		batch = 8192
+	}
+	return &RangeSource{opts: opts, ranges: ranges, batch: batch}
 }
 
 // Read is the number of records (and transaction markers) read so far; it
@@ -369,9 +370,6 @@ func (s *RangeSource) Poll(ctx context.Context) ([]engine.Record, error) {
 		if b.err != nil {
 			s.cancel()
 			return nil, b.err
-		}
-		if s.before != nil {
-			s.before(b.recs)
 		}
 		return b.recs, nil
 	case <-ctx.Done():

@@ -72,6 +72,7 @@ func cmdBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	actionsTopic := fs.String("actions-topic", "", "external proposals topic to read beside the events (default: none)")
 	fromS := fs.String("from", "", "start of the range: RFC 3339 time or partition:offset pairs (default: start of the log)")
 	toS := fs.String("to", "", "end of the range, exclusive: RFC 3339 time or partition:offset pairs (default: end of the log)")
+	batch := fs.Int("batch", 0, "records per batch (default 8192)")
 	warmS := fs.String("warmup", "", "events read before --from to warm state up, without output (default: the longest window; 0 for none)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, backtestUsage+"\nFlags:\n")
@@ -124,9 +125,9 @@ func cmdBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		if *topic == "" {
 			*topic = k.topics.Metrics
 		}
-		return topicBacktest(ctx, sides, topicRange{topic: *topic, actions: *actionsTopic, from: *fromS, to: *toS, warmup: *warmS}, opts, *out, stdout, stderr)
+		return topicBacktest(ctx, sides, *batch, topicRange{topic: *topic, actions: *actionsTopic, from: *fromS, to: *toS, warmup: *warmS}, opts, *out, stdout, stderr)
 	}
-	return fileBacktest(ctx, sides, *input, *actions, stdin, *out, stdout, stderr)
+	return fileBacktest(ctx, sides, *batch, *input, *actions, stdin, *out, stdout, stderr)
 }
 
 // baselineRules resolves --baseline: a rules file, "live" (the newest
@@ -183,7 +184,7 @@ type topicRange struct {
 	from, to, warmup string
 }
 
-func fileBacktest(ctx context.Context, sides []*backtestSide, input, actions string, stdin io.Reader, out string, stdout, stderr io.Writer) error {
+func fileBacktest(ctx context.Context, sides []*backtestSide, batch int, input, actions string, stdin io.Reader, out string, stdout, stderr io.Writer) error {
 	var total int64
 	if input != "-" {
 		if st, err := os.Stat(input); err == nil {
@@ -196,7 +197,7 @@ func fileBacktest(ctx context.Context, sides []*backtestSide, input, actions str
 	prog := startProgress(stderr, total, "bytes", read.Load)
 	var wg sync.WaitGroup
 	for _, s := range sides {
-		o := backtest.Options{RuleSet: s.rs, InputName: input, OutDir: s.dir}
+		o := backtest.Options{RuleSet: s.rs, InputName: input, OutDir: s.dir, Batch: batch}
 		var closers []io.Closer
 		if input == "-" {
 			o.Input = &countingReader{r: stdin, n: &read}
@@ -237,7 +238,7 @@ func fileBacktest(ctx context.Context, sides []*backtestSide, input, actions str
 	return compare(sides, report.Meta{Input: input, Actions: actions, Records: sides[0].sum.Lines}, out, stdout, stderr)
 }
 
-func topicBacktest(ctx context.Context, sides []*backtestSide, tr topicRange, opts []kgo.Opt, out string, stdout, stderr io.Writer) error {
+func topicBacktest(ctx context.Context, sides []*backtestSide, batch int, tr topicRange, opts []kgo.Opt, out string, stdout, stderr io.Writer) error {
 	from, err := streams.ParseBound(tr.from)
 	if err != nil {
 		return fmt.Errorf("--from: %w", err)
@@ -296,8 +297,8 @@ func topicBacktest(ctx context.Context, sides []*backtestSide, tr topicRange, op
 	}
 	var wg sync.WaitGroup
 	for _, s := range sides {
-		s.src = streams.NewRangeSource(opts, ranges, nil)
-		o := backtest.Options{RuleSet: s.rs, Source: s.src, ActionRecords: actionRecs, Emit: all.Emitted, OutDir: s.dir}
+		s.src = streams.NewRangeSource(opts, ranges, batch)
+		o := backtest.Options{RuleSet: s.rs, Source: s.src, ActionRecords: actionRecs, Emit: all.Emitted, OutDir: s.dir, Batch: batch}
 		wg.Go(func() {
 			s.sum, s.err = backtest.Run(ctx, o)
 			if s.sum != nil {

@@ -336,7 +336,7 @@ func (r *replay) run(ctx context.Context) (*outputs, error) {
 	emit := append(append(streams.Ranges(nil), r.metrics...), r.actions...)
 	sink := &replaySink{keep: func(in rules.Input) bool { return inRanges(emit, in) }, out: got}
 	for _, stage := range []streams.Ranges{r.metrics, r.proposals} {
-		src := &switchSource{src: streams.NewRangeSource(r.opts, stage, nil), r: r}
+		src := &switchSource{src: streams.NewRangeSource(r.opts, stage, 0), r: r}
 		var first *rules.RuleSet
 		for _, pr := range stage {
 			if sha, ok := r.versionAt(partKey{pr.Topic, pr.Partition}, pr.Warm); ok {

@@ -1,0 +1,302 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/adrules/adrules/internal/gen"
+	"github.com/adrules/adrules/internal/kafkatest"
+	"github.com/adrules/adrules/rules"
+	"github.com/adrules/adrules/streams"
+	"github.com/twmb/franz-go/pkg/kadm"
+)
+
+// topicFlags names the test's topics on a command line.
+func topicFlags(addrs []string, t streams.Topics) []string {
+	return []string{"--brokers", strings.Join(addrs, ","),
+		"--topic-metrics", t.Metrics, "--topic-actions", t.Actions, "--topic-proposals", t.Proposals,
+		"--topic-decisions", t.Decisions, "--topic-verdicts", t.Verdicts, "--topic-dlq", t.DLQ,
+		"--topic-config", t.Config, "--topic-config-history", t.ConfigHistory, "--topic-status", t.Status}
+}
+
+func readLines(t *testing.T, path string) [][]byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for l := range bytes.SplitSeq(data, []byte("\n")) {
+		if len(l) > 0 {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// decisionInput reads a decision's input position.
+func decisionInput(t *testing.T, line []byte) rules.Input {
+	t.Helper()
+	var d struct {
+		Input rules.Input `json:"input"`
+	}
+	if err := json.Unmarshal(line, &d); err != nil {
+		t.Fatal(err)
+	}
+	return d.Input
+}
+
+// TestTopicBacktest: a history on a topic of four partitions. The topic
+// backtest over all of it gives the file backtest's decisions; one from a
+// time on, warmed up from the whole log before it, gives exactly those of
+// the full run whose input lies in the range; Kafka keeps no trace of it
+// (no consumer group).
+func TestTopicBacktest(t *testing.T) {
+	addrs, topics := kafkatest.Brokers(t)
+	kafkatest.Setup(t, addrs, topics)
+	lines := kafkatest.History(t, 11, gen.Options{Accounts: 8, BadPct: 1, DupPct: 1})
+	kafkatest.ProduceAtEventTime(t, kafkatest.Client(t, addrs), topics.Metrics, "ad_id", lines)
+	rs := kafkatest.DefaultRules(t, "../..")
+	want, _ := kafkatest.Backtest(t, rs, lines)
+	if len(want) < 10 {
+		t.Fatalf("%d decisions: the test would prove little", len(want))
+	}
+	flags := topicFlags(addrs, topics)
+
+	all := t.TempDir()
+	args := append([]string{"backtest"}, flags...)
+	if _, stderr, err := adrules(t, "", nil, append(args, "--rules", "../../examples/rules.yaml", "--out", all)...); err != nil {
+		t.Fatalf("backtest: %v\n%s", err, stderr)
+	}
+	full := readLines(t, filepath.Join(all, "decisions.jsonl"))
+	g, w := kafkatest.Normalize(t, full), kafkatest.Normalize(t, want)
+	slices.Sort(g)
+	slices.Sort(w)
+	if !slices.Equal(g, w) {
+		t.Fatalf("the topic backtest made %d decisions, the file backtest %d, or other ones", len(g), len(w))
+	}
+
+	// From the middle of the history on, warmed up from everything before.
+	mid := lines[len(lines)/2]
+	at, ok := streams.RecordTime(mid)
+	if !ok {
+		t.Fatalf("no ts in %s", mid)
+	}
+	from := at.UTC().Format(time.RFC3339Nano)
+	part := t.TempDir()
+	if _, stderr, err := adrules(t, "", nil, append(args, "--rules", "../../examples/rules.yaml", "--out", part, "--from", from, "--warmup", "100000h")...); err != nil {
+		t.Fatalf("backtest --from: %v\n%s", err, stderr)
+	}
+	ranges, err := streams.ResolveRange(context.Background(), kafkatest.Client(t, addrs), topics.Metrics,
+		streams.Bound{Time: at}, streams.Bound{}, streams.Warm{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inRange []string
+	for _, d := range full {
+		if inRanges(ranges, decisionInput(t, d)) {
+			inRange = append(inRange, string(d))
+		}
+	}
+	got := toStrings(readLines(t, filepath.Join(part, "decisions.jsonl")))
+	if len(inRange) == 0 || len(inRange) == len(full) {
+		t.Fatalf("%d of %d decisions in the range: the test would prove little", len(inRange), len(full))
+	}
+	if !slices.Equal(got, inRange) {
+		t.Fatalf("from %s: %d decisions, want the full run's %d in the range", from, len(got), len(inRange))
+	}
+
+	groups, err := kadm.NewClient(kafkatest.Client(t, addrs)).ListGroups(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(groups.Groups()) != 0 {
+		t.Fatalf("a backtest left consumer groups: %v", groups.Groups())
+	}
+}
+
+// TestBacktestBaseline: a candidate with a stricter CTR threshold against
+// the baseline rules, on a topic: the diff names as lost exactly the ads
+// that decide on the baseline's side only (each side run alone), and the
+// report files are written. --baseline live and --baseline 1 read the
+// published version.
+func TestBacktestBaseline(t *testing.T) {
+	addrs, topics := kafkatest.Brokers(t)
+	kafkatest.Setup(t, addrs, topics)
+	lines := kafkatest.History(t, 12, gen.Options{Accounts: 8})
+	kafkatest.ProduceAtEventTime(t, kafkatest.Client(t, addrs), topics.Metrics, "ad_id", lines)
+	strict := filepath.Join(t.TempDir(), "strict.yaml")
+	writeReplaced(t, "../../examples/rules.yaml", strict, "ctr_threshold: 0.03", "ctr_threshold: 0.045")
+	args := append([]string{"backtest"}, topicFlags(addrs, topics)...)
+
+	adsOf := func(rulesFile string) map[string]bool {
+		dir := t.TempDir()
+		if _, stderr, err := adrules(t, "", nil, append(args, "--rules", rulesFile, "--out", dir)...); err != nil {
+			t.Fatalf("backtest %s: %v\n%s", rulesFile, err, stderr)
+		}
+		ads := map[string]bool{}
+		for _, l := range readLines(t, filepath.Join(dir, "decisions.jsonl")) {
+			var d rules.Decision
+			if err := json.Unmarshal(l, &d); err != nil {
+				t.Fatal(err)
+			}
+			if d.Type == "rag_index_winner" {
+				ads[d.AdID] = true
+			}
+		}
+		return ads
+	}
+	base, cand := adsOf("../../examples/rules.yaml"), adsOf(strict)
+	var wantLost []string
+	for ad := range base {
+		if !cand[ad] {
+			wantLost = append(wantLost, ad)
+		}
+	}
+	slices.Sort(wantLost)
+	if len(wantLost) == 0 || len(cand) == 0 {
+		t.Fatalf("%d ads lost, %d kept: the test would prove little", len(wantLost), len(cand))
+	}
+
+	out := t.TempDir()
+	stdout, stderr, err := adrules(t, "", nil, append(args, "--rules", strict, "--baseline", "../../examples/rules.yaml", "--out", out)...)
+	if err != nil {
+		t.Fatalf("backtest --baseline: %v\n%s", err, stderr)
+	}
+	lost, gained := diffAds(t, filepath.Join(out, "diff.jsonl"), "rag_index_winner")
+	slices.Sort(lost)
+	if !slices.Equal(lost, wantLost) || len(gained) != 0 {
+		t.Fatalf("lost %v gained %v, want lost %v and none gained", lost, gained, wantLost)
+	}
+	for _, f := range []string{"report.html", "report.md", "candidate/decisions.jsonl", "baseline/actions.jsonl"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("no %s: %v", f, err)
+		}
+	}
+	if !strings.Contains(stdout, "lost") {
+		t.Errorf("stdout does not summarize the diff:\n%s", stdout)
+	}
+
+	// The published version as the baseline: live, and by number.
+	pub := append([]string{"config", "publish"}, topicFlags(addrs, topics)...)
+	if _, stderr, err := adrules(t, "", nil, append(pub, "../../examples/rules.yaml")...); err != nil {
+		t.Fatalf("publish: %v\n%s", err, stderr)
+	}
+	for _, spec := range []string{"live", "1"} {
+		dir := t.TempDir()
+		_, stderr, err := adrules(t, "", nil, append(args, "--rules", strict, "--baseline", spec, "--out", dir)...)
+		if err != nil {
+			t.Fatalf("--baseline %s: %v\n%s", spec, err, stderr)
+		}
+		if !strings.Contains(stderr, "v1") {
+			t.Errorf("--baseline %s does not name v1:\n%s", spec, stderr)
+		}
+		if l, g := diffAds(t, filepath.Join(dir, "diff.jsonl"), "rag_index_winner"); !slices.Equal(l, lost) || !slices.Equal(g, gained) {
+			t.Errorf("--baseline %s: other ads changed than with the same rules from a file", spec)
+		}
+	}
+	if _, stderr, err := adrules(t, "", nil, append(args, "--rules", strict, "--baseline", "9", "--out", t.TempDir())...); exitCode(err) != 1 || !strings.Contains(stderr, "no version 9") {
+		t.Errorf("--baseline 9: exit %d, %s", exitCode(err), stderr)
+	}
+}
+
+// diffAds returns the ads diff.jsonl says lose and gain decisions of type
+// typ, sorted.
+func diffAds(t *testing.T, path, typ string) (lost, gained []string) {
+	t.Helper()
+	for _, l := range readLines(t, path) {
+		var rec struct {
+			Kind   string `json:"kind"`
+			AdID   string `json:"ad_id"`
+			Type   string `json:"type"`
+			Change string `json:"change"`
+		}
+		if err := json.Unmarshal(l, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Kind == "ad" && rec.Type == typ {
+			switch rec.Change {
+			case "lost":
+				lost = append(lost, rec.AdID)
+			case "gained":
+				gained = append(gained, rec.AdID)
+			}
+		}
+	}
+	slices.Sort(lost)
+	slices.Sort(gained)
+	return lost, gained
+}
+
+// cancelAfter reads r and cancels ctx once n bytes went through.
+type cancelAfter struct {
+	r      *bytes.Reader
+	n      int
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		c.cancel()
+		return 0, context.Canceled
+	}
+	n, err := c.r.Read(p[:min(len(p), c.n)])
+	c.n -= n
+	return n, err
+}
+
+// TestBacktestInterrupted: Ctrl-C (the context ends) halfway through the
+// input: the command says so, exits 130, and the decisions written so far
+// are whole lines, a prefix of a full run's.
+func TestBacktestInterrupted(t *testing.T) {
+	lines := kafkatest.History(t, 13, gen.Options{Accounts: 8})
+	input := append(bytes.Join(lines, []byte("\n")), '\n')
+	full := t.TempDir()
+	if _, stderr, err := adrules(t, string(input), nil, "backtest", "--rules", "../../examples/rules.yaml", "--input", "-", "--out", full); err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr bytes.Buffer
+	dir := t.TempDir()
+	in := &cancelAfter{r: bytes.NewReader(input), n: len(input) / 2, cancel: cancel}
+	err := run(ctx, []string{"backtest", "--rules", "../../examples/rules.yaml", "--input", "-", "--out", dir, "--batch", "64"}, in, &bytes.Buffer{}, &stderr, nil)
+	if exitCode(err) != 130 || !strings.Contains(stderr.String(), "interrupted") {
+		t.Fatalf("exit %d (%v), want 130 and a word on it:\n%s", exitCode(err), err, stderr.String())
+	}
+	want := readLines(t, filepath.Join(full, "decisions.jsonl"))
+	got := readLines(t, filepath.Join(dir, "decisions.jsonl"))
+	for _, l := range got {
+		if !json.Valid(l) {
+			t.Fatalf("a line cut short: %s", l)
+		}
+	}
+	if len(got) == 0 || len(got) >= len(want) || !slices.EqualFunc(got, want[:len(got)], bytes.Equal) {
+		t.Fatalf("%d decisions kept of %d: want a proper prefix of the full run's", len(got), len(want))
+	}
+}
+
+// TestProgressLine: the bar, the count, the rate and the time left.
+func TestProgressLine(t *testing.T) {
+	for _, c := range []struct {
+		read, total int64
+		elapsed     time.Duration
+		want        string
+	}{
+		{500, 1000, 2 * time.Second, "[#####.....]  50% 500/1000 records, 250/s, 2s left"},
+		{1000, 1000, 4 * time.Second, "[##########] 100% 1000/1000 records, 250/s"},
+		{2_500_000, 0, time.Second, "2.50M records, 2.50M/s"},
+		{0, 100, 0, "[..........]   0% 0/100 records, 0/s"},
+	} {
+		if got := progressLine(c.read, c.total, "records", c.elapsed, 10); got != c.want {
+			t.Errorf("progressLine(%d, %d, %s) = %q, want %q", c.read, c.total, c.elapsed, got, c.want)
+		}
+	}
+}
