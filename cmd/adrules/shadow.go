@@ -1,18 +1,549 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
 
+	"github.com/adrules/adrules/internal/shadow"
+	"github.com/adrules/adrules/rules"
+	"github.com/adrules/adrules/streams"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// shadowEvery is how often a node judges the shadow rule set. It is the
+// package's one test knob: tests shorten it before starting watchShadow.
+var shadowEvery = 15 * time.Second
+
 func cmdShadow(ctx context.Context, args []string, stdout, stderr io.Writer, env map[string]string) error {
-	return errors.New("shadow: not yet")
+	if len(args) == 0 || args[0] != "status" {
+		fmt.Fprintln(stderr, "Usage: adrules shadow status --brokers LIST [--ruleset NAME] [--json]")
+		return exitError{2}
+	}
+	fs := flag.NewFlagSet("shadow status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var k kafkaFlags
+	k.register(fs, "127.0.0.1:9092")
+	// The shadow's decisions topic, unless the Kafka flags already name it.
+	if fs.Lookup("topic-shadow-decisions") == nil {
+		fs.StringVar(&k.topics.ShadowDecisions, "topic-shadow-decisions", k.topics.ShadowDecisions, "the shadow rule set's decisions topic")
+	}
+	name := fs.String("ruleset", "default", "rule set name")
+	asJSON := fs.Bool("json", false, "print the comparison as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: adrules shadow status --brokers LIST [--ruleset NAME] [--json]\n\nCompares the shadow rule set with the live one since the shadow was published:\nagreement per rule, the precision of each side's winner decisions, the test and the promotion verdict.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return exitError{2}
+	}
+	opts, err := k.clientOpts(env)
+	if err != nil {
+		return err
+	}
+	j, err := judgeShadow(ctx, &k, opts, *name)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(j.jsonView())
+	}
+	j.print(stdout)
+	return nil
+}
+
+// judgement is the comparison of a rule set's shadow with its live
+// version, as read from Kafka.
+type judgement struct {
+	name     string
+	live     streams.ConfigRecord
+	liveRS   *rules.RuleSet
+	shadow   *streams.ConfigRecord // nil: no shadow is published
+	shadowRS *rules.RuleSet        // nil: the shadow does not validate
+	invalid  error                 // why not
+	since    int64                 // the shadow record's Kafka timestamp, epoch ms
+	report   shadow.Report
+}
+
+// judgeShadow reads the live and shadow versions of rule set name from the
+// config topic and, when there is a shadow, judges it: the metric events,
+// the live decisions and the shadow's decisions from the shadow's start to
+// the current end of each topic.
+func judgeShadow(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, name string) (*judgement, error) {
+	recs, err := streams.ReadAll(ctx, k.brokerList(), opts, k.topics.Config)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", k.topics.Config, err)
+	}
+	j := &judgement{name: name}
+	live, _ := streams.Configs(recs, name)
+	for i := len(live) - 1; i >= 0 && j.liveRS == nil; i-- {
+		if rs, err := compileRecord(live[i]); err == nil {
+			j.live, j.liveRS = live[i], rs
+		}
+	}
+	if j.liveRS == nil {
+		return nil, fmt.Errorf("rule set %q: %w", name, streams.ErrNoConfig)
+	}
+	// The shadow is the last record under its key; a tombstone retired it.
+	var last *kgo.Record
+	for _, r := range recs {
+		if string(r.Key) == streams.ShadowKey(name) {
+			last = r
+		}
+	}
+	if last == nil || last.Value == nil {
+		return j, nil
+	}
+	var c streams.ConfigRecord
+	if err := json.Unmarshal(last.Value, &c); err != nil || c.Name != name || len(c.Document) == 0 {
+		return nil, fmt.Errorf("%s offset %d: not a shadow config record of %q", k.topics.Config, last.Offset, name)
+	}
+	j.shadow, j.since = &c, last.Timestamp.UnixMilli()
+	if j.shadowRS, err = compileRecord(c); err != nil {
+		j.invalid = err
+	}
+
+	settings, err := shadow.FromRuleSet(j.liveRS)
+	if err != nil {
+		return nil, err
+	}
+	tr := shadow.New(settings)
+	type side struct {
+		s     shadow.Side
+		topic string
+		keep  func(rules.Decision) bool
+	}
+	for _, sd := range []side{
+		{shadow.Live, k.topics.Decisions, func(rules.Decision) bool { return true }},
+		// Only the shadow version's own decisions: not an earlier shadow's.
+		{shadow.Shadow, k.topics.ShadowDecisions, func(d rules.Decision) bool { return d.RulesetSHA256 == c.SHA256 }},
+	} {
+		recs, err := readRange(ctx, k.brokerList(), opts, sd.topic, j.since)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", sd.topic, err)
+		}
+		for _, r := range recs {
+			var d rules.Decision
+			if json.Unmarshal(r.Value, &d) != nil || d.Type == "config_applied" || int64(d.TS) < j.since || !sd.keep(d) {
+				continue
+			}
+			tr.Decision(sd.s, d)
+		}
+	}
+	recs, err = readRange(ctx, k.brokerList(), opts, k.topics.Metrics, j.since)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", k.topics.Metrics, err)
+	}
+	// Decisions first, then the events in event-time order: every decision
+	// is pending before the watermark passes its horizon, so the outcomes
+	// are exact and do not depend on how partitions interleave.
+	var events []shadow.Metric
+	var dec rules.Decoder
+	var ev rules.Event
+	for _, r := range recs {
+		if dec.Decode(r.Value, &ev) == nil {
+			events = append(events, shadow.MetricOf(&ev))
+		}
+	}
+	slices.SortStableFunc(events, func(a, b shadow.Metric) int {
+		return cmp.Or(cmp.Compare(a.TS, b.TS), strings.Compare(a.AdID, b.AdID), strings.Compare(a.EventID, b.EventID))
+	})
+	for _, m := range events {
+		tr.Event(m)
+	}
+	j.report = tr.Report()
+	return j, nil
+}
+
+// readRange reads topic from the first offset at or after since (epoch ms,
+// Kafka record time) to the end offsets listed when it is called, as a
+// read_committed consumer that keeps control records: a partition whose
+// last record is a transaction marker still reaches its end. Records come
+// in partition and offset order; control records are left out. A topic
+// that does not exist reads as empty.
+func readRange(ctx context.Context, brokers []string, opts []kgo.Opt, topic string, since int64) ([]*kgo.Record, error) {
+	adm, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer adm.Close()
+	ka := kadm.NewClient(adm)
+	starts, err := ka.ListOffsetsAfterMilli(ctx, since, topic)
+	if err != nil {
+		return nil, err
+	}
+	ends, err := ka.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	want := map[int32]int64{}
+	from := map[int32]kgo.Offset{}
+	var lerr error
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			if !errors.Is(o.Err, kerr.UnknownTopicOrPartition) {
+				lerr = o.Err
+			}
+			return
+		}
+		s, ok := starts.Lookup(topic, o.Partition)
+		if !ok || s.Err != nil {
+			lerr = cmp.Or(s.Err, fmt.Errorf("partition %d: no start offset", o.Partition))
+			return
+		}
+		if s.Offset >= 0 && s.Offset < o.Offset {
+			want[o.Partition] = o.Offset
+			from[o.Partition] = kgo.NewOffset().At(s.Offset)
+		}
+	})
+	if lerr != nil {
+		return nil, lerr
+	}
+	if len(want) == 0 {
+		return nil, nil
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords()}, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	byPart := map[int32][]*kgo.Record{}
+	for len(want) > 0 {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return nil, ferr
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			end, ok := want[r.Partition]
+			if !ok || r.Offset >= end {
+				return
+			}
+			if !r.Attrs.IsControl() {
+				byPart[r.Partition] = append(byPart[r.Partition], r)
+			}
+			if r.Offset+1 >= end {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	var out []*kgo.Record
+	for _, p := range slices.Sorted(maps.Keys(byPart)) {
+		out = append(out, byPart[p]...)
+	}
+	return out, nil
+}
+
+// shadowJSON is the --json form of a judgement.
+type shadowJSON struct {
+	Ruleset string         `json:"ruleset"`
+	Live    versionJSON    `json:"live"`
+	Shadow  *versionJSON   `json:"shadow"` // null: no shadow is published
+	Report  *shadow.Report `json:"report,omitempty"`
+}
+
+type versionJSON struct {
+	Version int64  `json:"version"`
+	SHA256  string `json:"sha256"`
+	Since   string `json:"since,omitempty"`   // the shadow's start, RFC 3339
+	Invalid string `json:"invalid,omitempty"` // why the shadow does not validate
+}
+
+func (j *judgement) jsonView() shadowJSON {
+	v := shadowJSON{Ruleset: j.name, Live: versionJSON{Version: j.live.Version, SHA256: j.live.SHA256}}
+	if j.shadow != nil {
+		v.Shadow = &versionJSON{Version: j.shadow.Version, SHA256: j.shadow.SHA256, Since: rules.FormatTime(j.since)}
+		if j.invalid != nil {
+			v.Shadow.Invalid = j.invalid.Error()
+		}
+		v.Report = &j.report
+	}
+	return v
+}
+
+// print writes the judgement for people.
+func (j *judgement) print(w io.Writer) {
+	if j.shadow == nil {
+		fmt.Fprintf(w, "rule set %s: live v%d (sha256 %s); no shadow is published\n", j.name, j.live.Version, short(j.live.SHA256))
+		return
+	}
+	r, s := j.report, j.report.Settings
+	fmt.Fprintf(w, "rule set %s: live v%d (sha256 %s), shadow v%d (sha256 %s) since %s\n",
+		j.name, j.live.Version, short(j.live.SHA256), j.shadow.Version, short(j.shadow.SHA256), rules.FormatTime(j.since))
+	if j.invalid != nil {
+		fmt.Fprintf(w, "warning: the shadow does not validate, nodes do not run it: %v\n", j.invalid)
+	}
+	join := "or"
+	if s.RequireBoth {
+		join = "and"
+	}
+	wm := "none yet"
+	if r.Watermark != 0 {
+		wm = rules.FormatTime(r.Watermark)
+	}
+	fmt.Fprintf(w, "outcomes: a %s decision held when the ad's next %gh of events give roas >= %g %s ctr > %g (the live thresholds); watermark %s\n\n",
+		s.WinnerType, s.Horizon.D().Hours(), s.ROASThreshold, join, s.CTRThreshold, wm)
+
+	fmt.Fprintf(w, "%-8s %9s %9s %9s %9s\n", "side", "decisions", "resolved", "held", "precision")
+	for _, sd := range []struct {
+		name string
+		r    shadow.SideReport
+	}{{"live", r.Live}, {"shadow", r.Shadow}} {
+		fmt.Fprintf(w, "%-8s %9d %9d %9d %9.4f\n", sd.name, sd.r.Decisions, sd.r.Resolved, sd.r.Held, sd.r.Precision)
+	}
+	fmt.Fprintln(w)
+	width := len("rule")
+	for _, a := range r.Agreement {
+		width = max(width, len(a.Rule))
+	}
+	fmt.Fprintf(w, "%-*s %9s %9s %11s\n", width, "rule", "both", "live only", "shadow only")
+	for _, a := range r.Agreement {
+		fmt.Fprintf(w, "%-*s %9d %9d %11d\n", width, a.Rule, a.Both, a.LiveOnly, a.ShadowOnly)
+	}
+	if len(r.Agreement) == 0 {
+		fmt.Fprintln(w, "(no decisions since the shadow's start)")
+	}
+	fmt.Fprintf(w, "\ntest: z %.3f (critical %.3f at confidence %g), p %.4f; improvement %+.2f%% relative, %+.2f points\n",
+		r.Z, r.ZCritical, s.ConfidenceLevel, r.PValue, r.ImprovementPct, r.ImprovementPts)
+	fmt.Fprintln(w, "criteria:")
+	for _, c := range r.Criteria {
+		mark := "met    "
+		if !c.Met {
+			mark = "not met"
+		}
+		fmt.Fprintf(w, "  %s  %-14s %s\n", mark, c.Name, c.Detail)
+	}
+	switch {
+	case r.Promote && j.invalid != nil:
+		fmt.Fprintln(w, "verdict: the criteria are met, but the shadow does not validate: fix it and publish it again")
+	case r.Promote && s.AutoPromote:
+		fmt.Fprintln(w, "verdict: promote (auto_promote is on: the first node to see it publishes the shadow as the next live version)")
+	case r.Promote:
+		fmt.Fprintln(w, "verdict: promote (auto_promote is off: publish the shadow's file with adrules config publish)")
+	default:
+		fmt.Fprintf(w, "verdict: keep the live rule set: %s\n", strings.Join(r.Reasons, "; "))
+	}
+}
+
+// shadowGauges are the metrics of watchShadow.
+type shadowGauges struct {
+	agreement, decisions, resolved, precision *prometheus.GaugeVec
+}
+
+func newShadowGauges(reg prometheus.Registerer) *shadowGauges {
+	g := &shadowGauges{
+		agreement: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "adrules_shadow_agreement",
+			Help: "Ads decided by a rule since the shadow was published: by both rule sets, the live only, the shadow only."}, []string{"rule", "agreement"}),
+		decisions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "adrules_shadow_decisions",
+			Help: "Winner decisions since the shadow was published, by side (live, shadow)."}, []string{"side"}),
+		resolved: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "adrules_shadow_resolved",
+			Help: "Winner decisions whose 24 hours of outcome have passed, by side."}, []string{"side"}),
+		precision: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "adrules_shadow_precision",
+			Help: "Share of resolved winner decisions that held, by side."}, []string{"side"}),
+	}
+	for _, c := range []**prometheus.GaugeVec{&g.agreement, &g.decisions, &g.resolved, &g.precision} {
+		if err := reg.Register(*c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				panic(err)
+			}
+			*c = are.ExistingCollector.(*prometheus.GaugeVec)
+		}
+	}
+	return g
+}
+
+func (g *shadowGauges) set(j *judgement) {
+	g.agreement.Reset()
+	for _, v := range []*prometheus.GaugeVec{g.decisions, g.resolved, g.precision} {
+		v.Reset()
+	}
+	if j == nil || j.shadow == nil {
+		return
+	}
+	r := j.report
+	for _, a := range r.Agreement {
+		g.agreement.WithLabelValues(a.Rule, "both").Set(float64(a.Both))
+		g.agreement.WithLabelValues(a.Rule, "live_only").Set(float64(a.LiveOnly))
+		g.agreement.WithLabelValues(a.Rule, "shadow_only").Set(float64(a.ShadowOnly))
+	}
+	for _, sd := range []struct {
+		name string
+		r    shadow.SideReport
+	}{{"live", r.Live}, {"shadow", r.Shadow}} {
+		g.decisions.WithLabelValues(sd.name).Set(float64(sd.r.Decisions))
+		g.resolved.WithLabelValues(sd.name).Set(float64(sd.r.Resolved))
+		g.precision.WithLabelValues(sd.name).Set(sd.r.Precision)
+	}
 }
 
 // watchShadow judges the shadow rule set against the live one for as long
 // as ctx lasts: agreement and precision gauges on reg, and auto_promote.
-func watchShadow(ctx context.Context, nc nodeConfig, reg prometheus.Registerer, log *slog.Logger) {}
+// It runs once per node; it judges at once, then every shadowEvery.
+func watchShadow(ctx context.Context, nc nodeConfig, reg prometheus.Registerer, log *slog.Logger) {
+	w := &shadowWatcher{nc: nc, g: newShadowGauges(reg), log: log, claims: map[string]*promotion{}}
+	t := time.NewTicker(shadowEvery)
+	defer t.Stop()
+	for {
+		w.once(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+type shadowWatcher struct {
+	nc      nodeConfig
+	g       *shadowGauges
+	log     *slog.Logger
+	claims  map[string]*promotion // by claim id: what this node did about a shadow
+	lastErr string
+}
+
+// promotion is this node's part in promoting one shadow.
+type promotion struct {
+	won       bool // this node's claim came first
+	failed    bool // the shadow did not validate: nothing more to try
+	published bool
+	retired   bool
+}
+
+func (w *shadowWatcher) once(ctx context.Context) {
+	j, err := judgeShadow(ctx, &w.nc.kafka, w.nc.clientOpts, w.nc.ruleset)
+	if err != nil {
+		if ctx.Err() == nil && err.Error() != w.lastErr {
+			w.log.Warn("shadow not judged", "err", err)
+		}
+		w.lastErr = err.Error()
+		return
+	}
+	w.lastErr = ""
+	w.g.set(j)
+	w.log.Debug("shadow judged", "ruleset", j.name, "shadow", j.shadow != nil, "promote", j.report.Promote)
+	if j.shadow == nil || !j.report.Promote || !j.report.Settings.AutoPromote {
+		return
+	}
+	w.promote(ctx, j)
+}
+
+// promote publishes the shadow as the next live version, once across all
+// nodes: each node that sees the criteria met appends a claim to the
+// config history topic (one partition, kept), reads it back, and only the
+// node whose claim for this shadow comes first publishes.
+func (w *shadowWatcher) promote(ctx context.Context, j *judgement) {
+	c := *j.shadow
+	id := fmt.Sprintf("%s@%d", c.SHA256, j.since)
+	p := w.claims[id]
+	if p == nil {
+		won, first, err := claimPromotion(ctx, &w.nc, j.name, c.SHA256, j.since)
+		if err != nil {
+			w.log.Warn("shadow promotion not claimed; trying again", "err", err)
+			return
+		}
+		p = &promotion{won: won}
+		w.claims[id] = p
+		if !won {
+			w.log.Info("shadow promotion claimed by another node", "ruleset", j.name, "shadow", c.Version, "sha256", short(c.SHA256), "by", first)
+			return
+		}
+		w.log.Info("shadow promotion claimed", "ruleset", j.name, "shadow", c.Version, "sha256", short(c.SHA256),
+			"live_precision", j.report.Live.Precision, "shadow_precision", j.report.Shadow.Precision, "p", j.report.PValue)
+	}
+	if !p.won || p.failed {
+		return
+	}
+	if !p.published && j.live.SHA256 == c.SHA256 {
+		// Published already (by this node before a restart, say): the
+		// live version is the shadow's document.
+		p.published = true
+	}
+	if !p.published {
+		if j.shadowRS == nil || j.shadowRS.Doc.Name != j.name {
+			p.failed = true
+			w.log.Error("shadow not promoted: it does not validate as rule set "+j.name, "err", j.invalid)
+			return
+		}
+		n, err := publishDoc(ctx, &w.nc.kafka, w.nc.clientOpts, j.shadowRS.Doc, "auto_promote:"+w.nc.nodeID)
+		if err != nil {
+			w.log.Error("shadow not promoted: publish failed; trying again", "err", err)
+			return
+		}
+		p.published = true
+		w.log.Info("shadow promoted: published as the next live version", "ruleset", n.Name, "version", n.Version, "sha256", short(n.SHA256))
+	}
+	if !p.retired {
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(w.nc.kafka.brokerList()...)}, w.nc.clientOpts...)...)
+		if err == nil {
+			err = streams.RetireShadow(ctx, cl, w.nc.kafka.topics, j.name, c.Version, "auto_promote:"+w.nc.nodeID)
+			cl.Close()
+		}
+		if err != nil {
+			w.log.Error("promoted shadow not retired; trying again", "err", err)
+			return
+		}
+		p.retired = true
+		w.log.Info("shadow retired after its promotion", "ruleset", j.name, "shadow", c.Version)
+	}
+}
+
+// promoteClaim is the value of a claim record on the config history
+// topic, under the key ShadowKey(name)+"/promote". streams.Configs and
+// streams.Shadows read only their own keys, so claims disturb no config
+// reader.
+type promoteClaim struct {
+	SHA256 string `json:"sha256"`
+	Since  int64  `json:"shadow_since_ms"` // the shadow record's Kafka timestamp: tells a re-published shadow apart
+	Node   string `json:"node"`
+	At     string `json:"at"` // wall clock, RFC 3339, for people
+}
+
+// claimPromotion appends this node's claim to promote the shadow (sha,
+// since) and reads the history back: won is true when the first claim for
+// that shadow is this node's; first names the node whose claim is first.
+func claimPromotion(ctx context.Context, nc *nodeConfig, name, sha string, since int64) (won bool, first string, err error) {
+	key := streams.ShadowKey(name) + "/promote"
+	b, _ := json.Marshal(promoteClaim{SHA256: sha, Since: since, Node: nc.nodeID, At: time.Now().UTC().Format(time.RFC3339)})
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(nc.kafka.brokerList()...)}, nc.clientOpts...)...)
+	if err != nil {
+		return false, "", err
+	}
+	err = cl.ProduceSync(ctx, &kgo.Record{Topic: nc.kafka.topics.ConfigHistory, Key: []byte(key), Value: b}).FirstErr()
+	cl.Close()
+	if err != nil {
+		return false, "", fmt.Errorf("claim on %s: %w", nc.kafka.topics.ConfigHistory, err)
+	}
+	recs, err := streams.ReadAll(ctx, nc.kafka.brokerList(), nc.clientOpts, nc.kafka.topics.ConfigHistory)
+	if err != nil {
+		return false, "", err
+	}
+	for _, r := range recs {
+		var pc promoteClaim
+		if string(r.Key) != key || json.Unmarshal(r.Value, &pc) != nil || pc.SHA256 != sha || pc.Since != since {
+			continue
+		}
+		return pc.Node == nc.nodeID, pc.Node, nil
+	}
+	return false, "", errors.New("the claim is not in the history topic")
+}

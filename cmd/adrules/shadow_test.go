@@ -1,0 +1,359 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/adrules/adrules/config"
+	"github.com/adrules/adrules/internal/kafkatest"
+	"github.com/adrules/adrules/internal/shadow"
+	"github.com/adrules/adrules/rules"
+	"github.com/adrules/adrules/streams"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// shadowT0 is when the test's shadow was published (its record's Kafka
+// timestamp) and where its event time starts.
+var shadowT0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// shadowCluster is a broker holding a live rule set, its shadow, metric
+// events and both sides' decisions.
+type shadowCluster struct {
+	addrs      []string
+	topics     streams.Topics
+	live, shad *config.Document
+}
+
+// flags are the command-line flags that point adrules at the cluster.
+func (c *shadowCluster) flags() []string {
+	return []string{"--brokers", strings.Join(c.addrs, ","), "--topic-config", c.topics.Config, "--topic-config-history", c.topics.ConfigHistory,
+		"--topic-metrics", c.topics.Metrics, "--topic-decisions", c.topics.Decisions, "--topic-shadow-decisions", c.topics.ShadowDecisions}
+}
+
+func (c *shadowCluster) nodeConfig(id string) nodeConfig {
+	nc := testNodeConfig(c.addrs, c.topics, id, "")
+	return nc
+}
+
+// newShadowCluster publishes the live rule set (examples/rules.yaml with
+// model_evaluation: min_samples 200, min_accuracy_delta 0.01 and
+// auto_promote as given) and, when withShadow, its shadow (a higher ROAS
+// threshold, published at shadowT0). Then it writes 400 ads: ad i is
+// decided at shadowT0 + 10 min·i by the live side always, by the shadow
+// when shadowDecides(i), and an hour later gets the event that makes the
+// decision hold (ROAS 4, for i%20 < 11: 55% of ads) or not (ROAS 1).
+func newShadowCluster(t *testing.T, autoPromote, withShadow bool, shadowDecides func(i int) bool) *shadowCluster {
+	t.Helper()
+	addrs, topics := kafkatest.Brokers(t)
+	kafkatest.Setup(t, addrs, topics)
+	c := &shadowCluster{addrs: addrs, topics: topics}
+	base, err := os.ReadFile("../../examples/rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := strings.Replace(string(base), "params:\n", fmt.Sprintf("params:\n  model_evaluation: {min_samples: 200, min_accuracy_delta: 0.01, auto_promote: %v}\n", autoPromote), 1)
+	load := func(src string) *config.Document {
+		d, err := config.Load("rules.yaml", []byte(src), config.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	c.live = load(src)
+	c.shad = load(strings.Replace(src, "roas_threshold: 3.0", "roas_threshold: 3.5", 1))
+	ctx := context.Background()
+	cl := kafkatest.Client(t, addrs)
+	if err := streams.Publish(ctx, cl, topics, streams.ConfigRecord{Name: "default", Version: 1, SHA256: c.live.SHA256(), Author: "test", Document: c.live.Canonical()}); err != nil {
+		t.Fatal(err)
+	}
+	if !withShadow {
+		return c
+	}
+	b, _ := json.Marshal(streams.ConfigRecord{Name: "default", Version: 2, SHA256: c.shad.SHA256(), Author: "test",
+		PublishedAt: shadowT0.Format(time.RFC3339), Document: c.shad.Canonical(), Shadow: true})
+	for _, topic := range []string{topics.ConfigHistory, topics.Config} {
+		r := &kgo.Record{Topic: topic, Key: []byte(streams.ShadowKey("default")), Value: b, Timestamp: shadowT0}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	const n = 400
+	t0 := shadowT0.UnixMilli()
+	var events, live, shad [][]byte
+	decision := func(id, ad, sha string, ts int64) []byte {
+		b, _ := json.Marshal(rules.Decision{DecisionID: id, RuleID: "winner", RulesetSHA256: sha, Type: "rag_index_winner",
+			AccountID: "acc", AdID: ad, TS: rules.Time(ts)})
+		return b
+	}
+	for i := range n {
+		ad := fmt.Sprintf("ad%04d", i)
+		ts := t0 + int64(i)*int64(10*time.Minute/time.Millisecond)
+		live = append(live, decision("l"+ad, ad, c.live.SHA256(), ts))
+		if shadowDecides(i) {
+			shad = append(shad, decision("s"+ad, ad, c.shad.SHA256(), ts))
+		}
+		rev := 10
+		if i%20 < 11 {
+			rev = 40
+		}
+		events = append(events, fmt.Appendf(nil, `{"event_id":"e%s","ts":%d,"account_id":"acc","ad_id":"%s","impressions":1000,"clicks":10,"spend":10,"revenue":%d}`,
+			ad, ts+int64(time.Hour/time.Millisecond), ad, rev))
+	}
+	// An event two days after the last decision: every decision resolves.
+	events = append(events, fmt.Appendf(nil, `{"event_id":"clock","ts":%d,"account_id":"acc","ad_id":"clock","impressions":0,"clicks":0,"spend":0}`,
+		t0+int64(n)*int64(10*time.Minute/time.Millisecond)+48*int64(time.Hour/time.Millisecond)))
+	// Neither a switch record, nor a decision before the shadow's start,
+	// nor one of an earlier shadow counts.
+	live = append(live, []byte(`{"type":"config_applied","ruleset_version":1,"ruleset_sha256":"x","input":{}}`),
+		decision("early", "ad0001", c.live.SHA256(), t0-1))
+	shad = append(shad, decision("old", "ad0002", "0123456789ab", t0+1))
+	kafkatest.Produce(t, cl, topics.Metrics, "ad_id", events)
+	kafkatest.Produce(t, cl, topics.Decisions, "ad_id", live)
+	// The shadow's decisions in transactions, as nodes write them: one
+	// committed, ending in its marker, and one aborted, which must not count.
+	txn := func(commit bool, lines [][]byte) {
+		tc := kafkatest.Client(t, addrs, kgo.TransactionalID(fmt.Sprintf("shadow-test-%v", commit)), kgo.DefaultProduceTopic(topics.ShadowDecisions))
+		if err := tc.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range lines {
+			var d rules.Decision
+			json.Unmarshal(l, &d)
+			if err := tc.ProduceSync(ctx, &kgo.Record{Key: []byte(d.AdID), Value: l}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tc.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	txn(false, [][]byte{decision("aborted", "ad0003", c.shad.SHA256(), t0+2)})
+	txn(true, shad)
+	return c
+}
+
+// betterShadow decides every good ad and 6 bad ones in 20: 220/340 =
+// 0.6471 against the live side's 220/400 = 0.55.
+func betterShadow(i int) bool { return i%20 < 17 }
+
+func TestShadowStatus(t *testing.T) {
+	t.Run("no shadow", func(t *testing.T) {
+		c := newShadowCluster(t, false, false, nil)
+		out, stderr, err := adrules(t, "", nil, append([]string{"shadow", "status"}, c.flags()...)...)
+		if err != nil || !strings.Contains(out, "rule set default: live v1") || !strings.Contains(out, "no shadow is published") {
+			t.Fatalf("status: %v\n%s%s", err, out, stderr)
+		}
+		out, _, err = adrules(t, "", nil, append([]string{"shadow", "status", "--json"}, c.flags()...)...)
+		if err != nil || !strings.Contains(out, `"shadow": null`) {
+			t.Fatalf("status --json: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("better", func(t *testing.T) {
+		c := newShadowCluster(t, false, true, betterShadow)
+		out, stderr, err := adrules(t, "", nil, append([]string{"shadow", "status"}, c.flags()...)...)
+		if err != nil {
+			t.Fatalf("status: %v\n%s", err, stderr)
+		}
+		t.Logf("\n%s", out)
+		for _, want := range []string{
+			"shadow v2 (sha256 " + short(c.shad.SHA256()) + ") since 2025-01-01T00:00:00Z",
+			"roas >= 3 or ctr > 0.03 (the live thresholds)",
+			"live           400       400       220    0.5500\n",
+			"shadow         340       340       220    0.6471\n",
+			"rule        both live only shadow only\nwinner       340        60           0\n",
+			"improvement +17.65% relative, +9.71 points",
+			"verdict: promote (auto_promote is off",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("status lacks %q", want)
+			}
+		}
+		out, _, err = adrules(t, "", nil, append([]string{"shadow", "status", "--json"}, c.flags()...)...)
+		var v shadowJSON
+		if err != nil || json.Unmarshal([]byte(out), &v) != nil || v.Report == nil {
+			t.Fatalf("status --json: %v\n%s", err, out)
+		}
+		if r := v.Report; !r.Promote || r.Shadow != (shadow.SideReport{Decisions: 340, Resolved: 340, Held: 220, Precision: 220.0 / 340}) ||
+			v.Shadow.SHA256 != c.shad.SHA256() || v.Live.Version != 1 {
+			t.Errorf("json: %+v %+v", v, *v.Report)
+		}
+	})
+
+	t.Run("not better", func(t *testing.T) {
+		// The shadow decides what the live side decides: no improvement.
+		c := newShadowCluster(t, true, true, func(int) bool { return true })
+		out, stderr, err := adrules(t, "", nil, append([]string{"shadow", "status"}, c.flags()...)...)
+		if err != nil {
+			t.Fatalf("status: %v\n%s", err, stderr)
+		}
+		for _, want := range []string{
+			"shadow         400       400       220    0.5500\n",
+			"winner       400         0           0\n",
+			"not met  improvement",
+			"verdict: keep the live rule set: shadow precision 0.5500 is +0.00% relative to live 0.5500; needs at least +2.00%",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("status lacks %q\n%s", want, out)
+			}
+		}
+		// A node watching it exports the comparison and promotes nothing.
+		reg := prometheus.NewRegistry()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); watchShadow(ctx, c.nodeConfig("w"), reg, slog.New(slog.DiscardHandler)) }()
+		defer func() { cancel(); <-done }()
+		eventually(t, "the shadow gauges", func() bool { return testutil.CollectAndCount(reg, "adrules_shadow_precision") == 2 })
+		want := `
+# HELP adrules_shadow_agreement Ads decided by a rule since the shadow was published: by both rule sets, the live only, the shadow only.
+# TYPE adrules_shadow_agreement gauge
+adrules_shadow_agreement{agreement="both",rule="winner"} 400
+adrules_shadow_agreement{agreement="live_only",rule="winner"} 0
+adrules_shadow_agreement{agreement="shadow_only",rule="winner"} 0
+# HELP adrules_shadow_precision Share of resolved winner decisions that held, by side.
+# TYPE adrules_shadow_precision gauge
+adrules_shadow_precision{side="live"} 0.55
+adrules_shadow_precision{side="shadow"} 0.55
+# HELP adrules_shadow_resolved Winner decisions whose 24 hours of outcome have passed, by side.
+# TYPE adrules_shadow_resolved gauge
+adrules_shadow_resolved{side="live"} 400
+adrules_shadow_resolved{side="shadow"} 400
+`
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "adrules_shadow_agreement", "adrules_shadow_precision", "adrules_shadow_resolved"); err != nil {
+			t.Error(err)
+		}
+		cancel()
+		<-done
+		recs, err := streams.ReadAll(context.Background(), c.addrs, nil, c.topics.ConfigHistory)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hist, _ := streams.Configs(recs, "default"); len(hist) != 1 {
+			t.Errorf("%d live versions, want 1: nothing promoted", len(hist))
+		}
+	})
+}
+
+// lockedBuffer is a log sink that a test reads while a goroutine writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), s)
+}
+
+// grep returns the lines that contain s.
+func (l *lockedBuffer) grep(s string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, line := range strings.Split(l.b.String(), "\n") {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestShadowAutoPromote: two nodes watch a shadow that is clearly better,
+// with auto_promote on: exactly one publishes it, once, as the next live
+// version with the shadow's document, and the shadow is retired.
+func TestShadowAutoPromote(t *testing.T) {
+	shadowEvery = 20 * time.Millisecond
+	defer func() { shadowEvery = 15 * time.Second }()
+	c := newShadowCluster(t, true, true, betterShadow)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	logs := map[string]*lockedBuffer{}
+	for _, id := range []string{"n1", "n2"} {
+		logs[id] = &lockedBuffer{}
+		log := slog.New(slog.NewTextHandler(logs[id], &slog.HandlerOptions{Level: slog.LevelDebug}))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			watchShadow(ctx, c.nodeConfig(id), prometheus.NewRegistry(), log)
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+
+	history := func() []*kgo.Record {
+		recs, err := streams.ReadAll(context.Background(), c.addrs, nil, c.topics.ConfigHistory)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return recs
+	}
+	retired := func() bool {
+		recs, err := streams.ReadAll(context.Background(), c.addrs, nil, c.topics.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var last *kgo.Record
+		for _, r := range recs {
+			if string(r.Key) == streams.ShadowKey("default") {
+				last = r
+			}
+		}
+		return last != nil && last.Value == nil
+	}
+	eventually(t, "the shadow retired", retired)
+	// Both nodes judge twice more, seeing no shadow: neither publishes again.
+	for id, l := range logs {
+		n := l.count("shadow=false")
+		eventually(t, id+" seeing no shadow", func() bool { return l.count("shadow=false") >= n+2 })
+	}
+	cancel()
+	wg.Wait()
+	t.Logf("n1:\n%s\nn2:\n%s", logs["n1"].grep("level=INFO"), logs["n2"].grep("level=INFO"))
+
+	recs := history()
+	hist, _ := streams.Configs(recs, "default")
+	if len(hist) != 2 {
+		t.Fatalf("%d live versions in the history, want 2 (the live one and the promoted shadow)", len(hist))
+	}
+	p := hist[1]
+	if p.Version <= hist[0].Version || p.SHA256 != c.shad.SHA256() || !strings.HasPrefix(p.Author, "auto_promote:n") {
+		t.Errorf("promoted v%d sha256 %s by %s, want a version after v%d, sha256 %s, by auto_promote:<node>",
+			p.Version, short(p.SHA256), p.Author, hist[0].Version, short(c.shad.SHA256()))
+	}
+	if _, err := compileRecord(p); err != nil {
+		t.Errorf("the promoted version does not validate: %v", err)
+	}
+	// The first claim names the node that published.
+	var claims []promoteClaim
+	for _, r := range recs {
+		var pc promoteClaim
+		if string(r.Key) == streams.ShadowKey("default")+"/promote" && json.Unmarshal(r.Value, &pc) == nil {
+			claims = append(claims, pc)
+		}
+	}
+	if len(claims) == 0 || "auto_promote:"+claims[0].Node != p.Author || claims[0].SHA256 != c.shad.SHA256() {
+		t.Errorf("claims %+v, publisher %s", claims, p.Author)
+	}
+	// And status now says there is no shadow, with the promoted version live.
+	out, _, err := adrules(t, "", nil, append([]string{"shadow", "status"}, c.flags()...)...)
+	if err != nil || !strings.Contains(out, fmt.Sprintf("live v%d (sha256 %s); no shadow is published", p.Version, short(c.shad.SHA256()))) {
+		t.Errorf("status after the promotion: %v\n%s", err, out)
+	}
+}
