@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/adrules/adrules/engine"
@@ -243,7 +244,7 @@ func inRanges(rs streams.Ranges, in rules.Input) bool {
 // outputs of one record (a node writes them in rule order).
 func sortOutputs(o []output) {
 	slices.SortStableFunc(o, func(a, b output) int {
-		return cmp.Or(cmp.Compare(a.in.Topic, b.in.Topic), cmp.Compare(a.in.Partition, b.in.Partition), cmp.Compare(a.in.Offset, b.in.Offset))
+		return compareInput(a.in, b.in)
 	})
 }
 
@@ -442,23 +443,70 @@ func (s *replaySink) Write(_ context.Context, out *engine.Output) error {
 	return nil
 }
 
-// firstDiff compares replayed and recorded outputs in input order and
-// describes the first difference, or returns "".
+// firstDiff compares replayed and recorded outputs input record by input
+// record, in input order, and describes the first record whose outputs
+// differ, or returns "".
 func firstDiff(kind, topic string, replayed, recorded []output) string {
-	for i := 0; i < max(len(replayed), len(recorded)); i++ {
+	a, b := replayed, recorded
+	for len(a) > 0 || len(b) > 0 {
+		var in rules.Input
 		switch {
-		case i >= len(recorded):
-			o := replayed[i]
-			return fmt.Sprintf("different: %s #%d (input %s/%d@%d): the replay makes %s, which %s does not hold", kind, i, o.in.Topic, o.in.Partition, o.in.Offset, o.value, topic)
-		case i >= len(replayed):
-			o := recorded[i]
-			return fmt.Sprintf("different: %s #%d (input %s/%d@%d): %s holds %s, which the replay does not make", kind, i, o.in.Topic, o.in.Partition, o.in.Offset, topic, o.value)
-		case !bytes.Equal(replayed[i].value, recorded[i].value):
-			a, b := replayed[i], recorded[i]
-			return fmt.Sprintf("different: %s #%d (input %s/%d@%d)\n  replayed: %s\n  recorded: %s", kind, i, a.in.Topic, a.in.Partition, a.in.Offset, a.value, b.value)
+		case len(a) == 0:
+			in = b[0].in
+		case len(b) == 0:
+			in = a[0].in
+		case compareInput(a[0].in, b[0].in) <= 0:
+			in = a[0].in
+		default:
+			in = b[0].in
 		}
+		var ga, gb []output
+		for len(a) > 0 && a[0].in == in {
+			ga, a = append(ga, a[0]), a[1:]
+		}
+		for len(b) > 0 && b[0].in == in {
+			gb, b = append(gb, b[0]), b[1:]
+		}
+		if slices.EqualFunc(ga, gb, func(x, y output) bool { return bytes.Equal(x.value, y.value) }) {
+			continue
+		}
+		var sb strings.Builder
+		fmt.Fprintf(&sb, "different: %s of input %s/%d@%d", kind, in.Topic, in.Partition, in.Offset)
+		onlyA, onlyB := without(ga, gb), without(gb, ga)
+		if len(onlyA) == 0 && len(onlyB) == 0 {
+			sb.WriteString(": the same records in another order")
+			onlyA, onlyB = ga, gb
+		}
+		for _, o := range onlyA {
+			fmt.Fprintf(&sb, "\n  replayed, not on %s: %s", topic, o.value)
+		}
+		for _, o := range onlyB {
+			fmt.Fprintf(&sb, "\n  on %s, not replayed: %s", topic, o.value)
+		}
+		return sb.String()
 	}
 	return ""
+}
+
+func compareInput(x, y rules.Input) int {
+	return cmp.Or(cmp.Compare(x.Topic, y.Topic), cmp.Compare(x.Partition, y.Partition), cmp.Compare(x.Offset, y.Offset))
+}
+
+// without returns the outputs of x that y does not hold (as many times).
+func without(x, y []output) []output {
+	left := map[string]int{}
+	for _, o := range y {
+		left[string(o.value)]++
+	}
+	var out []output
+	for _, o := range x {
+		if left[string(o.value)] > 0 {
+			left[string(o.value)]--
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
 }
 
 // writeReplay writes the replayed outputs as JSON Lines.

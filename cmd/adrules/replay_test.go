@@ -11,11 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/internal/gen"
 	"github.com/adrules/adrules/internal/kafkatest"
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/streams"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // topicFlags names the test's topics on a command line.
@@ -299,4 +301,121 @@ func TestProgressLine(t *testing.T) {
 			t.Errorf("progressLine(%d, %d, %s) = %q, want %q", c.read, c.total, c.elapsed, got, c.want)
 		}
 	}
+}
+
+// waitProcessed waits until group has processed every record of the
+// metric and proposal topics: first the metric events (which make the
+// proposals, in the same transactions), then the proposals.
+func waitProcessed(t *testing.T, addrs []string, group string, topics streams.Topics) {
+	t.Helper()
+	kafkatest.CaughtUp(t, addrs, group, topics, time.Minute)
+	cl := kafkatest.Client(t, addrs)
+	ctx := context.Background()
+	ranges, err := streams.ResolveRange(ctx, cl, topics.Proposals, streams.Bound{}, streams.Bound{}, streams.Warm{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := map[int32]int64{}
+	for _, r := range ranges {
+		err := streams.ReadRange(ctx, cl.Opts(), r, func(recs []engine.Record, _ []time.Time) error {
+			last[r.Partition] = recs[len(recs)-1].Offset
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	adm := kadm.NewClient(cl)
+	eventually(t, "the proposals processed", func() bool {
+		offs, err := adm.FetchOffsets(ctx, group)
+		if err != nil {
+			return false
+		}
+		for p, l := range last {
+			if o, ok := offs.Lookup(topics.Proposals, p); !ok || o.At <= l {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestReplayVerify: a node processes a history across a switch from v1 to
+// a stricter v2. replay --verify re-runs both versions where they applied
+// and says identical, over all of it and from a time on; a decision
+// tampered with on the decisions topic is named as the first difference.
+func TestReplayVerify(t *testing.T) {
+	addrs, topics := kafkatest.Brokers(t)
+	nc := testNodeConfig(addrs, topics, "n1", t.TempDir())
+	startRunNode(t, nc)
+	cl := kafkatest.Client(t, addrs)
+	lines := kafkatest.History(t, 14, gen.Options{Accounts: 8})
+	half := len(lines) / 2
+	kafkatest.ProduceAtEventTime(t, cl, topics.Metrics, "ad_id", lines[:half])
+	waitProcessed(t, addrs, nc.group, topics)
+
+	strict := filepath.Join(t.TempDir(), "strict.yaml")
+	writeReplaced(t, "../../examples/rules.yaml", strict, "ctr_threshold: 0.03", "ctr_threshold: 0.045")
+	flags := topicFlags(addrs, topics)
+	if _, stderr, err := adrules(t, "", nil, append(append([]string{"config", "publish"}, flags...), strict)...); err != nil {
+		t.Fatalf("publish: %v\n%s", err, stderr)
+	}
+	kafkatest.ProduceAtEventTime(t, cl, topics.Metrics, "ad_id", lines[half:])
+	waitProcessed(t, addrs, nc.group, topics)
+
+	// The switch is on record: both versions applied.
+	var applied []string
+	err := readTopic(context.Background(), cl, cl.Opts(), topics.Decisions, func(v []byte) error {
+		if bytes.Contains(v, []byte(`"type":"config_applied"`)) {
+			applied = append(applied, string(v))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := strings.Join(applied, "\n"); !strings.Contains(s, `"ruleset_version":1,`) || !strings.Contains(s, `"ruleset_version":2,`) {
+		t.Fatalf("no switch from v1 to v2 on record:\n%s", s)
+	}
+
+	replay := append([]string{"replay", "--verify"}, flags...)
+	stdout, stderr, err := adrules(t, "", nil, replay...)
+	if err != nil || !strings.HasPrefix(stdout, "identical: ") {
+		t.Fatalf("replay --verify: %v\n%s%s", err, stdout, stderr)
+	}
+	if strings.HasPrefix(stdout, "identical: 0 decisions") || strings.Contains(stdout, " and 0 verdicts") {
+		t.Fatalf("nothing compared: %s", stdout)
+	}
+	t.Log(stdout)
+	at, _ := streams.RecordTime(lines[half])
+	stdout, stderr, err = adrules(t, "", nil, append(replay, "--from", at.UTC().Format(time.RFC3339Nano))...)
+	if err != nil || !strings.HasPrefix(stdout, "identical: ") {
+		t.Fatalf("replay --verify --from: %v\n%s%s", err, stdout, stderr)
+	}
+
+	// Tamper with a decision: a copy with another value, as if a record
+	// had been changed on its way.
+	var victim []byte
+	err = readTopic(context.Background(), cl, cl.Opts(), topics.Decisions, func(v []byte) error {
+		if victim == nil && bytes.Contains(v, []byte(`"type":"rag_index_winner"`)) {
+			victim = v
+		}
+		return nil
+	})
+	if err != nil || victim == nil {
+		t.Fatalf("no decision to tamper with: %v", err)
+	}
+	var d rules.Decision
+	if err := json.Unmarshal(victim, &d); err != nil {
+		t.Fatal(err)
+	}
+	forged := bytes.Replace(victim, []byte(`"ad_id":"`+d.AdID+`"`), []byte(`"ad_id":"`+d.AdID+`-forged"`), 1)
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: topics.Decisions, Key: []byte(d.AdID), Value: forged}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, err = adrules(t, "", nil, replay...)
+	if exitCode(err) != 1 || !strings.Contains(stdout, "different: decisions") || !strings.Contains(stdout, "-forged") {
+		t.Fatalf("replay --verify after tampering: exit %d\n%s", exitCode(err), stdout)
+	}
+	t.Log(stdout)
 }
