@@ -257,8 +257,9 @@ func read(s Side) (*side, error) {
 			sd.hourBudget[hourOf(v.TS)] += m
 		}
 		k := matchKey(&v.Proposal)
-		// A key seen before (a producer that sent one line twice cannot
-		// collide: each line is its own input record) gets its occurrence.
+		// Keys are unique in practice (a rule proposes once per input
+		// record, and each external line is its own record); should one
+		// repeat, its later copies are numbered and matched in order.
 		for i := 2; sd.verdicts[k] != nil; i++ {
 			k = matchKey(&v.Proposal) + "#" + strconv.Itoa(i)
 		}
