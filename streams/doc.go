@@ -38,6 +38,14 @@
 // million events. Input topics are created with unlimited retention so the
 // history is there; see docs/operations.md.
 //
+// # Ranges
+//
+// ResolveRange turns --from and --to (times or partition:offset pairs) into
+// offsets of each partition, and ReadRange and RangeSource read them as a
+// plain consumer of assigned partitions: no group, no committed offsets.
+// They read transaction markers too (and skip them), so a range that ends
+// in one ends; backtests and replays read that way.
+//
 // # What it never does
 //
 // It makes no decision and keeps no state of its own: everything it reads
