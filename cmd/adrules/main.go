@@ -16,8 +16,12 @@ const usage = `adrules: an event-sourced rules engine for ad automation.
 Usage:
   adrules check [--env NAME] FILE...
       Check rule files; print each problem as FILE:LINE:COL: rule ID: what is wrong.
-  adrules backtest --rules FILE --input EVENTS.jsonl [--actions PROPOSALS.jsonl] --out DIR
-      Run the rules over a history; write DIR/decisions.jsonl, actions.jsonl, dlq.jsonl.
+  adrules backtest --rules FILE --input EVENTS.jsonl [--actions PROPOSALS.jsonl] [--baseline B] --out DIR
+  adrules backtest --brokers LIST [--topic T] [--from T] [--to T] --rules FILE [--baseline FILE|live|VERSION] --out DIR
+      Run the rules over a history (a file or a topic range), beside a baseline:
+      each side's outputs, DIR/diff.jsonl, DIR/report.html, DIR/report.md.
+  adrules replay --brokers LIST [--from T] [--to T] --verify
+      Re-run the recorded rule set versions over a range; say identical or the first difference.
   adrules gen [--seed N] [--events N] [--bad-pct P] [--dup-pct P] [--out FILE]
       Write a synthetic history of metric events (JSON Lines).
   adrules demo
@@ -31,7 +35,10 @@ Usage:
   adrules tail --brokers LIST [--topic T]
       Print decisions (or another topic) as they come.
   adrules config publish|get|history|rollback|status --brokers LIST ...
-      Publish a rule set version to the config topic that every node follows.
+      Publish a rule set version to the config topic that every node follows
+      (publish --shadow FILE: a challenger that nodes run beside the live one).
+  adrules shadow status --brokers LIST
+      Compare the shadow rule set with the live one: agreement, precision, promotion.
   adrules version
 
 Run 'adrules COMMAND -h' for a command's flags.
