@@ -231,3 +231,48 @@ func TestRangeSource(t *testing.T) {
 func rulesInput(r engine.Record) rules.Input {
 	return rules.Input{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
 }
+
+// BenchmarkRangeSource: reading a topic range through RangeSource, the
+// input side of a topic backtest, from an in-process kfake broker (so it
+// measures the client and the source, not a network).
+func BenchmarkRangeSource(b *testing.B) {
+	addrs, _ := kafkatest.Brokers(b)
+	cl := kafkatest.Client(b, addrs, kgo.DefaultProduceTopic("bench"), kgo.ProducerLinger(0))
+	if err := streams.EnsureTopics(context.Background(), cl, []streams.TopicSpec{{Name: "bench", Partitions: 1}}, -1); err != nil {
+		b.Fatal(err)
+	}
+	const n = 100_000
+	line := []byte(`{"event_id":"ad_1001_0001-17","ts":"2026-11-01T17:00:00Z","account_id":"act_1001","campaign_id":"cmp_1001_01","adset_id":"as_1001_01","ad_id":"ad_1001_0001","video_id":"vid_1001_001","impressions":1520,"clicks":31,"spend":12.5,"conversions":2,"revenue":40.1}`)
+	ctx := context.Background()
+	for i := 0; i < n; i++ {
+		cl.Produce(ctx, &kgo.Record{Value: line}, nil)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	rs, err := streams.ResolveRange(ctx, cl, "bench", streams.Bound{}, streams.Bound{}, streams.Warm{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		src := streams.NewRangeSource(cl.Opts(), rs, 0)
+		read := 0
+		for {
+			recs, err := src.Poll(ctx)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			read += len(recs)
+		}
+		if read != n {
+			b.Fatalf("read %d of %d", read, n)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*b.N), "ns/record")
+}
