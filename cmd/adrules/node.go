@@ -61,6 +61,9 @@ func (k *kafkaFlags) register(fs *flag.FlagSet, defBrokers string) {
 	fs.StringVar(&k.topics.Config, "topic-config", t.Config, "rule set versions topic (compacted)")
 	fs.StringVar(&k.topics.ConfigHistory, "topic-config-history", t.ConfigHistory, "rule set history topic")
 	fs.StringVar(&k.topics.Status, "topic-status", t.Status, "node heartbeats topic (compacted)")
+	fs.StringVar(&k.topics.ShadowDecisions, "topic-shadow-decisions", t.ShadowDecisions, "the shadow rule set's decisions topic")
+	fs.StringVar(&k.topics.ShadowProposals, "topic-shadow-proposals", t.ShadowProposals, "the shadow rule set's proposals topic (its stage 2 input)")
+	fs.StringVar(&k.topics.ShadowVerdicts, "topic-shadow-verdicts", t.ShadowVerdicts, "the shadow rule set's verdicts topic")
 }
 
 // clientOpts builds the TLS and SASL options.
@@ -138,6 +141,7 @@ type node struct {
 	rs      *rules.RuleSet                // the rule set the node started with
 	eng     atomic.Pointer[engine.Engine] // nil until the engine exists
 	addr    string                        // the HTTP server's address
+	shadow  *shadowRunner                 // the shadow pipeline (docs/shadow.md)
 
 	mu       sync.Mutex
 	assigned map[string]map[int32]bool // the partitions this node owns now
@@ -266,6 +270,7 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 	n.metrics.setRuleTypes(types)
 	n.metrics.version.Set(float64(rs.Version))
 	reg.MustRegister(newLagCollector(n.lag))
+	n.shadow = newShadowRunner(ctx, nc, reg, n.metrics.refused, log)
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -314,7 +319,15 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 		return err
 	}
 	n.eng.Store(eng)
+	// The shadow, if one is published, after the live rule set: it runs
+	// beside the live pipeline and stops (after its batch) before
+	// runNode returns.
+	if err := n.shadow.start(ctx); err != nil && ctx.Err() == nil {
+		log.Error("cannot read the shadow at start; the config follower takes it up", "err", err)
+	}
+	defer n.shadow.stop()
 	go follow(ctx, nc, eng, n, log)
+	go watchShadow(ctx, nc, reg, log)
 	stopBeat := heartbeat(ctx, nc, n, log)
 	defer stopBeat()
 	err = eng.Run(ctx)
@@ -429,7 +442,8 @@ func nodeRules(ctx context.Context, nc nodeConfig, env map[string]string, log *s
 // follow reads the config topic from its start for as long as the node
 // runs, and swaps in every newer valid version of the node's rule set
 // between batches. An invalid version is refused (logged and counted) and
-// the last good one stays; a tombstone changes nothing.
+// the last good one stays; a tombstone changes nothing. Records of the
+// shadow's key go to the shadow runner.
 func follow(ctx context.Context, nc nodeConfig, eng *engine.Engine, n *node, log *slog.Logger) {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(nc.kafka.brokerList()...),
 		kgo.ConsumeTopics(nc.kafka.topics.Config), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, nc.clientOpts...)...)
@@ -469,6 +483,9 @@ func follow(ctx context.Context, nc nodeConfig, eng *engine.Engine, n *node, log
 				log.Info("rule set switched", "version", rs.Version, "sha256", rs.SHA256[:12])
 			}
 		}
+		// The shadow after the live rule set: replacing it waits for its
+		// current batch.
+		n.shadow.follow(recs)
 	}
 }
 
@@ -486,7 +503,7 @@ func heartbeat(ctx context.Context, nc nodeConfig, n *node, log *slog.Logger) fu
 	beat := func() {
 		rs := n.ruleSet()
 		b, _ := json.Marshal(streams.Heartbeat{Node: nc.nodeID, Group: nc.group, Ruleset: rs.Name, Version: rs.Version,
-			SHA256: rs.SHA256, HTTP: n.addr, At: time.Now().UTC().Format(time.RFC3339)})
+			SHA256: rs.SHA256, HTTP: n.addr, At: time.Now().UTC().Format(time.RFC3339), Shadow: n.shadow.version()})
 		cl.Produce(ctx, &kgo.Record{Key: []byte(nc.nodeID), Value: b}, func(_ *kgo.Record, err error) {
 			if err != nil && ctx.Err() == nil {
 				log.Warn("heartbeat not written", "err", err)

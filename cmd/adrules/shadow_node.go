@@ -1,0 +1,357 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/adrules/adrules/engine"
+	"github.com/adrules/adrules/rules"
+	"github.com/adrules/adrules/state"
+	"github.com/adrules/adrules/streams"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// A node runs the shadow rule set (champion/challenger, docs/shadow.md)
+// beside the live one: the same machinery a second time, on the same
+// inputs, with its own consumer group, Pebble database, engine and output
+// topics. Nothing of it is ever written to a live topic.
+
+// shadowVersion is a valid shadow version, compiled.
+type shadowVersion struct {
+	c  streams.ConfigRecord
+	rs *rules.RuleSet
+}
+
+// nextShadow returns the shadow in force after record r, given the one in
+// force before it (nil: none), as every node decides it: a retirement ends
+// it; a valid version newer than it (or of its number with another
+// document: the newest record wins, as for live versions) replaces it; an
+// older one changes nothing; an invalid one is refused (the error) and cur
+// stays.
+func nextShadow(cur *shadowVersion, r streams.ConfigRecord) (*shadowVersion, error) {
+	if r.Retired {
+		return nil, nil
+	}
+	if cur != nil && (r.Version < cur.c.Version || r.Version == cur.c.Version && r.SHA256 == cur.c.SHA256) {
+		return cur, nil
+	}
+	rs, err := compileRecord(r)
+	if err != nil {
+		return cur, err
+	}
+	return &shadowVersion{c: r, rs: rs}, nil
+}
+
+// shadowTopics are the topics of the shadow pipeline: the live inputs, the
+// shadow's own proposals, decisions and verdicts, and no dead-letter topic
+// (the live pipeline dead-letters the very same records).
+func shadowTopics(t streams.Topics) streams.Topics {
+	return streams.Topics{Metrics: t.Metrics, Actions: t.Actions,
+		Proposals: t.ShadowProposals, Decisions: t.ShadowDecisions, Verdicts: t.ShadowVerdicts}
+}
+
+// shadowGroup is the consumer group of a shadow version: a new one for
+// each version, so a new challenger starts fresh.
+func shadowGroup(group string, version int64) string {
+	return fmt.Sprintf("%s.shadow.v%d", group, version)
+}
+
+// shadowMetrics counts the shadow's work apart from the live metrics: it is
+// the shadow engine's Observer (and not a RebuildObserver: /readyz is about
+// the live pipeline).
+type shadowMetrics struct {
+	decisions *prometheus.CounterVec
+	events    prometheus.Counter
+	version   prometheus.Gauge
+}
+
+func newShadowMetrics(reg prometheus.Registerer) *shadowMetrics {
+	m := &shadowMetrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adrules_shadow_decisions_total", Help: "Decisions the shadow rule set wrote to the shadow decisions topic, by rule."}, []string{"rule"}),
+		events: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "adrules_shadow_events_total", Help: "Metric events the shadow pipeline processed (its warm-up not included)."}),
+		version: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "adrules_shadow_version", Help: "The shadow rule set version this node runs; 0 when none."}),
+	}
+	reg.MustRegister(m.decisions, m.events, m.version)
+	return m
+}
+
+var _ engine.Observer = (*shadowMetrics)(nil)
+
+// Observe counts one partition's batch of the shadow.
+func (m *shadowMetrics) Observe(s engine.Stats) {
+	for rule, n := range s.Decisions {
+		m.decisions.WithLabelValues(rule).Add(float64(n))
+	}
+	if s.Stage == 1 {
+		m.events.Add(float64(s.Records))
+	}
+}
+
+// shadowRunner runs a node's shadow pipeline, one version at a time: it
+// starts, replaces and stops it as the config topic says.
+type shadowRunner struct {
+	ctx     context.Context // the node's
+	nc      nodeConfig
+	log     *slog.Logger
+	m       *shadowMetrics
+	refused prometheus.Counter // the live adrules_config_refused_total
+	running atomic.Int64       // the version running, 0 when none
+
+	// seen holds, per partition of the config topic, the offset up to
+	// which start read it: the follower skips shadow records below it.
+	seen map[int32]int64
+
+	mu      sync.Mutex // orders apply and stop
+	cur     *shadowVersion
+	stopFn  context.CancelFunc
+	done    chan struct{}
+	stopped bool
+}
+
+func newShadowRunner(ctx context.Context, nc nodeConfig, reg prometheus.Registerer, refused prometheus.Counter, log *slog.Logger) *shadowRunner {
+	return &shadowRunner{ctx: ctx, nc: nc, log: log, m: newShadowMetrics(reg), refused: refused}
+}
+
+// version returns the shadow version running, 0 when none.
+func (s *shadowRunner) version() int64 { return s.running.Load() }
+
+// start reads the config topic to its end and starts the shadow in force
+// there. When the topic's last shadow record is invalid and no valid one
+// is left before it (compaction), the history decides, as it does for the
+// live rule set. When start fails, the follower, which reads the topic
+// from its start, takes the shadow up.
+func (s *shadowRunner) start(ctx context.Context) error {
+	topics := s.nc.kafka.topics
+	recs, err := streams.ReadAll(ctx, s.nc.kafka.brokerList(), s.nc.clientOpts, topics.Config)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", topics.Config, err)
+	}
+	seen := map[int32]int64{}
+	for _, r := range recs {
+		seen[r.Partition] = max(seen[r.Partition], r.Offset+1)
+	}
+	cur, last := s.fold(recs, topics.Config)
+	if cur == nil && last != nil && !last.Retired {
+		recs, err := streams.ReadAll(ctx, s.nc.kafka.brokerList(), s.nc.clientOpts, topics.ConfigHistory)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", topics.ConfigHistory, err)
+		}
+		cur, _ = s.fold(recs, topics.ConfigHistory)
+	}
+	s.seen = seen
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur != nil {
+		s.launch(cur)
+	}
+	return nil
+}
+
+// fold returns the shadow in force after recs, and the last shadow record.
+func (s *shadowRunner) fold(recs []*kgo.Record, topic string) (cur *shadowVersion, last *streams.ConfigRecord) {
+	good, bad := streams.Shadows(recs, s.nc.ruleset)
+	for _, b := range bad {
+		s.refused.Inc()
+		s.log.Error("shadow config record refused", "topic", topic, "reason", b)
+	}
+	for i, c := range good {
+		var err error
+		if cur, err = nextShadow(cur, c); err != nil {
+			s.refused.Inc()
+			s.log.Error("shadow version refused", "topic", topic, "version", c.Version, "err", err)
+		}
+		last = &good[i]
+	}
+	return cur, last
+}
+
+// follow applies the shadow records among recs (read by the config
+// follower) that start did not read.
+func (s *shadowRunner) follow(recs []*kgo.Record) {
+	var fresh []*kgo.Record
+	for _, r := range recs {
+		if r.Offset >= s.seen[r.Partition] {
+			fresh = append(fresh, r)
+		}
+	}
+	good, bad := streams.Shadows(fresh, s.nc.ruleset)
+	for _, b := range bad {
+		s.refused.Inc()
+		s.log.Error("shadow config record refused; the current shadow stays", "reason", b)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range good {
+		next, err := nextShadow(s.cur, c)
+		switch {
+		case err != nil:
+			s.refused.Inc()
+			s.log.Error("shadow version refused; the current shadow stays", "version", c.Version, "err", err)
+		case next == s.cur:
+		case next == nil:
+			s.halt()
+			s.log.Info("shadow retired: its pipeline stopped", "version", c.Version)
+		default:
+			s.halt()
+			s.launch(next)
+		}
+	}
+}
+
+// stop stops the shadow pipeline, after its current batch, for good.
+func (s *shadowRunner) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopFn != nil {
+		s.stopFn()
+		<-s.done
+	}
+	s.stopped = true
+}
+
+// dir is the Pebble directory of a shadow version.
+func (s *shadowRunner) dir(version int64) string {
+	return filepath.Join(s.nc.dataDir, "shadow", fmt.Sprintf("v%d", version))
+}
+
+// launch starts v's pipeline and removes the state of any other shadow
+// version (left by a node that was down when the shadow changed). s.mu is
+// held.
+func (s *shadowRunner) launch(v *shadowVersion) {
+	if s.stopped {
+		return
+	}
+	old, _ := filepath.Glob(filepath.Join(s.nc.dataDir, "shadow", "v*"))
+	for _, d := range old {
+		if d != s.dir(v.c.Version) {
+			os.RemoveAll(d)
+		}
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	s.cur, s.stopFn, s.done = v, cancel, make(chan struct{})
+	done := s.done
+	s.running.Store(v.c.Version)
+	s.m.version.Set(float64(v.c.Version))
+	s.log.Info("shadow pipeline starting", "version", v.c.Version, "sha256", short(v.c.SHA256),
+		"group", shadowGroup(s.nc.group, v.c.Version), "published_at", v.c.PublishedAt)
+	go func() {
+		defer close(done)
+		s.run(ctx, v)
+	}()
+}
+
+// halt stops the running pipeline after its current batch and removes its
+// state: a replaced or retired shadow never comes back. s.mu is held.
+func (s *shadowRunner) halt() {
+	if s.stopFn == nil {
+		return
+	}
+	s.stopFn()
+	<-s.done
+	os.RemoveAll(s.dir(s.cur.c.Version))
+	s.cur, s.stopFn, s.done = nil, nil, nil
+	s.running.Store(0)
+	s.m.version.Set(0)
+}
+
+// shadowRetry is how long a failed shadow pipeline waits before it starts
+// again.
+const shadowRetry = 5 * time.Second
+
+// run runs v's pipeline until ctx ends. A failure of the shadow never
+// stops the node: it is logged and the pipeline starts again.
+func (s *shadowRunner) run(ctx context.Context, v *shadowVersion) {
+	for {
+		err := s.runOnce(ctx, v)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Error("shadow pipeline failed; it starts again", "version", v.c.Version, "err", err, "in", shadowRetry)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(shadowRetry):
+		}
+	}
+}
+
+func (s *shadowRunner) runOnce(ctx context.Context, v *shadowVersion) error {
+	publishedMS, err := v.c.PublishedMilli()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(s.dir(v.c.Version)), 0o755); err != nil {
+		return err
+	}
+	db, err := state.Open(s.dir(v.c.Version), state.Options{Sync: true})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	log := s.log.With("shadow", v.c.Version)
+	topics := shadowTopics(s.nc.kafka.topics)
+	at := kgo.NewOffset().AfterMilli(publishedMS)
+	sn, err := streams.NewNode(streams.Options{
+		Brokers: s.nc.kafka.brokerList(), Group: shadowGroup(s.nc.group, v.c.Version), NodeID: s.nc.nodeID,
+		Topics: topics, ClientOpts: s.nc.clientOpts, Logger: log,
+		Start:       map[string]kgo.Offset{topics.Metrics: at, topics.Actions: at},
+		ProposalTag: fmt.Sprintf("v%d", v.c.Version),
+	})
+	if err != nil {
+		return err
+	}
+	defer sn.Close()
+	if err := warmUp(ctx, kadm.NewClient(sn.Client()), db, topics.Metrics, publishedMS-v.rs.KeepMS()); err != nil {
+		return err
+	}
+	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
+	eng, err := engine.New(v.rs, sn, sn, store,
+		engine.WithObserver(s.m), engine.WithLogger(log), engine.WithKeyCheck(engine.KeyRequired), engine.WithSwitchRecords(),
+		engine.WithProposalTopics(topics.Proposals), engine.WithRelayTopics(topics.Actions))
+	if err != nil {
+		return err
+	}
+	err = eng.Run(ctx)
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		log.Info("shadow pipeline stopped: the current batch finished and was committed")
+		return nil
+	}
+	return err
+}
+
+// warmUp sets where the state of each partition of the metrics topic
+// begins, when it holds nothing yet: at the first record stamped at or
+// after fromMS. The shadow group starts later (at the publish time), so the
+// engine replays the records in between into the state, without output,
+// before the partition's first batch (engine.Replayer): the warm-up.
+func warmUp(ctx context.Context, adm *kadm.Client, db *state.DB, topic string, fromMS int64) error {
+	offs, err := adm.ListOffsetsAfterMilli(ctx, fromMS, topic)
+	if err != nil {
+		return fmt.Errorf("warm-up offsets of %s: %w", topic, err)
+	}
+	var errs []error
+	offs.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			errs = append(errs, fmt.Errorf("warm-up offset of %s/%d: %w", topic, o.Partition, o.Err))
+			return
+		}
+		st, err := db.Partition(topic, o.Partition)
+		if err == nil && st.Offset() < 0 {
+			err = st.Commit(o.Offset)
+		}
+		errs = append(errs, err)
+	})
+	return errors.Join(errs...)
+}
