@@ -113,7 +113,7 @@ type shadowRunner struct {
 	// which start read it: the follower skips shadow records below it.
 	seen map[int32]int64
 
-	mu      sync.Mutex // orders apply and stop
+	mu      sync.Mutex // orders start, follow and stop
 	cur     *shadowVersion
 	stopFn  context.CancelFunc
 	done    chan struct{}
