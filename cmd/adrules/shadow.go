@@ -9,17 +9,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/internal/shadow"
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/streams"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -74,8 +72,8 @@ type judgement struct {
 	liveRS   *rules.RuleSet
 	shadow   *streams.ConfigRecord // nil: no shadow is published
 	shadowRS *rules.RuleSet        // nil: the shadow does not validate
-	invalid  error                 // why not
-	since    int64                 // the shadow record's Kafka timestamp, epoch ms
+	invalid  error                 // newer shadow versions every node refused
+	since    int64                 // the shadow's publish time, epoch ms: where nodes start it
 	report   shadow.Report
 }
 
@@ -98,23 +96,32 @@ func judgeShadow(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, name string
 	if j.liveRS == nil {
 		return nil, fmt.Errorf("rule set %q: %w", name, streams.ErrNoConfig)
 	}
-	// The shadow is the last record under its key; a tombstone retired it.
-	var last *kgo.Record
-	for _, r := range recs {
-		if string(r.Key) == streams.ShadowKey(name) {
-			last = r
-		}
+	// The shadow the nodes run: the same fold over the same records (the
+	// history when compaction left only a refused version on the topic).
+	var refused []string
+	note := func(version int64, reason string) {
+		refused = append(refused, fmt.Sprintf("v%d: %s", version, reason))
 	}
-	if last == nil || last.Value == nil {
+	cur, last := foldShadows(recs, name, note)
+	if cur == nil && last != nil && !last.Retired {
+		hist, err := streams.ReadAll(ctx, k.brokerList(), opts, k.topics.ConfigHistory)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", k.topics.ConfigHistory, err)
+		}
+		refused = nil
+		cur, _ = foldShadows(hist, name, note)
+	}
+	if len(refused) > 0 && (cur == nil || last == nil || last.SHA256 != cur.c.SHA256) {
+		j.invalid = fmt.Errorf("refused by every node: %s", strings.Join(refused, "; "))
+	}
+	if cur == nil {
 		return j, nil
 	}
-	var c streams.ConfigRecord
-	if err := json.Unmarshal(last.Value, &c); err != nil || c.Name != name || len(c.Document) == 0 {
-		return nil, fmt.Errorf("%s offset %d: not a shadow config record of %q", k.topics.Config, last.Offset, name)
-	}
-	j.shadow, j.since = &c, last.Timestamp.UnixMilli()
-	if j.shadowRS, err = compileRecord(c); err != nil {
-		j.invalid = err
+	c := cur.c
+	j.shadow, j.shadowRS = &c, cur.rs
+	// The shadow starts where the nodes start it: its publish time.
+	if j.since, err = c.PublishedMilli(); err != nil {
+		return nil, err
 	}
 
 	settings, err := shadow.FromRuleSet(j.liveRS)
@@ -132,19 +139,19 @@ func judgeShadow(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, name string
 		// Only the shadow version's own decisions: not an earlier shadow's.
 		{shadow.Shadow, k.topics.ShadowDecisions, func(d rules.Decision) bool { return d.RulesetSHA256 == c.SHA256 }},
 	} {
-		recs, err := readRange(ctx, k.brokerList(), opts, sd.topic, j.since)
+		vals, err := readSince(ctx, k.brokerList(), opts, sd.topic, j.since)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", sd.topic, err)
 		}
-		for _, r := range recs {
+		for _, v := range vals {
 			var d rules.Decision
-			if json.Unmarshal(r.Value, &d) != nil || d.Type == "config_applied" || int64(d.TS) < j.since || !sd.keep(d) {
+			if json.Unmarshal(v, &d) != nil || d.Type == "config_applied" || int64(d.TS) < j.since || !sd.keep(d) {
 				continue
 			}
 			tr.Decision(sd.s, d)
 		}
 	}
-	recs, err = readRange(ctx, k.brokerList(), opts, k.topics.Metrics, j.since)
+	vals, err := readSince(ctx, k.brokerList(), opts, k.topics.Metrics, j.since)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", k.topics.Metrics, err)
 	}
@@ -154,8 +161,8 @@ func judgeShadow(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, name string
 	var events []shadow.Metric
 	var dec rules.Decoder
 	var ev rules.Event
-	for _, r := range recs {
-		if dec.Decode(r.Value, &ev) == nil {
+	for _, v := range vals {
+		if dec.Decode(v, &ev) == nil {
 			events = append(events, shadow.MetricOf(&ev))
 		}
 	}
@@ -169,87 +176,31 @@ func judgeShadow(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, name string
 	return j, nil
 }
 
-// readRange reads topic from the first offset at or after since (epoch ms,
-// Kafka record time) to the end offsets listed when it is called, as a
-// read_committed consumer that keeps control records: a partition whose
-// last record is a transaction marker still reaches its end. Records come
-// in partition and offset order; control records are left out. A topic
-// that does not exist reads as empty.
-func readRange(ctx context.Context, brokers []string, opts []kgo.Opt, topic string, since int64) ([]*kgo.Record, error) {
-	adm, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
-	if err != nil {
-		return nil, err
-	}
-	defer adm.Close()
-	ka := kadm.NewClient(adm)
-	starts, err := ka.ListOffsetsAfterMilli(ctx, since, topic)
-	if err != nil {
-		return nil, err
-	}
-	ends, err := ka.ListEndOffsets(ctx, topic)
-	if err != nil {
-		return nil, err
-	}
-	want := map[int32]int64{}
-	from := map[int32]kgo.Offset{}
-	var lerr error
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
-			if !errors.Is(o.Err, kerr.UnknownTopicOrPartition) {
-				lerr = o.Err
-			}
-			return
-		}
-		s, ok := starts.Lookup(topic, o.Partition)
-		if !ok || s.Err != nil {
-			lerr = cmp.Or(s.Err, fmt.Errorf("partition %d: no start offset", o.Partition))
-			return
-		}
-		if s.Offset >= 0 && s.Offset < o.Offset {
-			want[o.Partition] = o.Offset
-			from[o.Partition] = kgo.NewOffset().At(s.Offset)
-		}
-	})
-	if lerr != nil {
-		return nil, lerr
-	}
-	if len(want) == 0 {
-		return nil, nil
-	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords()}, opts...)...)
+// readSince reads the committed records of topic from the first offset at
+// or after since (epoch ms, record time) to the end offsets listed when it
+// is called, in partition and offset order.
+func readSince(ctx context.Context, brokers []string, opts []kgo.Opt, topic string, since int64) ([][]byte, error) {
+	opts = append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Close()
-	byPart := map[int32][]*kgo.Record{}
-	for len(want) > 0 {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
+	ranges, err := streams.ResolveRange(ctx, cl, topic, streams.Bound{Time: time.UnixMilli(since)}, streams.Bound{}, streams.Warm{})
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for _, r := range ranges {
+		err := streams.ReadRange(ctx, opts, r, func(recs []engine.Record, _ []time.Time) error {
+			for _, rec := range recs {
+				out = append(out, rec.Value)
+			}
+			return nil
+		})
+		if err != nil {
 			return nil, err
 		}
-		var ferr error
-		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
-		if ferr != nil {
-			return nil, ferr
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			end, ok := want[r.Partition]
-			if !ok || r.Offset >= end {
-				return
-			}
-			if !r.Attrs.IsControl() {
-				byPart[r.Partition] = append(byPart[r.Partition], r)
-			}
-			if r.Offset+1 >= end {
-				delete(want, r.Partition)
-			}
-		})
-	}
-	var out []*kgo.Record
-	for _, p := range slices.Sorted(maps.Keys(byPart)) {
-		out = append(out, byPart[p]...)
 	}
 	return out, nil
 }
@@ -266,7 +217,7 @@ type versionJSON struct {
 	Version int64  `json:"version"`
 	SHA256  string `json:"sha256"`
 	Since   string `json:"since,omitempty"`   // the shadow's start, RFC 3339
-	Invalid string `json:"invalid,omitempty"` // why the shadow does not validate
+	Invalid string `json:"invalid,omitempty"` // newer shadow versions every node refused (this one runs)
 }
 
 func (j *judgement) jsonView() shadowJSON {
@@ -291,7 +242,7 @@ func (j *judgement) print(w io.Writer) {
 	fmt.Fprintf(w, "rule set %s: live v%d (sha256 %s), shadow v%d (sha256 %s) since %s\n",
 		j.name, j.live.Version, short(j.live.SHA256), j.shadow.Version, short(j.shadow.SHA256), rules.FormatTime(j.since))
 	if j.invalid != nil {
-		fmt.Fprintf(w, "warning: the shadow does not validate, nodes do not run it: %v\n", j.invalid)
+		fmt.Fprintf(w, "warning: a newer shadow version is %v; nodes run, and this judges, v%d\n", j.invalid, j.shadow.Version)
 	}
 	join := "or"
 	if s.RequireBoth {
@@ -335,7 +286,7 @@ func (j *judgement) print(w io.Writer) {
 	}
 	switch {
 	case r.Promote && j.invalid != nil:
-		fmt.Fprintln(w, "verdict: the criteria are met, but the shadow does not validate: fix it and publish it again")
+		fmt.Fprintln(w, "verdict: the criteria are met, but a newer shadow version was refused: nothing is promoted until a valid one is published or the shadow is retired")
 	case r.Promote && s.AutoPromote:
 		fmt.Fprintln(w, "verdict: promote (auto_promote is on: the first node to see it publishes the shadow as the next live version)")
 	case r.Promote:
@@ -354,7 +305,7 @@ func newShadowGauges(reg prometheus.Registerer) *shadowGauges {
 	g := &shadowGauges{
 		agreement: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "adrules_shadow_agreement",
 			Help: "Ads decided by a rule since the shadow was published: by both rule sets, the live only, the shadow only."}, []string{"rule", "agreement"}),
-		decisions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "adrules_shadow_decisions",
+		decisions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "adrules_shadow_winner_decisions",
 			Help: "Winner decisions since the shadow was published, by side (live, shadow)."}, []string{"side"}),
 		resolved: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "adrules_shadow_resolved",
 			Help: "Winner decisions whose 24 hours of outcome have passed, by side."}, []string{"side"}),
@@ -445,6 +396,10 @@ func (w *shadowWatcher) once(ctx context.Context) {
 	if j.shadow == nil || !j.report.Promote || !j.report.Settings.AutoPromote {
 		return
 	}
+	if j.invalid != nil {
+		w.log.Warn("shadow not promoted: a newer shadow version was refused", "err", j.invalid)
+		return
+	}
 	w.promote(ctx, j)
 }
 
@@ -480,9 +435,9 @@ func (w *shadowWatcher) promote(ctx context.Context, j *judgement) {
 		p.published = true
 	}
 	if !p.published {
-		if j.shadowRS == nil || j.shadowRS.Doc.Name != j.name {
+		if j.shadowRS.Doc.Name != j.name {
 			p.failed = true
-			w.log.Error("shadow not promoted: it does not validate as rule set "+j.name, "err", j.invalid)
+			w.log.Error("shadow not promoted: its document names rule set " + j.shadowRS.Doc.Name + ", not " + j.name)
 			return
 		}
 		n, err := publishDoc(ctx, &w.nc.kafka, w.nc.clientOpts, j.shadowRS.Doc, "auto_promote:"+w.nc.nodeID)
@@ -514,7 +469,7 @@ func (w *shadowWatcher) promote(ctx context.Context, j *judgement) {
 // reader.
 type promoteClaim struct {
 	SHA256 string `json:"sha256"`
-	Since  int64  `json:"shadow_since_ms"` // the shadow record's Kafka timestamp: tells a re-published shadow apart
+	Since  int64  `json:"shadow_since_ms"` // the shadow's publish time: tells a re-published shadow apart
 	Node   string `json:"node"`
 	At     string `json:"at"` // wall clock, RFC 3339, for people
 }

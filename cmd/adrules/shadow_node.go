@@ -161,16 +161,25 @@ func (s *shadowRunner) start(ctx context.Context) error {
 
 // fold returns the shadow in force after recs, and the last shadow record.
 func (s *shadowRunner) fold(recs []*kgo.Record, topic string) (cur *shadowVersion, last *streams.ConfigRecord) {
-	good, bad := streams.Shadows(recs, s.nc.ruleset)
-	for _, b := range bad {
+	return foldShadows(recs, s.nc.ruleset, func(version int64, reason string) {
 		s.refused.Inc()
-		s.log.Error("shadow config record refused", "topic", topic, "reason", b)
+		s.log.Error("shadow version refused", "topic", topic, "version", version, "reason", reason)
+	})
+}
+
+// foldShadows returns the shadow of rule set name in force after recs, as
+// every node decides it, and the last shadow record; refused is told of
+// each record or version refused (version 0: a record that does not
+// decode).
+func foldShadows(recs []*kgo.Record, name string, refused func(version int64, reason string)) (cur *shadowVersion, last *streams.ConfigRecord) {
+	good, bad := streams.Shadows(recs, name)
+	for _, b := range bad {
+		refused(0, b)
 	}
 	for i, c := range good {
 		var err error
 		if cur, err = nextShadow(cur, c); err != nil {
-			s.refused.Inc()
-			s.log.Error("shadow version refused", "topic", topic, "version", c.Version, "err", err)
+			refused(c.Version, err.Error())
 		}
 		last = &good[i]
 	}
