@@ -265,19 +265,25 @@ func timestampAt(ctx context.Context, cl *kgo.Client, topic string, p int32, off
 var errStop = errors.New("stop")
 
 // ReadRange reads the committed records of r, [r.Warm, r.To), in offset
-// order, handing them to fn in chunks with their timestamps. It consumes the
+// order (r.Warm -1: from the start of the log), handing them to fn in
+// chunks with their timestamps; fn must not keep the slice. It consumes the
 // partition directly: no group, no offsets committed anywhere. Transaction
 // markers are read (and skipped) so that a range ending in one ends.
 func ReadRange(ctx context.Context, opts []kgo.Opt, r PartRange, fn func(recs []engine.Record, ts []time.Time) error) error {
 	if r.Len() == 0 {
 		return nil
 	}
+	start := kgo.NewOffset().AtStart()
+	if r.Warm >= 0 {
+		start = kgo.NewOffset().At(r.Warm)
+	}
+	// A consumer of its own: never a group, never committing. An offset
+	// that retention has removed reads from the start of the log.
 	cl, err := kgo.NewClient(append(slices.Clip(opts),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.Topic: {r.Partition: kgo.NewOffset().At(r.Warm)}}),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.Topic: {r.Partition: start}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
-		// A consumer of its own: never a group, never committing.
-		kgo.ConsumeResetOffset(kgo.NewOffset().At(r.Warm)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 	)...)
 	if err != nil {
 		return err

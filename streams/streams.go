@@ -458,51 +458,9 @@ func (n *Node) Commit(ctx context.Context) error {
 // Replay reads one partition's committed records in [from, to) with a
 // client of its own, outside the group.
 func (n *Node) Replay(ctx context.Context, topic string, partition int32, from, to int64, fn func([]engine.Record) error) error {
-	off := kgo.NewOffset().AtStart()
-	if from >= 0 {
-		off = kgo.NewOffset().At(from)
-	}
-	opts := append([]kgo.Opt{
-		kgo.SeedBrokers(n.o.Brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: off}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-	}, n.o.ClientOpts...)
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	for {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var ferr error
-		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
-		if ferr != nil {
-			return ferr
-		}
-		var recs []engine.Record
-		done := false
-		fs.EachRecord(func(r *kgo.Record) {
-			if r.Offset >= to {
-				done = true
-				return
-			}
-			if n.foreign(r) {
-				return
-			}
-			recs = append(recs, engine.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value})
-		})
-		if len(recs) > 0 {
-			if err := fn(recs); err != nil {
-				return err
-			}
-		}
-		if done {
-			return nil
-		}
-	}
+	opts := append([]kgo.Opt{kgo.SeedBrokers(n.o.Brokers...)}, n.o.ClientOpts...)
+	return ReadRange(ctx, opts, PartRange{Topic: topic, Partition: partition, Warm: from, From: from, To: to},
+		func(recs []engine.Record, _ []time.Time) error { return fn(recs) })
 }
 
 // Lag returns, for each input partition this node consumes, the records

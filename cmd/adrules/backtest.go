@@ -256,17 +256,11 @@ func topicBacktest(ctx context.Context, sides []*backtestSide, batch int, tr top
 			return fmt.Errorf("--warmup %q: a duration such as 24h or 0", tr.warmup)
 		}
 	}
-	cl, err := kgo.NewClient(opts...)
+	cl, err := dial(ctx, opts...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = ping(pctx, cl)
-	cancel()
-	if err != nil {
-		return err
-	}
 	ranges, err := streams.ResolveRange(ctx, cl, tr.topic, from, to, streams.Warm{Before: warm})
 	if err != nil {
 		return err

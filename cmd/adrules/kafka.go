@@ -132,7 +132,7 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer, env m
 	if *fromStart {
 		start = kgo.NewOffset().AtStart()
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{
+	cl, err := dial(ctx, append([]kgo.Opt{
 		kgo.SeedBrokers(k.brokerList()...), kgo.ConsumeTopics(*topic),
 		kgo.ConsumeResetOffset(start), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 	}, opts...)...)
@@ -140,12 +140,6 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer, env m
 		return err
 	}
 	defer cl.Close()
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = ping(pctx, cl)
-	cancel()
-	if err != nil {
-		return err
-	}
 	w := bufio.NewWriter(stdout)
 	defer w.Flush()
 	seen := 0
@@ -176,6 +170,21 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer, env m
 			return nil
 		}
 	}
+}
+
+// dial makes a client of opts and pings the brokers within 30 seconds.
+func dial(ctx context.Context, opts ...kgo.Opt) (*kgo.Client, error) {
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := ping(pctx, cl); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return cl, nil
 }
 
 // ping checks that the brokers answer and accept the credentials, so a wrong

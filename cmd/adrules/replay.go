@@ -16,11 +16,10 @@ import (
 	"time"
 
 	"github.com/adrules/adrules/engine"
+	"github.com/adrules/adrules/internal/backtest"
 	"github.com/adrules/adrules/internal/jsonl"
 	"github.com/adrules/adrules/rules"
-	"github.com/adrules/adrules/state"
 	"github.com/adrules/adrules/streams"
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -74,17 +73,11 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return err
 	}
 	opts := append([]kgo.Opt{kgo.SeedBrokers(k.brokerList()...)}, copts...)
-	cl, err := kgo.NewClient(opts...)
+	cl, err := dial(ctx, opts...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = ping(pctx, cl)
-	cancel()
-	if err != nil {
-		return err
-	}
 	r := &replay{k: &k, opts: opts, copts: copts, name: *ruleset, stderr: stderr}
 	if err := r.load(ctx, cl, from, to); err != nil {
 		return err
@@ -322,17 +315,11 @@ func (r *replay) versionAt(k partKey, off int64) (string, bool) {
 // run replays stage 1 over the metric events and stage 2 over the recorded
 // proposals log, each with the versions in force.
 func (r *replay) run(ctx context.Context) (*outputs, error) {
-	dir, err := os.MkdirTemp("", "adrules-replay-")
+	store, closeStore, err := backtest.TempStore()
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	db, err := state.Open(dir, state.Options{Pebble: &pebble.Options{DisableWAL: true, MemTableSize: 64 << 20}})
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
-	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
+	defer closeStore()
 	got := &outputs{}
 	emit := append(append(streams.Ranges(nil), r.metrics...), r.actions...)
 	sink := &replaySink{keep: func(in rules.Input) bool { return inRanges(emit, in) }, out: got}

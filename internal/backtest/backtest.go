@@ -168,20 +168,11 @@ func Run(ctx context.Context, o Options) (sum *Summary, err error) {
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "adrules-backtest-")
+	store, closeStore, err := TempStore()
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	// The state of a backtest is thrown away: no write-ahead log.
-	db, err := state.Open(dir, state.Options{Pebble: &pebble.Options{DisableWAL: true, MemTableSize: 64 << 20}})
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
-	store := engine.StoreFunc(func(topic string, partition int32) (engine.PartitionState, error) {
-		return db.Partition(topic, partition)
-	})
+	defer closeStore()
 
 	files := map[string]*bufio.Writer{}
 	for _, name := range []string{"decisions.jsonl", "actions.jsonl", "dlq.jsonl"} {
@@ -250,6 +241,25 @@ func Run(ctx context.Context, o Options) (sum *Summary, err error) {
 	}
 	sum.Elapsed = o.Clock.Now().Sub(start)
 	return sum, nil
+}
+
+// TempStore opens state in a temporary Pebble directory, without a
+// write-ahead log (the state of a backtest or a replay is thrown away);
+// closing it removes the directory.
+func TempStore() (engine.Store, func(), error) {
+	dir, err := os.MkdirTemp("", "adrules-backtest-")
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := state.Open(dir, state.Options{Pebble: &pebble.Options{DisableWAL: true, MemTableSize: 64 << 20}})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	store := engine.StoreFunc(func(topic string, partition int32) (engine.PartitionState, error) {
+		return db.Partition(topic, partition)
+	})
+	return store, func() { db.Close(); os.RemoveAll(dir) }, nil
 }
 
 // mergeLogs interleaves proposal logs, each kept in its own order, taking

@@ -95,24 +95,18 @@ func DefaultRules(t testing.TB, root string) *rules.RuleSet {
 // Produce writes lines to topic keyed by their JSON field, synchronously.
 func Produce(t testing.TB, cl *kgo.Client, topic, field string, lines [][]byte) {
 	t.Helper()
-	var p fastjson.Parser
-	var recs []*kgo.Record
-	for _, l := range lines {
-		var key []byte
-		if v, err := p.ParseBytes(l); err == nil {
-			key = append(key, v.GetStringBytes(field)...)
-		}
-		recs = append(recs, &kgo.Record{Topic: topic, Key: key, Value: append([]byte(nil), l...)})
-	}
-	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	produce(t, cl, topic, field, lines, false)
 }
 
 // ProduceAtEventTime is Produce with each record's timestamp taken from
 // its line's ts, as `adrules produce --timestamp event` does, so that
 // ranges by time find the records.
 func ProduceAtEventTime(t testing.TB, cl *kgo.Client, topic, field string, lines [][]byte) {
+	t.Helper()
+	produce(t, cl, topic, field, lines, true)
+}
+
+func produce(t testing.TB, cl *kgo.Client, topic, field string, lines [][]byte, eventTime bool) {
 	t.Helper()
 	var p fastjson.Parser
 	var recs []*kgo.Record
@@ -122,7 +116,7 @@ func ProduceAtEventTime(t testing.TB, cl *kgo.Client, topic, field string, lines
 			key = append(key, v.GetStringBytes(field)...)
 		}
 		r := &kgo.Record{Topic: topic, Key: key, Value: append([]byte(nil), l...)}
-		if ts, ok := streams.RecordTime(l); ok {
+		if ts, ok := streams.RecordTime(l); ok && eventTime {
 			r.Timestamp = ts
 		}
 		recs = append(recs, r)
