@@ -168,9 +168,9 @@ func baselineRules(ctx context.Context, spec, name, envName string, env map[stri
 			return nil, "", err
 		}
 		if spec == "live" {
-			return rs, fmt.Sprintf("live v%d", rs.Version), nil
+			return rs, "live", nil
 		}
-		return rs, fmt.Sprintf("v%d", rs.Version), nil
+		return rs, "published", nil
 	}
 	if spec == "live" {
 		return nil, "", fmt.Errorf("rule set %q: no valid version on %s", name, topic)

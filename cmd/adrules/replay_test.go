@@ -197,7 +197,7 @@ func TestBacktestBaseline(t *testing.T) {
 		if err != nil {
 			t.Fatalf("--baseline %s: %v\n%s", spec, err, stderr)
 		}
-		if !strings.Contains(stderr, "v1") {
+		if !strings.Contains(stderr, "baseline: "+map[string]string{"live": "live", "1": "published"}[spec]+" (version 1,") {
 			t.Errorf("--baseline %s does not name v1:\n%s", spec, stderr)
 		}
 		if l, g := diffAds(t, filepath.Join(dir, "diff.jsonl"), "rag_index_winner"); !slices.Equal(l, lost) || !slices.Equal(g, gained) {
