@@ -34,9 +34,11 @@ start of each input log, with no output before --from. T is an RFC 3339 time
 or partition:offset pairs; the range selects metric events, and external
 proposals by the same bounds on the actions topic.
 
---verify compares the result with what adrules.decisions and adrules.actions
-hold for the range and prints "identical" or the first difference (exit
-status 1). --out DIR writes the replayed decisions.jsonl and actions.jsonl.
+--verify compares the result with what adrules.decisions, adrules.proposals
+and adrules.actions hold for the range and prints "identical" or the first
+difference (exit status 1). --out DIR writes the replayed decisions.jsonl,
+proposals.jsonl and actions.jsonl. Offset bounds name partitions of the
+metrics topic; external proposals are then compared over all of ad-actions.
 Run it with a new adrules binary to check an upgrade: the same logs must give
 the same outputs.
 `
@@ -91,7 +93,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		if err := writeReplay(*out, got); err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "replayed: %d decisions, %d verdicts in %s\n", len(got.decisions), len(got.verdicts), *out)
+		fmt.Fprintf(stderr, "replayed: %d decisions, %d proposals, %d verdicts in %s\n", len(got.decisions), len(got.proposals), len(got.verdicts), *out)
 	}
 	if !*verify {
 		return nil
@@ -100,12 +102,16 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		fmt.Fprintln(stdout, d)
 		return exitError{1}
 	}
+	if d := firstDiff("proposals", k.topics.Proposals, got.proposals, r.recorded.proposals); d != "" {
+		fmt.Fprintln(stdout, d)
+		return exitError{1}
+	}
 	if d := firstDiff("verdicts", k.topics.Verdicts, got.verdicts, r.recorded.verdicts); d != "" {
 		fmt.Fprintln(stdout, d)
 		return exitError{1}
 	}
-	fmt.Fprintf(stdout, "identical: %d decisions and %d verdicts over %s %s\n",
-		len(got.decisions), len(got.verdicts), k.topics.Metrics, describeRanges(r.metrics))
+	fmt.Fprintf(stdout, "identical: %d decisions, %d proposals and %d verdicts over %s %s\n",
+		len(got.decisions), len(got.proposals), len(got.verdicts), k.topics.Metrics, describeRanges(r.metrics))
 	return nil
 }
 
@@ -140,6 +146,7 @@ type switchPoint struct {
 // the input record it came from.
 type outputs struct {
 	decisions []output
+	proposals []output
 	verdicts  []output
 }
 
@@ -157,7 +164,13 @@ func (r *replay) load(ctx context.Context, cl *kgo.Client, from, to streams.Boun
 	if r.metrics, err = streams.ResolveRange(ctx, cl, t.Metrics, from, to, streams.Warm{Start: true}); err != nil {
 		return err
 	}
-	if r.actions, err = streams.ResolveRange(ctx, cl, t.Actions, from, to, streams.Warm{Start: true}); err != nil {
+	// Offsets name partitions of the metrics topic: external proposals
+	// are then compared over the whole actions log.
+	afrom, ato := from, to
+	if from.Offsets != nil || to.Offsets != nil {
+		afrom, ato = streams.Bound{}, streams.Bound{}
+	}
+	if r.actions, err = streams.ResolveRange(ctx, cl, t.Actions, afrom, ato, streams.Warm{Start: true}); err != nil {
 		return err
 	}
 	if r.proposals, err = streams.ResolveRange(ctx, cl, t.Proposals, streams.Bound{}, streams.Bound{}, streams.Warm{}); err != nil {
@@ -218,7 +231,24 @@ func (r *replay) load(ctx context.Context, cl *kgo.Client, from, to streams.Boun
 	if err != nil {
 		return err
 	}
+	err = readTopic(ctx, cl, r.opts, t.Proposals, func(v []byte) error {
+		var head struct {
+			ActionID string       `json:"action_id"`
+			Input    *rules.Input `json:"input"`
+		}
+		if err := json.Unmarshal(v, &head); err != nil {
+			return fmt.Errorf("%s holds a record that is not a proposal: %w", t.Proposals, err)
+		}
+		if head.Input != nil && (inRanges(r.metrics, *head.Input) || inRanges(r.actions, *head.Input)) {
+			r.recorded.proposals = append(r.recorded.proposals, output{*head.Input, head.ActionID, v})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	sortOutputs(r.recorded.decisions)
+	sortOutputs(r.recorded.proposals)
 	sortOutputs(r.recorded.verdicts)
 	return nil
 }
@@ -323,22 +353,25 @@ func (r *replay) run(ctx context.Context) (*outputs, error) {
 	got := &outputs{}
 	emit := append(append(streams.Ranges(nil), r.metrics...), r.actions...)
 	sink := &replaySink{keep: func(in rules.Input) bool { return inRanges(emit, in) }, out: got}
-	for _, stage := range []streams.Ranges{r.metrics, r.proposals} {
+	// Stages 0 and 1 (the relay of external proposals, the rules over the
+	// metric events), then stage 2 over the proposals log as recorded.
+	first := append(append(streams.Ranges(nil), r.actions...), r.metrics...)
+	for _, stage := range []streams.Ranges{first, r.proposals} {
 		src := &switchSource{src: streams.NewRangeSource(r.opts, stage, 0), r: r}
-		var first *rules.RuleSet
+		var initial *rules.RuleSet
 		for _, pr := range stage {
 			if sha, ok := r.versionAt(partKey{pr.Topic, pr.Partition}, pr.Warm); ok {
-				if first, err = r.ruleSet(sha); err != nil {
+				if initial, err = r.ruleSet(sha); err != nil {
 					return nil, err
 				}
 				break
 			}
 		}
-		if first == nil {
+		if initial == nil {
 			continue // no partition of this stage was ever processed
 		}
-		eng, err := engine.New(first, src, sink, store, engine.WithKeyCheck(engine.KeyRequired),
-			engine.WithProposalTopics(r.k.topics.Proposals))
+		eng, err := engine.New(initial, src, sink, store, engine.WithKeyCheck(engine.KeyRequired),
+			engine.WithRelayTopics(r.k.topics.Actions), engine.WithProposalTopics(r.k.topics.Proposals))
 		if err != nil {
 			return nil, err
 		}
@@ -351,6 +384,7 @@ func (r *replay) run(ctx context.Context) (*outputs, error) {
 		}
 	}
 	sortOutputs(got.decisions)
+	sortOutputs(got.proposals)
 	sortOutputs(got.verdicts)
 	return got, nil
 }
@@ -415,6 +449,17 @@ func (s *replaySink) Write(_ context.Context, out *engine.Output) error {
 			return err
 		}
 		s.out.decisions = append(s.out.decisions, output{d.Input, d.DecisionID, b})
+	}
+	for i := range out.Proposals {
+		p := &out.Proposals[i]
+		if p.Input == nil || !s.keep(*p.Input) {
+			continue
+		}
+		b, err := jsonl.Marshal(p)
+		if err != nil {
+			return err
+		}
+		s.out.proposals = append(s.out.proposals, output{*p.Input, p.ActionID, b})
 	}
 	for i := range out.Verdicts {
 		v := &out.Verdicts[i]
@@ -501,7 +546,7 @@ func writeReplay(dir string, o *outputs) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for name, outs := range map[string][]output{"decisions.jsonl": o.decisions, "actions.jsonl": o.verdicts} {
+	for name, outs := range map[string][]output{"decisions.jsonl": o.decisions, "proposals.jsonl": o.proposals, "actions.jsonl": o.verdicts} {
 		var b bytes.Buffer
 		for _, x := range outs {
 			b.Write(x.value)

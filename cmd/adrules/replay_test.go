@@ -393,6 +393,34 @@ func TestReplayVerify(t *testing.T) {
 		t.Fatalf("replay --verify --from: %v\n%s%s", err, stdout, stderr)
 	}
 
+	// A proposal the rules did not make (as a changed engine would have
+	// made it): stage 2 judges it, and the replay names it.
+	var prop []byte
+	err = readTopic(context.Background(), cl, cl.Opts(), topics.Proposals, func(v []byte) error {
+		if prop == nil && bytes.Contains(v, []byte(`"new_budget":`)) {
+			prop = v
+		}
+		return nil
+	})
+	if err != nil || prop == nil {
+		t.Fatalf("no budget proposal to change: %v", err)
+	}
+	var pr rules.Proposal
+	if err := json.Unmarshal(prop, &pr); err != nil {
+		t.Fatal(err)
+	}
+	*pr.NewBudget++
+	changed, _ := json.Marshal(pr)
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: topics.Proposals, Key: []byte(pr.AccountID), Value: changed}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitProcessed(t, addrs, nc.group, topics)
+	stdout, _, err = adrules(t, "", nil, replay...)
+	if exitCode(err) != 1 || !strings.Contains(stdout, "different: proposals") || !strings.Contains(stdout, "on "+topics.Proposals+", not replayed") {
+		t.Fatalf("replay --verify after a changed proposal: exit %d\n%s", exitCode(err), stdout)
+	}
+	t.Log(stdout)
+
 	// Tamper with a decision: a copy with another value, as if a record
 	// had been changed on its way.
 	var victim []byte
