@@ -96,6 +96,16 @@ func (r PartRange) Len() int64 { return max(r.To-r.Warm, 0) }
 // Ranges are the partition ranges of one topic, by partition.
 type Ranges []PartRange
 
+// Span is the number of offsets in [From, To) of the ranges: what they
+// emit for, warm-up left out.
+func (rs Ranges) Span() int64 {
+	var n int64
+	for _, r := range rs {
+		n += r.To - r.From
+	}
+	return n
+}
+
 // Len is the number of offsets the ranges read.
 func (rs Ranges) Len() int64 {
 	var n int64
@@ -132,6 +142,14 @@ type Warm struct {
 // (to). The end is never past the last stable offset: a read_committed
 // consumer sees nothing beyond it.
 func ResolveRange(ctx context.Context, cl *kgo.Client, topic string, from, to Bound, warm Warm) (Ranges, error) {
+	if !from.Time.IsZero() && !to.Time.IsZero() && to.Time.Before(from.Time) {
+		return nil, fmt.Errorf("the range ends (%s) before it starts (%s)", to, from)
+	}
+	for p, o := range to.Offsets {
+		if f, ok := from.Offsets[p]; ok && o < f {
+			return nil, fmt.Errorf("the range of partition %d ends (offset %d) before it starts (offset %d)", p, o, f)
+		}
+	}
 	adm := kadm.NewClient(cl)
 	starts, err := adm.ListStartOffsets(ctx, topic)
 	if err == nil {

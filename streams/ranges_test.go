@@ -152,6 +152,9 @@ func TestRangesTransactional(t *testing.T) {
 	if _, err := streams.ResolveRange(ctx, cl, "nope", streams.Bound{}, streams.Bound{}, streams.Warm{}); err == nil {
 		t.Fatal("a topic that does not exist was accepted")
 	}
+	if _, err := streams.ResolveRange(ctx, cl, "r", streams.Bound{Offsets: map[int32]int64{0: 5}}, streams.Bound{Offsets: map[int32]int64{0: 4}}, streams.Warm{}); err == nil {
+		t.Fatal("a range of offsets that ends before it starts was accepted")
+	}
 }
 
 // TestRangesByTime: times find offsets by record timestamp, a warm-up
@@ -159,6 +162,9 @@ func TestRangesTransactional(t *testing.T) {
 func TestRangesByTime(t *testing.T) {
 	_, cl, base := rangeTopic(t, 30, false)
 	ctx := context.Background()
+	if _, err := streams.ResolveRange(ctx, cl, "r", streams.Bound{Time: base.Add(time.Hour)}, streams.Bound{Time: base}, streams.Warm{}); err == nil {
+		t.Fatal("a range of times that ends before it starts was accepted")
+	}
 	// [00:10, 00:20) with five minutes of warm-up.
 	rs, err := streams.ResolveRange(ctx, cl, "r", streams.Bound{Time: base.Add(10 * time.Minute)}, streams.Bound{Time: base.Add(20 * time.Minute)},
 		streams.Warm{Before: 5 * time.Minute})

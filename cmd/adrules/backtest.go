@@ -267,8 +267,17 @@ func topicBacktest(ctx context.Context, sides []*backtestSide, batch int, tr top
 	}
 	all := append(streams.Ranges(nil), ranges...)
 	var actionRecs []engine.Record
+	if ranges.Span() == 0 {
+		fmt.Fprintf(stderr, "warning: the range holds no records of %s (%s): nothing to compare\n", tr.topic, describeRanges(ranges))
+	}
 	if tr.actions != "" {
-		aranges, err := streams.ResolveRange(ctx, cl, tr.actions, from, to, streams.Warm{Before: warm})
+		// Offsets name partitions of the metrics topic: the actions topic
+		// is then read whole.
+		afrom, ato := from, to
+		if from.Offsets != nil || to.Offsets != nil {
+			afrom, ato = streams.Bound{}, streams.Bound{}
+		}
+		aranges, err := streams.ResolveRange(ctx, cl, tr.actions, afrom, ato, streams.Warm{Before: warm})
 		if err != nil {
 			return err
 		}

@@ -84,6 +84,9 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	if err := r.load(ctx, cl, from, to); err != nil {
 		return err
 	}
+	if r.metrics.Span() == 0 {
+		fmt.Fprintf(stderr, "warning: the range holds no records of %s (%s)\n", k.topics.Metrics, describeRanges(r.metrics))
+	}
 	r.checkProcessed(ctx, cl, *group)
 	got, err := r.run(ctx)
 	if err != nil {
