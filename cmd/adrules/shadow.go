@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -51,7 +52,7 @@ func cmdShadow(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	if err != nil {
 		return err
 	}
-	j, err := judgeShadow(ctx, &k, opts, *name)
+	j, err := judgeShadow(ctx, &k, opts, *name, &judgeState{})
 	if err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ type judgement struct {
 // config topic and, when there is a shadow, judges it: the metric events,
 // the live decisions and the shadow's decisions from the shadow's start to
 // the current end of each topic.
-func judgeShadow(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, name string) (*judgement, error) {
+func judgeShadow(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, name string, st *judgeState) (*judgement, error) {
 	recs, err := streams.ReadAll(ctx, k.brokerList(), opts, k.topics.Config)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", k.topics.Config, err)
@@ -124,85 +125,134 @@ func judgeShadow(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, name string
 		return nil, err
 	}
 
-	settings, err := shadow.FromRuleSet(j.liveRS)
-	if err != nil {
+	key := fmt.Sprintf("%s@%d/%s", c.SHA256, j.since, j.liveRS.SHA256)
+	if st.key != key {
+		// A new shadow, or a new live version to judge it against: from
+		// the start.
+		settings, err := shadow.FromRuleSet(j.liveRS)
+		if err != nil {
+			return nil, err
+		}
+		*st = judgeState{key: key, tracker: shadow.New(settings), next: map[string]map[int32]int64{}}
+	}
+	if err := st.read(ctx, k, opts, j.since, c.SHA256); err != nil {
 		return nil, err
 	}
-	tr := shadow.New(settings)
+	j.report = st.tracker.Report()
+	return j, nil
+}
+
+// judgeState carries the judging of one shadow from round to round: the
+// tracker, and how far each topic was read. A round reads only what came
+// since the last one.
+type judgeState struct {
+	key     string // the shadow, its start and the live version judged against
+	tracker *shadow.Tracker
+	start   map[int32]int64            // the metrics topic's offsets at the shadow's start
+	next    map[string]map[int32]int64 // per topic and partition, the next offset to read
+}
+
+// read feeds the tracker what the decision topics and the metrics topic
+// hold past where the last round stopped: the decisions first, then the
+// events in event-time order, so that every decision is pending before
+// the watermark passes its horizon and the outcomes do not depend on how
+// partitions interleave. (Unless a pipeline lags more than the horizon
+// behind the metrics: its late decisions then find their ads' events
+// pruned.) A decision counts, on either side, when the metric event it
+// came from lies at or after the shadow's start in its partition: the
+// records both sides ran over.
+func (st *judgeState) read(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, since int64, sha string) error {
+	opts = append([]kgo.Opt{kgo.SeedBrokers(k.brokerList()...)}, opts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if st.start == nil {
+		rs, err := streams.ResolveRange(ctx, cl, k.topics.Metrics, streams.Bound{Time: time.UnixMilli(since)}, streams.Bound{}, streams.Warm{})
+		if err != nil {
+			return fmt.Errorf("read %s: %w", k.topics.Metrics, err)
+		}
+		st.start = map[int32]int64{}
+		for _, r := range rs {
+			st.start[r.Partition] = r.From
+		}
+		st.next[k.topics.Metrics] = maps.Clone(st.start)
+	}
+	// Decisions are written after the records they come from: a day before
+	// the start is a generous margin to find every decision of a record
+	// at or after it (the input offset decides which count).
+	decFrom := streams.Bound{Time: time.UnixMilli(since).Add(-24 * time.Hour)}
+	counted := func(d *rules.Decision) bool {
+		s, ok := st.start[d.Input.Partition]
+		return d.Type != "config_applied" && d.Input.Topic == k.topics.Metrics && ok && d.Input.Offset >= s
+	}
 	type side struct {
 		s     shadow.Side
 		topic string
-		keep  func(rules.Decision) bool
+		keep  func(*rules.Decision) bool
 	}
 	for _, sd := range []side{
-		{shadow.Live, k.topics.Decisions, func(rules.Decision) bool { return true }},
+		{shadow.Live, k.topics.Decisions, counted},
 		// Only the shadow version's own decisions: not an earlier shadow's.
-		{shadow.Shadow, k.topics.ShadowDecisions, func(d rules.Decision) bool { return d.RulesetSHA256 == c.SHA256 }},
+		{shadow.Shadow, k.topics.ShadowDecisions, func(d *rules.Decision) bool { return d.RulesetSHA256 == sha && counted(d) }},
 	} {
-		vals, err := readSince(ctx, k.brokerList(), opts, sd.topic, j.since)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", sd.topic, err)
-		}
-		for _, v := range vals {
+		err := st.each(ctx, cl, opts, sd.topic, decFrom, func(v []byte) {
 			var d rules.Decision
-			if json.Unmarshal(v, &d) != nil || d.Type == "config_applied" || int64(d.TS) < j.since || !sd.keep(d) {
-				continue
+			if json.Unmarshal(v, &d) == nil && sd.keep(&d) {
+				st.tracker.Decision(sd.s, d)
 			}
-			tr.Decision(sd.s, d)
+		})
+		if err != nil {
+			return fmt.Errorf("read %s: %w", sd.topic, err)
 		}
 	}
-	vals, err := readSince(ctx, k.brokerList(), opts, k.topics.Metrics, j.since)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", k.topics.Metrics, err)
-	}
-	// Decisions first, then the events in event-time order: every decision
-	// is pending before the watermark passes its horizon, so the outcomes
-	// are exact and do not depend on how partitions interleave.
 	var events []shadow.Metric
 	var dec rules.Decoder
 	var ev rules.Event
-	for _, v := range vals {
+	err = st.each(ctx, cl, opts, k.topics.Metrics, streams.Bound{}, func(v []byte) {
 		if dec.Decode(v, &ev) == nil {
 			events = append(events, shadow.MetricOf(&ev))
 		}
+	})
+	if err != nil {
+		return fmt.Errorf("read %s: %w", k.topics.Metrics, err)
 	}
 	slices.SortStableFunc(events, func(a, b shadow.Metric) int {
 		return cmp.Or(cmp.Compare(a.TS, b.TS), strings.Compare(a.AdID, b.AdID), strings.Compare(a.EventID, b.EventID))
 	})
 	for _, m := range events {
-		tr.Event(m)
+		st.tracker.Event(m)
 	}
-	j.report = tr.Report()
-	return j, nil
+	return nil
 }
 
-// readSince reads the committed records of topic from the first offset at
-// or after since (epoch ms, record time) to the end offsets listed when it
-// is called, in partition and offset order.
-func readSince(ctx context.Context, brokers []string, opts []kgo.Opt, topic string, since int64) ([][]byte, error) {
-	opts = append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return nil, err
+// each hands fn the value of every committed record of topic from where
+// the last round stopped (from first, the first time) to its end now.
+func (st *judgeState) each(ctx context.Context, cl *kgo.Client, opts []kgo.Opt, topic string, first streams.Bound, fn func([]byte)) error {
+	from := first
+	if next, ok := st.next[topic]; ok {
+		from = streams.Bound{Offsets: next}
 	}
-	defer cl.Close()
-	ranges, err := streams.ResolveRange(ctx, cl, topic, streams.Bound{Time: time.UnixMilli(since)}, streams.Bound{}, streams.Warm{})
+	ranges, err := streams.ResolveRange(ctx, cl, topic, from, streams.Bound{}, streams.Warm{})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var out [][]byte
+	next := map[int32]int64{}
 	for _, r := range ranges {
 		err := streams.ReadRange(ctx, opts, r, func(recs []engine.Record, _ []time.Time) error {
 			for _, rec := range recs {
-				out = append(out, rec.Value)
+				fn(rec.Value)
 			}
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
+		next[r.Partition] = r.To
 	}
-	return out, nil
+	st.next[topic] = next
+	return nil
 }
 
 // shadowJSON is the --json form of a judgement.
@@ -371,6 +421,7 @@ type shadowWatcher struct {
 	log     *slog.Logger
 	claims  map[string]*promotion // by claim id: what this node did about a shadow
 	lastErr string
+	state   judgeState // the judging so far, read on from round to round
 }
 
 // promotion is this node's part in promoting one shadow.
@@ -382,7 +433,7 @@ type promotion struct {
 }
 
 func (w *shadowWatcher) once(ctx context.Context) {
-	j, err := judgeShadow(ctx, &w.nc.kafka, w.nc.clientOpts, w.nc.ruleset)
+	j, err := judgeShadow(ctx, &w.nc.kafka, w.nc.clientOpts, w.nc.ruleset, &w.state)
 	if err != nil {
 		if ctx.Err() == nil && err.Error() != w.lastErr {
 			w.log.Warn("shadow not judged", "err", err)

@@ -89,18 +89,40 @@ func newShadowCluster(t *testing.T, autoPromote, withShadow bool, shadowDecides 
 
 	const n = 400
 	t0 := shadowT0.UnixMilli()
+	// Each decision comes from an event on the metrics topic (its input):
+	// an event of ad0001 stamped before the shadow's start, then one per
+	// ad at its decision's ts.
+	inputOf := func(r *kgo.Record) rules.Input {
+		return rules.Input{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
+	}
+	early := &kgo.Record{Topic: topics.Metrics, Key: []byte("ad0001"), Timestamp: shadowT0.Add(-time.Hour),
+		Value: fmt.Appendf(nil, `{"event_id":"early","ts":%d,"account_id":"acc","ad_id":"ad0001","impressions":0,"clicks":0,"spend":0}`, t0-1)}
+	if err := cl.ProduceSync(ctx, early).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	var triggers []*kgo.Record
+	for i := range n {
+		ad := fmt.Sprintf("ad%04d", i)
+		ts := t0 + int64(i)*int64(10*time.Minute/time.Millisecond)
+		triggers = append(triggers, &kgo.Record{Topic: topics.Metrics, Key: []byte(ad),
+			Value: fmt.Appendf(nil, `{"event_id":"t%s","ts":%d,"account_id":"acc","ad_id":"%s","impressions":0,"clicks":0,"spend":0}`, ad, ts, ad)})
+	}
+	if err := cl.ProduceSync(ctx, triggers...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
 	var events, live, shad [][]byte
-	decision := func(id, ad, sha string, ts int64) []byte {
+	decision := func(id, ad, sha string, ts int64, in rules.Input) []byte {
 		b, _ := json.Marshal(rules.Decision{DecisionID: id, RuleID: "winner", RulesetSHA256: sha, Type: "rag_index_winner",
-			AccountID: "acc", AdID: ad, TS: rules.Time(ts)})
+			AccountID: "acc", AdID: ad, TS: rules.Time(ts), Input: in})
 		return b
 	}
 	for i := range n {
 		ad := fmt.Sprintf("ad%04d", i)
 		ts := t0 + int64(i)*int64(10*time.Minute/time.Millisecond)
-		live = append(live, decision("l"+ad, ad, c.live.SHA256(), ts))
+		in := inputOf(triggers[i])
+		live = append(live, decision("l"+ad, ad, c.live.SHA256(), ts, in))
 		if shadowDecides(i) {
-			shad = append(shad, decision("s"+ad, ad, c.shad.SHA256(), ts))
+			shad = append(shad, decision("s"+ad, ad, c.shad.SHA256(), ts, in))
 		}
 		rev := 10
 		if i%20 < 11 {
@@ -112,11 +134,11 @@ func newShadowCluster(t *testing.T, autoPromote, withShadow bool, shadowDecides 
 	// An event two days after the last decision: every decision resolves.
 	events = append(events, fmt.Appendf(nil, `{"event_id":"clock","ts":%d,"account_id":"acc","ad_id":"clock","impressions":0,"clicks":0,"spend":0}`,
 		t0+int64(n)*int64(10*time.Minute/time.Millisecond)+48*int64(time.Hour/time.Millisecond)))
-	// Neither a switch record, nor a decision before the shadow's start,
-	// nor one of an earlier shadow counts.
+	// Neither a switch record, nor a decision of a record before the
+	// shadow's start, nor one of an earlier shadow counts.
 	live = append(live, []byte(`{"type":"config_applied","ruleset_version":1,"ruleset_sha256":"x","input":{}}`),
-		decision("early", "ad0001", c.live.SHA256(), t0-1))
-	shad = append(shad, decision("old", "ad0002", "0123456789ab", t0+1))
+		decision("early", "ad0001", c.live.SHA256(), t0-1, inputOf(early)))
+	shad = append(shad, decision("old", "ad0002", "0123456789ab", t0+1, inputOf(triggers[2])))
 	kafkatest.Produce(t, cl, topics.Metrics, "ad_id", events)
 	kafkatest.Produce(t, cl, topics.Decisions, "ad_id", live)
 	// The shadow's decisions in transactions, as nodes write them: one
@@ -137,7 +159,7 @@ func newShadowCluster(t *testing.T, autoPromote, withShadow bool, shadowDecides 
 			t.Fatal(err)
 		}
 	}
-	txn(false, [][]byte{decision("aborted", "ad0003", c.shad.SHA256(), t0+2)})
+	txn(false, [][]byte{decision("aborted", "ad0003", c.shad.SHA256(), t0+2, inputOf(triggers[3]))})
 	txn(true, shad)
 	return c
 }
