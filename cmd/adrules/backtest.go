@@ -155,6 +155,16 @@ func baselineRules(ctx context.Context, spec, name, envName string, env map[stri
 		return nil, "", err
 	}
 	good, _ := streams.Configs(recs, name)
+	if spec != "live" {
+		// Live and shadow versions share one numbering: a shadow's
+		// number names its document too.
+		shadows, _ := streams.Shadows(recs, name)
+		for _, c := range shadows {
+			if !c.Retired {
+				good = append(good, c)
+			}
+		}
+	}
 	for i := len(good) - 1; i >= 0; i-- {
 		c := good[i]
 		if spec != "live" && c.Version != v {
