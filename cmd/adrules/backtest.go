@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -125,9 +126,18 @@ func cmdBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		if *topic == "" {
 			*topic = k.topics.Metrics
 		}
-		return topicBacktest(ctx, sides, *batch, topicRange{topic: *topic, actions: *actionsTopic, from: *fromS, to: *toS, warmup: *warmS}, opts, *out, stdout, stderr)
+		err = topicBacktest(ctx, sides, *batch, topicRange{topic: *topic, actions: *actionsTopic, from: *fromS, to: *toS, warmup: *warmS}, opts, *out, stdout, stderr)
+	} else {
+		err = fileBacktest(ctx, sides, *batch, *input, *actions, stdin, *out, stdout, stderr)
 	}
-	return fileBacktest(ctx, sides, *batch, *input, *actions, stdin, *out, stdout, stderr)
+	var ee exitError
+	if err != nil && !errors.As(err, &ee) && ctx.Err() != nil {
+		// Ctrl-C before the sides started (resolving the range, reading
+		// the actions): nothing was written.
+		fmt.Fprintln(stderr, "interrupted before the backtest started")
+		return exitError{130}
+	}
+	return err
 }
 
 // baselineRules resolves --baseline: a rules file, "live" (the newest
