@@ -17,7 +17,8 @@ import (
 )
 
 // cmdDemo generates a week of events with some noise, backtests the default
-// rules over it and shows what they decided.
+// rules over it and shows what they decided, then what a looser threshold
+// would have decided instead, with the report.
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, env map[string]string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -102,6 +103,25 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, env m
 		return err
 	}
 	fmt.Fprintf(stdout, "\nAll output is in %s: decisions.jsonl, actions.jsonl, dlq.jsonl.\n", out)
+
+	// What would a looser CTR threshold have done? The same file, one
+	// parameter changed the way a deployment changes it (a variable), side
+	// by side with the rules as they are.
+	const knob = "ADRULES__PARAMS__WINNER_DETECTION__CTR_THRESHOLD"
+	cand, err := loadRules(*rulesFile, "", map[string]string{knob: "0.02"})
+	if err != nil {
+		return err
+	}
+	cmp := filepath.Join(*dir, "compare")
+	fmt.Fprintf(stdout, "\nThe same week with %s=0.02 (candidate) beside the rules as they are (baseline):\n\n", knob)
+	sides := []*backtestSide{
+		{name: "candidate", label: "ctr_threshold 0.02", rs: cand, dir: filepath.Join(cmp, "candidate")},
+		{name: "baseline", label: *rulesFile, rs: rs, dir: filepath.Join(cmp, "baseline")},
+	}
+	if err := fileBacktest(ctx, sides, 0, events, actions, nil, cmp, stdout, io.Discard); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nThe comparison is in %s: diff.jsonl, report.md, and report.html to open in a browser.\n", cmp)
 	return nil
 }
 

@@ -140,3 +140,21 @@ func TestEnvironmentLayering(t *testing.T) {
 		t.Fatalf("hashes: base %s dev %s --env %s ENVIRONMENT %s var %s", base, dev, devFlag, old, v)
 	}
 }
+
+// TestDemo: the demo backtests a generated week, then compares a looser
+// CTR threshold with the rules as they are and writes the report.
+func TestDemo(t *testing.T) {
+	dir := t.TempDir()
+	out, stderr, err := adrules(t, "", nil, "demo", "--rules", "../../examples/rules.yaml", "--dir", dir)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if !strings.Contains(out, "First winners found:") || !strings.Contains(out, "gained rag_index_winner") {
+		t.Fatalf("the demo does not show the winners and the ads the looser threshold gains:\n%s", out)
+	}
+	for _, f := range []string{"out/decisions.jsonl", "compare/diff.jsonl", "compare/report.html", "compare/report.md"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("no %s: %v", f, err)
+		}
+	}
+}
