@@ -218,37 +218,28 @@ func (r *replay) load(ctx context.Context, cl *kgo.Client, from, to streams.Boun
 		slices.SortStableFunc(sp, func(a, b switchPoint) int { return cmp.Compare(a.offset, b.offset) })
 		r.switches[k] = sp
 	}
-	err = readTopic(ctx, cl, r.opts, t.Verdicts, func(v []byte) error {
-		var head struct {
-			ActionID string       `json:"action_id"`
-			Input    *rules.Input `json:"input"`
+	// Verdicts and proposals: those whose proposal came from a record in
+	// the range (a metric event, or an external proposal).
+	for _, x := range []struct {
+		topic, what string
+		into        *[]output
+	}{{t.Verdicts, "verdict", &r.recorded.verdicts}, {t.Proposals, "proposal", &r.recorded.proposals}} {
+		err = readTopic(ctx, cl, r.opts, x.topic, func(v []byte) error {
+			var head struct {
+				ActionID string       `json:"action_id"`
+				Input    *rules.Input `json:"input"`
+			}
+			if err := json.Unmarshal(v, &head); err != nil {
+				return fmt.Errorf("%s holds a record that is not a %s: %w", x.topic, x.what, err)
+			}
+			if head.Input != nil && (inRanges(r.metrics, *head.Input) || inRanges(r.actions, *head.Input)) {
+				*x.into = append(*x.into, output{*head.Input, head.ActionID, v})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		if err := json.Unmarshal(v, &head); err != nil {
-			return fmt.Errorf("%s holds a record that is not a verdict: %w", t.Verdicts, err)
-		}
-		if head.Input != nil && (inRanges(r.metrics, *head.Input) || inRanges(r.actions, *head.Input)) {
-			r.recorded.verdicts = append(r.recorded.verdicts, output{*head.Input, head.ActionID, v})
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	err = readTopic(ctx, cl, r.opts, t.Proposals, func(v []byte) error {
-		var head struct {
-			ActionID string       `json:"action_id"`
-			Input    *rules.Input `json:"input"`
-		}
-		if err := json.Unmarshal(v, &head); err != nil {
-			return fmt.Errorf("%s holds a record that is not a proposal: %w", t.Proposals, err)
-		}
-		if head.Input != nil && (inRanges(r.metrics, *head.Input) || inRanges(r.actions, *head.Input)) {
-			r.recorded.proposals = append(r.recorded.proposals, output{*head.Input, head.ActionID, v})
-		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	sortOutputs(r.recorded.decisions)
 	sortOutputs(r.recorded.proposals)
