@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,9 @@ type cfg struct {
 	relayTopics    map[string]bool
 	keys           KeyCheck
 	switches       bool
+	history        History
+	partitioner    func(topic string, key []byte) int32
+	parallel       int
 }
 
 type optFunc func(*cfg)
@@ -63,7 +67,7 @@ type nopObserver struct{}
 func (nopObserver) Observe(Stats) {}
 
 func defaultCfg() cfg {
-	return cfg{clock: systemClock{}, obs: nopObserver{}, log: slog.New(slog.DiscardHandler), keys: KeyIfPresent}
+	return cfg{clock: systemClock{}, obs: nopObserver{}, log: slog.New(slog.DiscardHandler), keys: KeyIfPresent, parallel: 4}
 }
 
 // WithClock sets the wall clock used for elapsed-time stats, overriding the
@@ -102,6 +106,26 @@ func WithRelayTopics(topics ...string) Opt {
 // Output.Applied whenever a partition starts using a rule set version
 // (after a swap, and when the partition is opened). Default off.
 func WithSwitchRecords() Opt { return optFunc(func(cf *cfg) { cf.switches = true }) }
+
+// WithHistory makes rebuilds replay each record under the rule set version
+// that processed it (History), so a rebuilt state equals the state the
+// partition had. Default: none, rebuilds use the rule set in force (right
+// for a pipeline that only ever ran one version, such as a shadow's).
+func WithHistory(h History) Opt { return optFunc(func(cf *cfg) { cf.history = h }) }
+
+// WithPartitioner names the partition a metric event's key belongs to (-1
+// when it cannot tell): a record on another partition is not processed
+// there but rerouted (Output.Reroutes), so one ad's state never lives in two
+// partitions whatever partitioner a producer used. Default: none, every
+// record is processed where it lies (files, and partitionings the engine
+// cannot know).
+func WithPartitioner(f func(topic string, key []byte) int32) Opt {
+	return optFunc(func(cf *cfg) { cf.partitioner = f })
+}
+
+// WithRestoreParallelism sets how many partitions are restored at once
+// when they are assigned (Assigner), overriding the default 4.
+func WithRestoreParallelism(n int) Opt { return optFunc(func(cf *cfg) { cf.parallel = n }) }
 
 // KeyCheck says what the engine requires of a record's key: a metric event
 // is keyed by its ad_id, a proposal by its account_id, so that an ad's (or
@@ -150,6 +174,8 @@ func New(rs *rules.RuleSet, src Source, sink Sink, store Store, opts ...Opt) (*E
 		return nil, errors.New("engine: source, sink and store are required")
 	case c.clock == nil || c.obs == nil || c.log == nil:
 		return nil, errors.New("engine: clock, observer and logger must not be nil")
+	case c.parallel < 1:
+		return nil, errors.New("engine: restore parallelism must be at least 1")
 	}
 	e := &Engine{cfg: c, src: src, sink: sink, store: store, parts: map[partKey]*partition{}}
 	e.rs.Store(rs)
@@ -175,6 +201,9 @@ func (e *Engine) Run(ctx context.Context) error {
 			return nil
 		case errors.Is(err, ErrReset):
 			e.Reset()
+			if err := e.restore(ctx); err != nil {
+				return err
+			}
 			continue
 		case err != nil:
 			return err
@@ -204,12 +233,22 @@ func (e *Engine) Process(ctx context.Context, recs []Record) error {
 		r := &recs[i]
 		k := partKey{r.Topic, r.Partition}
 		p, ok := e.parts[k]
-		if !ok {
+		switch {
+		case !ok:
 			var err error
 			if p, err = e.open(ctx, rs, k, r.Offset); err != nil {
 				return err
 			}
 			e.parts[k] = p
+		case p.restored:
+			// Restored at its assignment, to where the group said it
+			// resumes: its first records may still lie past that (an
+			// offset read before another node's last commit landed, or
+			// none at all), and then the gap is replayed now.
+			p.restored = false
+			if err := e.rebuild(ctx, rs, p, r.Offset); err != nil {
+				return err
+			}
 		}
 		if len(p.batch) == 0 {
 			order = append(order, p)
@@ -239,6 +278,13 @@ func (e *Engine) Process(ctx context.Context, recs []Record) error {
 		e.out.Verdicts = append(e.out.Verdicts, p.out.Verdicts...)
 		e.out.DeadLetters = append(e.out.DeadLetters, p.out.DeadLetters...)
 		e.out.Errors = append(e.out.Errors, p.out.Errors...)
+		e.out.Reroutes = append(e.out.Reroutes, p.out.Reroutes...)
+		if p.stage != 2 && p.evTime > p.marked {
+			// The source's progress, after its proposals: stage 2 judges
+			// what lies before the slowest source's.
+			e.out.Progress = append(e.out.Progress, rules.Progress{Topic: p.key.topic, Partition: p.key.partition, At: p.evTime})
+			p.marked = p.evTime
+		}
 	}
 	if err := e.sink.Write(ctx, &e.out); err != nil {
 		return fmt.Errorf("engine: write output: %w", err)
@@ -265,29 +311,81 @@ func (e *Engine) Process(ctx context.Context, recs []Record) error {
 	return nil
 }
 
+// restore restores every partition the source says it holds, in parallel,
+// before the engine processes anything (Assigner): each is brought up to
+// where its consumption resumes. A source that cannot say restores lazily,
+// when a partition's first records arrive.
+func (e *Engine) restore(ctx context.Context) error {
+	a, ok := e.src.(Assigner)
+	if !ok {
+		return nil
+	}
+	list, err := a.Assigned(ctx)
+	if err != nil {
+		return fmt.Errorf("engine: assigned partitions: %w", err)
+	}
+	rs := e.rs.Load()
+	parts := make([]*partition, len(list))
+	errs := make([]error, len(list))
+	sem := make(chan struct{}, e.cfg.parallel)
+	var wg sync.WaitGroup
+	for i, r := range list {
+		k := partKey{r.Topic, r.Partition}
+		if _, ok := e.parts[k]; ok {
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			parts[i], errs[i] = e.open(ctx, rs, k, r.Offset)
+			if parts[i] != nil {
+				parts[i].restored = true
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for i, p := range parts {
+		if p != nil {
+			e.parts[partKey{list[i].Topic, list[i].Partition}] = p
+		}
+	}
+	return nil
+}
+
 // open loads a partition's state and, when its first record lies past the
 // committed state and the source can replay, brings the state up to that
-// record without writing output.
+// record without writing output: each record under the rule set version
+// that processed it (WithHistory), else under rs. first < 0: unknown, no
+// replay. It may run for several partitions at once.
 func (e *Engine) open(ctx context.Context, rs *rules.RuleSet, k partKey, first int64) (*partition, error) {
 	st, err := e.store.Partition(k.topic, k.partition)
 	if err != nil {
 		return nil, fmt.Errorf("engine: partition %s/%d: %w", k.topic, k.partition, err)
 	}
-	p := &partition{key: k, st: st, stage: 1, next: st.Offset()}
+	p := &partition{key: k, st: st, stage: 1, next: st.Offset(), evTime: st.EventTime(), marked: math.MinInt64}
 	switch {
 	case e.cfg.proposalTopics[k.topic]:
 		p.stage = 2
 	case e.cfg.relayTopics[k.topic]:
 		p.stage = 0
 	}
+	if err := e.rebuild(ctx, rs, p, first); err != nil {
+		return nil, err
+	}
+	if ro, ok := e.cfg.obs.(RestoreObserver); ok {
+		ro.Restored(k.topic, k.partition)
+	}
+	return p, nil
+}
+
+func (e *Engine) rebuild(ctx context.Context, rs *rules.RuleSet, p *partition, first int64) error {
+	k := p.key
 	rp, ok := e.src.(Replayer)
 	if !ok || first <= max(p.next, 0) {
-		return p, nil
-	}
-	if p.stage == 0 {
-		// A relay keeps no state: nothing to rebuild.
-		p.next = first
-		return p, p.st.Commit(p.next)
+		return nil
 	}
 	rctx := ctx
 	if e.runCtx != nil {
@@ -299,34 +397,67 @@ func (e *Engine) open(ctx context.Context, rs *rules.RuleSet, k partKey, first i
 		defer ro.Rebuilding(k.topic, k.partition, true)
 	}
 	replayed, from := 0, p.next
-	err = rp.Replay(rctx, k.topic, k.partition, p.next, first, func(recs []Record) error {
+	// The rule set of the records being replayed, and the offset from which
+	// another one processed them (-1: none known).
+	var cur *rules.RuleSet
+	until := int64(-2)
+	var versions []int64
+	err := rp.Replay(rctx, k.topic, k.partition, p.next, first, func(recs []Record) error {
 		if replayed == 0 && from >= 0 && len(recs) > 0 && recs[0].Offset > from {
 			e.cfg.log.Warn("the log no longer holds records the state needs (retention?): the rebuilt state misses them",
 				"topic", k.topic, "partition", k.partition, "from", from, "first_available", recs[0].Offset)
 		}
-		p.batch = p.batch[:0]
-		for i := range recs {
-			p.batch = append(p.batch, &recs[i])
-		}
-		p.process(rs, e.cfg)
-		replayed += len(recs)
-		if p.err != nil {
-			return p.err
+		for len(recs) > 0 {
+			if e.cfg.history != nil && (until == -2 || until >= 0 && recs[0].Offset >= until) {
+				h, next, err := e.cfg.history.RuleSetAt(rctx, k.topic, k.partition, recs[0].Offset)
+				if err != nil {
+					return fmt.Errorf("the rule set that processed offset %d: %w", recs[0].Offset, err)
+				}
+				if next >= 0 && next <= recs[0].Offset {
+					next = -1 // a history that goes back: trust it no further
+				}
+				cur, until = h, next
+				if cur != nil && (len(versions) == 0 || versions[len(versions)-1] != cur.Version) {
+					versions = append(versions, cur.Version)
+				}
+			}
+			use, n := rs, len(recs)
+			if cur != nil {
+				use = cur
+			}
+			if until >= 0 {
+				n = 0
+				for n < len(recs) && recs[n].Offset < until {
+					n++
+				}
+				if n == 0 { // past the switch point: look again
+					until = -2
+					continue
+				}
+			}
+			p.batch = p.batch[:0]
+			for i := range recs[:n] {
+				p.batch = append(p.batch, &recs[i])
+			}
+			p.process(use, e.cfg)
+			replayed += n
+			if p.err != nil {
+				return p.err
+			}
+			recs = recs[n:]
 		}
 		// Keep the progress: a rebuild cut short goes on from here.
 		return p.st.Commit(p.next)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("engine: replay %s/%d [%d, %d): %w", k.topic, k.partition, from, first, err)
+		return fmt.Errorf("engine: replay %s/%d [%d, %d): %w", k.topic, k.partition, from, first, err)
 	}
-	e.cfg.log.Info("rebuilt partition state", "topic", k.topic, "partition", k.partition, "records", replayed)
+	e.cfg.log.Info("rebuilt partition state", "topic", k.topic, "partition", k.partition, "records", replayed, "versions", versions)
 	// Nothing of the replay is written: its output was committed before.
 	p.batch = p.batch[:0]
+	p.out.reset()
 	p.next = max(p.next, first)
-	if err := p.st.Commit(p.next); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return p.st.Commit(p.next)
 }
 
 // partition is the worker state of one input partition.
@@ -335,6 +466,12 @@ type partition struct {
 	st    PartitionState
 	stage int
 	next  int64 // offset of the next record to apply; -1 before the first
+	// evTime is the largest event time read (stages 0 and 1), marked the
+	// last one written as the partition's progress (Output.Progress).
+	evTime, marked int64
+	queue          *rules.Queue // stage 2, loaded on first use
+	// restored: opened at its assignment and no record seen since.
+	restored bool
 
 	rs      *rules.RuleSet
 	applied *rules.RuleSet // the version last recorded as applied
@@ -359,12 +496,23 @@ func (p *partition) process(rs *rules.RuleSet, c cfg) {
 	if p.rs != rs {
 		p.rs, p.eval = rs, rs.NewEvaluator()
 	}
+	evTime := p.evTime
 	for _, r := range p.batch {
 		if r.Offset < p.next {
 			continue // already applied before a restart: effectively once
 		}
 		p.stats.Records++
 		in := rules.Input{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
+		if p.stage == 1 && c.partitioner != nil && len(r.Key) > 0 {
+			if want := c.partitioner(r.Topic, r.Key); want >= 0 && want != r.Partition {
+				// Produced with another partitioner: its ad belongs
+				// elsewhere. It goes there, and changes nothing here.
+				p.stats.Rerouted++
+				p.out.Reroutes = append(p.out.Reroutes, Reroute{From: in, Key: r.Key, Value: r.Value})
+				p.next = r.Offset + 1
+				continue
+			}
+		}
 		var err error
 		switch p.stage {
 		case 0:
@@ -384,6 +532,12 @@ func (p *partition) process(rs *rules.RuleSet, c cfg) {
 			p.out.DeadLetters = append(p.out.DeadLetters, DeadLetter{Input: in, Key: r.Key, Value: r.Value, Reason: bad.reason})
 		}
 		p.next = r.Offset + 1
+	}
+	if p.evTime != evTime {
+		p.st.SetEventTime(p.evTime)
+	}
+	if p.queue != nil {
+		p.stats.Queued = p.queue.Len()
 	}
 	p.stats.Offset = p.next
 	p.stats.Elapsed = c.clock.Now().Sub(start)
@@ -422,6 +576,7 @@ func (p *partition) event(r *Record, in rules.Input, c cfg) error {
 		return nil
 	}
 	st.Apply(ev, h, p.rs.KeepMS(), p.rs.HorizonMS())
+	p.evTime = max(p.evTime, ev.TS)
 	p.stats.MaxTS = max(p.stats.MaxTS, ev.TS)
 	p.res.Reset()
 	if p.stats.Records%evalSampleEvery == 1 {
@@ -437,6 +592,9 @@ func (p *partition) event(r *Record, in rules.Input, c cfg) error {
 	for i := range p.res.Errors {
 		p.stats.RuleErrors[p.res.Errors[i].RuleID]++
 	}
+	for i := range p.res.Proposals {
+		p.res.Proposals[i].Order = &rules.Order{At: p.evTime, Seq: i}
+	}
 	p.stats.Proposals += len(p.res.Proposals)
 	p.out.Decisions = append(p.out.Decisions, p.res.Decisions...)
 	p.out.Proposals = append(p.out.Proposals, p.res.Proposals...)
@@ -444,7 +602,22 @@ func (p *partition) event(r *Record, in rules.Input, c cfg) error {
 	return nil
 }
 
+// proposal takes one record of stage 2's input: a source's progress, or a
+// proposal, which waits in the partition's queue for its turn (or, late,
+// is judged at once); then it judges every proposal whose turn has come.
 func (p *partition) proposal(r *Record, in rules.Input, c cfg) error {
+	q, err := p.loadQueue()
+	if err != nil {
+		return err
+	}
+	if rules.IsProgress(r.Value) {
+		m, err := rules.DecodeProgress(r.Value)
+		if err != nil {
+			return &badRecord{err.Error()}
+		}
+		q.Progress(m)
+		return p.release(q)
+	}
 	prop, err := rules.DecodeProposal(r.Value)
 	if err != nil {
 		return &badRecord{err.Error()}
@@ -455,11 +628,45 @@ func (p *partition) proposal(r *Record, in rules.Input, c cfg) error {
 	if prop.Input == nil {
 		prop.Input = &in
 	}
+	if q.Add(prop) {
+		if prop.Order != nil {
+			p.stats.Late++
+		}
+		if err := p.judge(&prop); err != nil {
+			return err
+		}
+	}
+	return p.release(q)
+}
+
+func (p *partition) loadQueue() (*rules.Queue, error) {
+	if p.queue == nil {
+		q, err := p.st.Queue()
+		if err != nil {
+			return nil, err
+		}
+		p.queue = q
+	}
+	return p.queue, nil
+}
+
+// release judges the proposals whose turn has come, in order.
+func (p *partition) release(q *rules.Queue) error {
+	for _, prop := range q.Ready() {
+		if err := p.judge(&prop); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// judge applies the guards to one proposal.
+func (p *partition) judge(prop *rules.Proposal) error {
 	st, err := p.st.Account(prop.AccountID)
 	if err != nil {
 		return err
 	}
-	v := p.rs.Check(&prop, st)
+	v := p.rs.Check(prop, st)
 	p.stats.MaxTS = max(p.stats.MaxTS, int64(prop.TS))
 	key := v.Status
 	if v.Reason != "" {
@@ -470,7 +677,8 @@ func (p *partition) proposal(r *Record, in rules.Input, c cfg) error {
 	return nil
 }
 
-// relay validates an external proposal and passes it on to stage 2.
+// relay validates an external proposal and passes it on to stage 2, placed
+// in stage 2's order by the event time its partition has reached.
 func (p *partition) relay(r *Record, in rules.Input, c cfg) error {
 	prop, err := rules.DecodeProposal(r.Value)
 	if err != nil {
@@ -479,7 +687,9 @@ func (p *partition) relay(r *Record, in rules.Input, c cfg) error {
 	if why := c.checkKey(r.Key, prop.AccountID, "account_id"); why != "" {
 		return &badRecord{why}
 	}
+	p.evTime = max(p.evTime, int64(prop.TS))
 	prop.Input = &in
+	prop.Order = &rules.Order{At: p.evTime, Ext: true}
 	p.stats.Proposals++
 	p.out.Proposals = append(p.out.Proposals, prop)
 	return nil

@@ -67,6 +67,22 @@ type Output struct {
 	// Applied records where a partition started using a rule set version
 	// (WithSwitchRecords).
 	Applied []ConfigApplied
+	// Progress is how far each source partition of stage 2 (metric events,
+	// external proposals) has read, after the batch: a Sink writes it to
+	// every partition of stage 2's input after the batch's proposals, with
+	// Sources filled in (rules.Progress).
+	Progress []rules.Progress
+	// Reroutes are records that lie on a partition their key does not
+	// belong to (WithPartitioner): a Sink produces them again, keyed as
+	// they were, so they land where they belong. They changed nothing here.
+	Reroutes []Reroute
+}
+
+// Reroute is a record to produce again on the partition its key belongs to.
+type Reroute struct {
+	From  rules.Input // where it lay
+	Key   []byte
+	Value []byte
 }
 
 // ConfigApplied records that a partition switched rule set versions at an
@@ -82,6 +98,7 @@ type ConfigApplied struct {
 func (o *Output) reset() {
 	o.Decisions, o.Proposals, o.Verdicts = o.Decisions[:0], o.Proposals[:0], o.Verdicts[:0]
 	o.DeadLetters, o.Errors, o.Applied = o.DeadLetters[:0], o.Errors[:0], o.Applied[:0]
+	o.Progress, o.Reroutes = o.Progress[:0], o.Reroutes[:0]
 }
 
 // DeadLetter is a record that could not be processed, with the reason. It
@@ -111,9 +128,48 @@ type PartitionState interface {
 	Ad(adID string) (*rules.AdState, error)
 	// Account returns the stage-2 state of an account, like Ad.
 	Account(accountID string) (*rules.AccountState, error)
-	// Commit writes every changed ad and account and next (the offset of the
-	// next record to process) in one atomic batch.
+	// EventTime is the largest event time the partition has read (metric
+	// events, or external proposals on the relay), math.MinInt64 before the
+	// first; SetEventTime changes it at the next Commit. It orders stage 2
+	// (rules.Order).
+	EventTime() int64
+	SetEventTime(ms int64)
+	// Queue returns stage 2's queue of the partition (proposals waiting for
+	// their turn, the progress of each source), loading it on first use;
+	// changes are written at the next Commit.
+	Queue() (*rules.Queue, error)
+	// Commit writes every changed ad and account, the event time, the
+	// queue and next (the offset of the next record to process) in one
+	// atomic batch.
 	Commit(next int64) error
+}
+
+// History says which rule set version processed each record of a
+// partition, as recorded by the switch points (ConfigApplied): a rebuild
+// replays every record under the version that processed it, so the state
+// it rebuilds is the state the partition had.
+type History interface {
+	// RuleSetAt returns the rule set that processed the record at offset
+	// of the partition, and the offset of the next switch point after it
+	// (-1 when none is known). A nil rule set means the history knows
+	// nothing of the record: the rule set in force is used.
+	RuleSetAt(ctx context.Context, topic string, partition int32, offset int64) (rs *rules.RuleSet, until int64, err error)
+}
+
+// Assigner is what a Source can do besides: say which partitions it holds
+// now and the offset where each resumes (-1 when unknown), so the engine
+// restores their state when they are assigned, all in parallel, before it
+// processes anything. A Source that holds new partitions returns ErrReset
+// from Poll, and the engine asks.
+type Assigner interface {
+	Assigned(ctx context.Context) ([]Resume, error)
+}
+
+// Resume is an assigned partition and where its consumption resumes.
+type Resume struct {
+	Topic     string
+	Partition int32
+	Offset    int64
 }
 
 // Clock is the wall clock. It drives only metrics of elapsed time, never a
@@ -135,6 +191,14 @@ type RebuildObserver interface {
 	Rebuilding(topic string, partition int32, done bool)
 }
 
+// RestoreObserver is what an Observer can do besides: hear when a
+// partition's state is restored (rebuilt if it had to be) and the partition
+// can be processed, so a node is ready only when all of its partitions
+// are.
+type RestoreObserver interface {
+	Restored(topic string, partition int32)
+}
+
 // Stats counts what one partition's batch did.
 type Stats struct {
 	Topic      string
@@ -142,6 +206,9 @@ type Stats struct {
 	Stage      int // 0 relay of external proposals, 1 metric events, 2 guards
 	Records    int
 	Rejected   int            // dead letters
+	Rerouted   int            // records on a partition their key does not belong to, produced again
+	Late       int            // stage 2: proposals judged at arrival, behind the order (rules.Queue)
+	Queued     int            // stage 2: proposals waiting for their turn after the batch
 	Duplicates int            // events already applied (S1)
 	Decisions  map[string]int // by rule id
 	Proposals  int

@@ -101,6 +101,7 @@ const (
 func (rs *RuleSet) Check(p *Proposal, st *AccountState) Verdict {
 	g := &rs.guards
 	v := Verdict{Proposal: *p, Status: "rejected", RulesetVersion: rs.Version, RulesetSHA256: rs.SHA256}
+	v.Order = nil // where it stood in the queue is stage 2's business, not the verdict's
 	t := int64(p.TS)
 	entity := p.AdID
 	if entity == "" {

@@ -80,6 +80,9 @@ type Proposal struct {
 	Source         string   `json:"source"`
 	RulesetVersion int64    `json:"ruleset_version,omitempty"`
 	Input          *Input   `json:"input,omitempty"`
+	// Order places the proposal in stage 2's judging order; it is set on
+	// the proposals stage 2 reads and left out of verdicts.
+	Order *Order `json:"order,omitempty"`
 }
 
 // RuleError is a rule that failed at run time for one event. It is counted

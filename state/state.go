@@ -1,10 +1,13 @@
 package state
 
 import (
+	"cmp"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/adrules/adrules/rules"
@@ -52,22 +55,29 @@ func (d *DB) Close() error { return d.db.Close() }
 // use two Partitions of the same topic and partition at once.
 func (d *DB) Partition(topic string, partition int32) (*Partition, error) {
 	p := &Partition{
-		db: d, prefix: partitionPrefix(topic, partition), offset: -1,
+		db: d, prefix: partitionPrefix(topic, partition), offset: -1, evTime: math.MinInt64,
 		ads: map[string]*rules.AdState{}, accounts: map[string]*rules.AccountState{},
 	}
-	v, closer, err := d.db.Get(p.key('o'))
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-	case err != nil:
-		return nil, fmt.Errorf("state: read offset: %w", err)
-	default:
-		n, k := binary.Varint(v)
-		closer.Close()
-		if k <= 0 {
-			return nil, fmt.Errorf("state: corrupt offset of %s/%d", topic, partition)
+	for _, x := range []struct {
+		kind byte
+		into *int64
+		what string
+	}{{'o', &p.offset, "offset"}, {'g', &p.evTime, "event time"}} {
+		v, closer, err := d.db.Get(p.key(x.kind))
+		switch {
+		case errors.Is(err, pebble.ErrNotFound):
+		case err != nil:
+			return nil, fmt.Errorf("state: read %s: %w", x.what, err)
+		default:
+			n, k := binary.Varint(v)
+			closer.Close()
+			if k <= 0 {
+				return nil, fmt.Errorf("state: corrupt %s of %s/%d", x.what, topic, partition)
+			}
+			*x.into = n
 		}
-		p.offset = n
 	}
+	p.committedEvTime = p.evTime
 	return p, nil
 }
 
@@ -100,10 +110,61 @@ type Partition struct {
 	accts    []*rules.AccountState
 	acctSeen map[*rules.AccountState]bool
 	buf      []byte
+	// evTime is the largest event time read (engine.PartitionState), as of
+	// the last SetEventTime; committedEvTime as of the last Commit.
+	evTime, committedEvTime int64
+	queue                   *rules.Queue
 }
 
 // Offset returns the next offset to process, or -1.
 func (p *Partition) Offset() int64 { return p.offset }
+
+// EventTime returns the largest event time the partition has read,
+// math.MinInt64 before the first.
+func (p *Partition) EventTime() int64 { return p.evTime }
+
+// SetEventTime changes the event time; it is written at the next Commit.
+func (p *Partition) SetEventTime(ms int64) { p.evTime = ms }
+
+// Queue returns stage 2's queue of the partition, loading it on first use
+// with one iterator over its keys.
+func (p *Partition) Queue() (*rules.Queue, error) {
+	if p.queue != nil {
+		return p.queue, nil
+	}
+	q := rules.NewQueue()
+	v, closer, err := p.db.db.Get(p.key('k'))
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("state: read queue: %w", err)
+	default:
+		err := decodeQueue(v, q)
+		closer.Close()
+		if err != nil {
+			return nil, fmt.Errorf("state: queue: %w", err)
+		}
+	}
+	pre := p.key('q')
+	it, err := p.db.db.NewIter(&pebble.IterOptions{LowerBound: pre, UpperBound: prefixEnd(pre)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		var e rules.Pending
+		e.Key = append([]byte(nil), it.Key()[len(pre):]...)
+		if err := json.Unmarshal(it.Value(), &e.P); err != nil || e.P.Order == nil {
+			return nil, fmt.Errorf("state: queued proposal: corrupt value %q", it.Value())
+		}
+		q.Load(e)
+	}
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	p.queue = q
+	return q, nil
+}
 
 // Ad returns an ad's state, loading it from Pebble on first use.
 func (p *Partition) Ad(adID string) (*rules.AdState, error) {
@@ -164,13 +225,54 @@ func (p *Partition) Commit(next int64) error {
 	}
 	p.accts = p.accts[:0]
 	clear(p.acctSeen)
+	if p.evTime != p.committedEvTime {
+		if err := b.Set(p.key('g'), binary.AppendVarint(nil, p.evTime), nil); err != nil {
+			return err
+		}
+	}
+	if err := p.writeQueue(b); err != nil {
+		return err
+	}
 	if err := b.Set(p.key('o'), binary.AppendVarint(nil, next), nil); err != nil {
 		return err
 	}
 	if err := b.Commit(p.db.writeOpts()); err != nil {
 		return fmt.Errorf("state: commit: %w", err)
 	}
-	p.offset = next
+	p.offset, p.committedEvTime = next, p.evTime
+	if p.queue != nil {
+		p.queue.Clean()
+	}
+	return nil
+}
+
+// writeQueue adds what changed in the queue to b: proposals queued and
+// judged, and the sources' progress.
+func (p *Partition) writeQueue(b *pebble.Batch) error {
+	q := p.queue
+	if q == nil {
+		return nil
+	}
+	pre := p.key('q')
+	for _, e := range q.Added {
+		v, err := json.Marshal(&e.P)
+		if err != nil {
+			return err
+		}
+		if err := b.Set(append(pre[:len(pre):len(pre)], e.Key...), v, nil); err != nil {
+			return err
+		}
+	}
+	for _, k := range q.Removed {
+		if err := b.Delete(append(pre[:len(pre):len(pre)], k...), nil); err != nil {
+			return err
+		}
+	}
+	if q.Changed {
+		if err := b.Set(p.key('k'), encodeQueue(nil, q), nil); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -283,6 +385,9 @@ func (p *Partition) loadAccount(accountID string) (*rules.AccountState, error) {
 //	'a' uvarint(len(ad)) ad 's' BE64(ts) event_id   remembered event id (empty value)
 //	'a' uvarint(len(ad)) ad 'w' BE64(minute)        window bucket: totals of that minute
 //	'c' uvarint(len(account)) account    stage-2 account history
+//	'g'                                  largest event time read (varint)
+//	'k'                                  stage-2 queue: sources' progress, frontier
+//	'q' rules.OrderKey                   stage-2 queued proposal (JSON)
 //
 // so a partition, and within it an ad, is one contiguous key range.
 func partitionPrefix(topic string, partition int32) []byte {
@@ -407,6 +512,44 @@ func decodeAccount(v []byte, st *rules.AccountState) error {
 	n = r.uvarint()
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		st.Changes = append(st.Changes, rules.BudgetChange{Entity: r.string(), TS: r.varint(), OldBudget: r.float()})
+	}
+	return r.err
+}
+
+func encodeQueue(b []byte, q *rules.Queue) []byte {
+	b = append(b, encVersion)
+	b = binary.AppendUvarint(b, uint64(q.Expect))
+	b = binary.AppendVarint(b, q.Frontier)
+	srcs := make([]rules.Source, 0, len(q.Sources))
+	for s := range q.Sources {
+		srcs = append(srcs, s)
+	}
+	// A fixed order: the same queue, the same bytes.
+	slices.SortFunc(srcs, func(a, b rules.Source) int {
+		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+	})
+	b = binary.AppendUvarint(b, uint64(len(srcs)))
+	for _, s := range srcs {
+		m := q.Sources[s]
+		b = appendString(b, s.Topic)
+		b = binary.AppendVarint(b, int64(s.Partition))
+		b = binary.AppendVarint(b, m.At)
+		b = appendBool(b, m.Idle)
+	}
+	return b
+}
+
+func decodeQueue(v []byte, q *rules.Queue) error {
+	r := reader{b: v}
+	if r.byte() != encVersion {
+		return errors.New("unknown encoding version")
+	}
+	q.Expect = int(r.uvarint())
+	q.Frontier = r.varint()
+	n := r.uvarint()
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		s := rules.Source{Topic: r.string(), Partition: int32(r.varint())}
+		q.Sources[s] = rules.SourceProgress{At: r.varint(), Idle: r.byte() == 1}
 	}
 	return r.err
 }

@@ -1,10 +1,13 @@
 package streams
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -12,9 +15,11 @@ import (
 
 	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/internal/jsonl"
+	"github.com/adrules/adrules/rules"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Topics names the topics of adrules. Every name is configurable.
@@ -24,10 +29,15 @@ type Topics struct {
 	Proposals     string // every proposal, key account_id (input of stage 2)
 	Decisions     string // decisions, key ad_id
 	Verdicts      string // verdicts, key account_id
-	DLQ           string // dead letters, key as the original record's; "" drops them (the shadow pipeline)
+	DLQ           string // dead letters, key as the original record's; "" drops them and rerouted records (the shadow pipeline: the live one writes them)
 	Config        string // rule set versions, compacted, key = rule set name
 	ConfigHistory string // every rule set version, kept
 	Status        string // node heartbeats, compacted, key = node id
+	// Switches holds where each input partition started using a rule set
+	// version (engine.ConfigApplied, key topic/partition), kept as long as
+	// the inputs: a node that rebuilds a partition replays each record
+	// under the version that processed it. "" writes none (the shadow).
+	Switches string
 
 	// The shadow rule set's outputs (champion/challenger): its decisions,
 	// its proposals (input of its own stage 2) and its verdicts. Nothing of
@@ -42,7 +52,7 @@ func DefaultTopics() Topics {
 	return Topics{
 		Metrics: "ad-metrics", Actions: "ad-actions", Proposals: "adrules.proposals",
 		Decisions: "adrules.decisions", Verdicts: "adrules.actions", DLQ: "adrules.dlq",
-		Config: "adrules.config", ConfigHistory: "adrules.config.history", Status: "adrules.status",
+		Config: "adrules.config", ConfigHistory: "adrules.config.history", Status: "adrules.status", Switches: "adrules.switches",
 		ShadowDecisions: "adrules.shadow.decisions", ShadowProposals: "adrules.shadow.proposals", ShadowVerdicts: "adrules.shadow.actions",
 	}
 }
@@ -60,7 +70,8 @@ type TopicSpec struct {
 // Specs returns the topics to create with partitions partitions each: input
 // topics keep everything (cleanup.policy=delete, retention.ms=-1) because a
 // node that takes over a partition rebuilds its state from them; outputs
-// keep retention days; the config topic is compacted.
+// keep retention days; the config topic is compacted; the switch points
+// are kept like the inputs they describe.
 func (t Topics) Specs(partitions int32, retentionDays int) []TopicSpec {
 	keep := map[string]string{"cleanup.policy": "delete", "retention.ms": "-1"}
 	out := map[string]string{"cleanup.policy": "delete", "retention.ms": fmt.Sprint(int64(retentionDays) * 24 * 3600 * 1000)}
@@ -74,6 +85,7 @@ func (t Topics) Specs(partitions int32, retentionDays int) []TopicSpec {
 		{t.Config, 1, map[string]string{"cleanup.policy": "compact"}},
 		{t.ConfigHistory, 1, keep},
 		{t.Status, 1, map[string]string{"cleanup.policy": "compact"}},
+		{t.Switches, 1, keep},
 		{t.ShadowDecisions, partitions, out},
 		{t.ShadowProposals, partitions, keep},
 		{t.ShadowVerdicts, partitions, out},
@@ -85,6 +97,9 @@ func (t Topics) Specs(partitions int32, retentionDays int) []TopicSpec {
 func EnsureTopics(ctx context.Context, cl *kgo.Client, specs []TopicSpec, replication int16) error {
 	adm := kadm.NewClient(cl)
 	for _, s := range specs {
+		if s.Name == "" {
+			continue // a topic the caller does without
+		}
 		cfg := map[string]*string{}
 		for k, v := range s.Configs {
 			cfg[k] = kadm.StringPtr(v)
@@ -108,8 +123,9 @@ type Options struct {
 	Brokers []string
 	// Group is the consumer group; default "adrules".
 	Group string
-	// NodeID names this node; its transactional id is Group-NodeID, so it
-	// must be unique in the group and stable across restarts. Required.
+	// NodeID names this node; its transactional id is Group-NodeID and its
+	// static group membership instance id is NodeID, so it must be unique
+	// in the group and stable across restarts. Required.
 	NodeID string
 	// Topics; default DefaultTopics().
 	Topics Topics
@@ -122,6 +138,20 @@ type Options struct {
 	// up: the node starts a new session, whose transactional id fences the
 	// old transaction, and processes the batch again.
 	CommitTimeout time.Duration
+	// SessionTimeout is the group session timeout, default 45s (Kafka's).
+	// The node is a static member of its group (its instance id is NodeID):
+	// when it restarts within the session timeout it gets its partitions
+	// back at once, with no rebalance; a node that dies and stays down
+	// keeps them unprocessed until the timeout. A node that stops cleanly
+	// (Close) leaves the group, so its partitions move at once.
+	SessionTimeout time.Duration
+	// IdleAfter is how long a source partition (of Topics.Metrics or
+	// Topics.Actions) this node owns may go without records before the node
+	// tells stage 2 it is idle (rules.Progress), so that stage 2 judges
+	// what waits for it once every source is idle; default 1m. A partition
+	// without any record is idle from its assignment. See docs/guards.md
+	// for what idleness costs in determinism.
+	IdleAfter time.Duration
 	// OnAssigned and OnRevoked, when set, are told of assignment changes
 	// (for readiness and lag metrics).
 	OnAssigned func(map[string][]int32)
@@ -143,19 +173,36 @@ type Options struct {
 // tagHeader is the header of ProposalTag.
 const tagHeader = "adrules.tag"
 
+// pollTick bounds one wait for records: the node looks at its assignment
+// and its idle partitions at least this often.
+const pollTick = 500 * time.Millisecond
+
 // Node is the engine's Source and Sink on Kafka. Its methods are called from
 // the engine's goroutine; Lag may be called from any.
 type Node struct {
 	o    Options
 	opts []kgo.Opt
 	sess *kgo.GroupTransactSession
+	now  func() time.Time
 
-	reset atomic.Bool // partitions were revoked or lost: the engine must forget them
+	// reset: partitions were assigned, revoked or lost since the engine
+	// last looked: it must forget what it holds and restore the assigned
+	// ones (engine.Assigner).
+	reset atomic.Bool
+	// stash holds records fetched in the poll during which the assignment
+	// changed: they are handed over after the engine has restored.
+	stash []engine.Record
+	// counts are the partition counts of the input topics, from metadata.
+	counts atomic.Pointer[map[string]int32]
 
-	mu      sync.Mutex
-	hwm     map[tp]int64 // high watermark per input partition, from fetches
-	pos     map[tp]int64 // next offset to consume, from fetches
-	prodErr error
+	mu       sync.Mutex
+	hwm      map[tp]int64 // high watermark per input partition, from fetches
+	pos      map[tp]int64 // next offset to consume, from fetches
+	owned    map[tp]bool  // the partitions this node holds
+	active   map[tp]time.Time
+	idle     map[tp]bool // idle progress written for it, no record since
+	fresh    map[tp]bool // assigned, not yet looked at for emptiness
+	prodErr  error
 }
 
 type tp struct {
@@ -183,16 +230,27 @@ func NewNode(o Options) (*Node, error) {
 	if o.CommitTimeout <= 0 {
 		o.CommitTimeout = 60 * time.Second
 	}
-	n := &Node{o: o, hwm: map[tp]int64{}, pos: map[tp]int64{}}
+	if o.SessionTimeout <= 0 {
+		o.SessionTimeout = 45 * time.Second
+	}
+	if o.IdleAfter <= 0 {
+		o.IdleAfter = time.Minute
+	}
+	n := &Node{o: o, now: time.Now, hwm: map[tp]int64{}, pos: map[tp]int64{}, owned: map[tp]bool{},
+		active: map[tp]time.Time{}, idle: map[tp]bool{}, fresh: map[tp]bool{}}
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(o.Brokers...),
 		kgo.ConsumerGroup(o.Group),
+		kgo.InstanceID(o.NodeID),
+		kgo.SessionTimeout(o.SessionTimeout),
 		kgo.ConsumeTopics(o.Topics.Inputs()...),
 		kgo.TransactionalID(o.Group + "-" + o.NodeID),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(partitionFor)),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			n.assign(m)
 			if o.OnAssigned != nil {
 				o.OnAssigned(m)
 			}
@@ -237,6 +295,63 @@ func NewNode(o Options) (*Node, error) {
 	return n, nil
 }
 
+// partitionKey is the context key of a record produced to a partition
+// chosen by the node (progress records go to every partition).
+type partitionKey struct{}
+
+// partitionFor partitions what a node produces: to the partition the
+// record's context names, else by its key as the Java client does
+// (murmur2), which is the partitioner adrules requires of producers.
+func partitionFor(topic string) func(*kgo.Record, int) int {
+	keyed := kgo.StickyKeyPartitioner(nil).ForTopic(topic)
+	return func(r *kgo.Record, n int) int {
+		if r.Context != nil {
+			if p, ok := r.Context.Value(partitionKey{}).(int32); ok && int(p) < n {
+				return int(p)
+			}
+		}
+		return keyed.Partition(r, n)
+	}
+}
+
+// KeyPartition returns the partition of a topic of n partitions that a key
+// belongs to: murmur2, as the Java client and `adrules produce` partition.
+func KeyPartition(key []byte, n int32) int32 {
+	return int32(kgo.StickyKeyPartitioner(nil).ForTopic("").Partition(&kgo.Record{Key: key}, int(n)))
+}
+
+// PartitionOf returns the partition of topic that key belongs to, or -1
+// when the node does not know the topic's partition count yet: the
+// engine's partitioner (engine.WithPartitioner).
+func (n *Node) PartitionOf(topic string, key []byte) int32 {
+	c := n.counts.Load()
+	if c == nil || (*c)[topic] <= 0 {
+		return -1
+	}
+	return KeyPartition(key, (*c)[topic])
+}
+
+// loadCounts reads the partition counts of the topics the node reads and
+// writes progress to.
+func (n *Node) loadCounts(ctx context.Context) error {
+	t := n.o.Topics
+	names := []string{t.Metrics, t.Actions, t.Proposals}
+	md, err := kadm.NewClient(n.sess.Client()).ListTopics(ctx, names...)
+	if err != nil {
+		return err
+	}
+	m := map[string]int32{}
+	for _, name := range names {
+		d, ok := md[name]
+		if !ok || d.Err != nil {
+			return fmt.Errorf("topic %s: %v", name, d.Err)
+		}
+		m[name] = int32(len(d.Partitions))
+	}
+	n.counts.Store(&m)
+	return nil
+}
+
 // renew replaces the session after a transaction could not end: the new
 // session's transactional id fences the old transaction, and the group
 // resumes at the committed offsets.
@@ -252,7 +367,24 @@ func (n *Node) renew() error {
 	clear(n.pos)
 	n.mu.Unlock()
 	n.sess = sess
+	n.reset.Store(true)
 	return nil
+}
+
+func (n *Node) assign(m map[string][]int32) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	now := n.now()
+	for t, ps := range m {
+		for _, p := range ps {
+			k := tp{t, p}
+			n.owned[k] = true
+			n.active[k] = now
+			delete(n.idle, k)
+			n.fresh[k] = true
+		}
+	}
+	n.reset.Store(true)
 }
 
 func (n *Node) forget(m map[string][]int32) {
@@ -261,8 +393,13 @@ func (n *Node) forget(m map[string][]int32) {
 	defer n.mu.Unlock()
 	for t, ps := range m {
 		for _, p := range ps {
-			delete(n.hwm, tp{t, p})
-			delete(n.pos, tp{t, p})
+			k := tp{t, p}
+			delete(n.hwm, k)
+			delete(n.pos, k)
+			delete(n.owned, k)
+			delete(n.active, k)
+			delete(n.idle, k)
+			delete(n.fresh, k)
 		}
 	}
 }
@@ -271,20 +408,107 @@ func (n *Node) forget(m map[string][]int32) {
 // the engine's (not for transactions).
 func (n *Node) Client() *kgo.Client { return n.sess.Client() }
 
-// Close leaves the group and closes the client.
-func (n *Node) Close() { n.sess.Close() }
+// Close closes the client and leaves the group, so the node's partitions
+// move to other nodes at once.
+func (n *Node) Close() {
+	n.sess.Close() // a static member does not leave on close: leave explicitly
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := LeaveGroup(ctx, n.o.Brokers, n.o.ClientOpts, n.o.Group, n.o.NodeID); err != nil {
+		n.o.Logger.Warn("could not leave the group; its partitions wait for the session timeout", "err", err)
+	}
+}
 
-// Poll waits for records and begins the batch's transaction. After a
-// revocation it first returns engine.ErrReset, so the engine reloads what it
-// holds from Pebble (and replays what it missed) before it goes on.
+// Kill closes the client as a crash would: no leave, and the transaction in
+// flight is left open, to be fenced by the next session of the same
+// transactional id. For fault drills and tests.
+func (n *Node) Kill() { n.sess.Close() }
+
+// LeaveGroup makes the static member instance of group leave it, as `Close`
+// does for a running node; operators use it for a node that is gone for
+// good (adrules never needs it otherwise).
+func LeaveGroup(ctx context.Context, brokers []string, opts []kgo.Opt, group, instance string) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrLeaveGroupRequest()
+	req.Group = group
+	m := kmsg.NewLeaveGroupRequestMember()
+	m.InstanceID = &instance
+	req.Members = append(req.Members, m)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return err
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return err
+	}
+	for _, m := range resp.Members {
+		if err := kerr.ErrorForCode(m.ErrorCode); err != nil && !errors.Is(err, kerr.UnknownMemberID) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Assigned returns the partitions the node holds and where each resumes:
+// the group's committed offset, -1 when it has none (engine.Assigner).
+func (n *Node) Assigned(ctx context.Context) ([]engine.Resume, error) {
+	n.mu.Lock()
+	var out []engine.Resume
+	for k := range n.owned {
+		out = append(out, engine.Resume{Topic: k.topic, Partition: k.partition, Offset: -1})
+	}
+	n.mu.Unlock()
+	if len(out) == 0 {
+		return nil, nil
+	}
+	offs, err := kadm.NewClient(n.sess.Client()).FetchOffsets(ctx, n.o.Group)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if o, ok := offs.Lookup(out[i].Topic, out[i].Partition); ok && o.Err == nil && o.At >= 0 {
+			out[i].Offset = o.At
+		}
+	}
+	return out, nil
+}
+
+// Poll waits for records and begins the batch's transaction. After the
+// assignment changed it first returns engine.ErrReset, so the engine
+// forgets what it holds and restores the partitions it holds now
+// (Assigned) before it goes on; records fetched meanwhile wait for it.
+// While no records come, it tells stage 2 which source partitions are
+// idle (IdleAfter).
 func (n *Node) Poll(ctx context.Context) ([]engine.Record, error) {
 	for {
-		// Partitions left this node since the engine last looked: whatever
-		// it holds for them may be stale when they come back.
 		if n.reset.Swap(false) {
 			return nil, engine.ErrReset
 		}
-		fs := n.sess.PollFetches(ctx)
+		if len(n.stash) > 0 {
+			recs := n.owns(n.stash)
+			n.stash = nil
+			if len(recs) > 0 {
+				if err := n.sess.Begin(); err != nil {
+					return nil, fmt.Errorf("streams: begin transaction: %w", err)
+				}
+				return recs, nil
+			}
+		}
+		if n.counts.Load() == nil {
+			if err := n.loadCounts(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				n.o.Logger.Warn("cannot read the topics' partition counts yet", "err", err)
+			}
+		}
+		pctx, cancel := context.WithTimeout(ctx, pollTick)
+		fs := n.sess.PollFetches(pctx)
+		cancel()
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -306,6 +530,7 @@ func (n *Node) Poll(ctx context.Context) ([]engine.Record, error) {
 			return nil, fmt.Errorf("streams: fetch: %w", fatal)
 		}
 		var recs []engine.Record
+		now := n.now()
 		n.mu.Lock()
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
 			k := tp{p.Topic, p.Partition}
@@ -320,11 +545,22 @@ func (n *Node) Poll(ctx context.Context) ([]engine.Record, error) {
 				if n.foreign(r) {
 					continue
 				}
+				n.active[k] = now
+				delete(n.idle, k)
 				recs = append(recs, engine.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value})
 			}
 		})
 		n.mu.Unlock()
+		if n.reset.Load() {
+			// The assignment changed during this poll: the engine restores
+			// first, then gets these records.
+			n.stash = append(n.stash, recs...)
+			continue
+		}
 		if len(recs) == 0 {
+			if err := n.idleProgress(ctx); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		if err := n.sess.Begin(); err != nil {
@@ -332,6 +568,117 @@ func (n *Node) Poll(ctx context.Context) ([]engine.Record, error) {
 		}
 		return recs, nil
 	}
+}
+
+// owns keeps the records of partitions the node still holds.
+func (n *Node) owns(recs []engine.Record) []engine.Record {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := recs[:0]
+	for _, r := range recs {
+		if n.owned[tp{r.Topic, r.Partition}] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// idleProgress tells stage 2 about the source partitions that are idle: a
+// partition without records since its assignment (empty: at once), or
+// whose last record is IdleAfter old and that is read to its end. It writes
+// in a transaction of its own, between the engine's batches.
+func (n *Node) idleProgress(ctx context.Context) error {
+	t := n.o.Topics
+	now := n.now()
+	var fresh []tp
+	n.mu.Lock()
+	for k := range n.fresh {
+		if k.topic == t.Metrics || k.topic == t.Actions {
+			fresh = append(fresh, k)
+		}
+	}
+	clear(n.fresh)
+	n.mu.Unlock()
+	empty := map[tp]bool{}
+	if len(fresh) > 0 {
+		e, err := n.empty(ctx, fresh)
+		if err != nil {
+			n.o.Logger.Warn("cannot tell whether partitions are empty", "err", err)
+		}
+		empty = e
+	}
+	var idle []tp
+	n.mu.Lock()
+	for k := range n.owned {
+		if k.topic != t.Metrics && k.topic != t.Actions || n.idle[k] {
+			continue
+		}
+		h, known := n.hwm[k]
+		caughtUp := !known || n.pos[k] >= h
+		if empty[k] || caughtUp && now.Sub(n.active[k]) >= n.o.IdleAfter {
+			idle = append(idle, k)
+		}
+	}
+	n.mu.Unlock()
+	if len(idle) == 0 {
+		return nil
+	}
+	slices.SortFunc(idle, func(a, b tp) int {
+		return cmp.Or(cmp.Compare(a.topic, b.topic), cmp.Compare(a.partition, b.partition))
+	})
+	if err := n.sess.Begin(); err != nil {
+		return fmt.Errorf("streams: begin transaction: %w", err)
+	}
+	out := &engine.Output{}
+	for _, k := range idle {
+		out.Progress = append(out.Progress, rules.Progress{Topic: k.topic, Partition: k.partition, At: math.MinInt64, Idle: true})
+	}
+	if err := n.Write(ctx, out); err != nil {
+		return err
+	}
+	switch err := n.Commit(ctx); {
+	case errors.Is(err, engine.ErrReset):
+		return nil // the assignment changed: the engine looks again
+	case err != nil:
+		return err
+	}
+	n.mu.Lock()
+	for _, k := range idle {
+		if n.owned[k] {
+			n.idle[k] = true
+		}
+	}
+	n.mu.Unlock()
+	n.o.Logger.Debug("source partitions idle", "partitions", len(idle))
+	return nil
+}
+
+// empty reports which of ps hold no record at all.
+func (n *Node) empty(ctx context.Context, ps []tp) (map[tp]bool, error) {
+	adm := kadm.NewClient(n.sess.Client())
+	var topics []string
+	for _, k := range ps {
+		if !slices.Contains(topics, k.topic) {
+			topics = append(topics, k.topic)
+		}
+	}
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err != nil {
+		return nil, err
+	}
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return nil, err
+	}
+	out := map[tp]bool{}
+	for _, k := range ps {
+		s, ok1 := starts.Lookup(k.topic, k.partition)
+		e, ok2 := ends.Lookup(k.topic, k.partition)
+		if ok1 && ok2 && s.Err == nil && e.Err == nil && e.Offset <= s.Offset {
+			out[k] = true
+		}
+	}
+	return out, nil
 }
 
 // foreign reports whether r is a proposal of another pipeline (ProposalTag).
@@ -347,7 +694,10 @@ func (n *Node) foreign(r *kgo.Record) bool {
 	return true
 }
 
-// Write produces the batch's output into its transaction.
+// Write produces the batch's output into its transaction: switch points
+// (to the decisions and the switches topics), decisions, proposals, then
+// the sources' progress to every partition of the proposals topic,
+// verdicts, rerouted records and dead letters.
 func (n *Node) Write(ctx context.Context, out *engine.Output) error {
 	t := n.o.Topics
 	for i := range out.Applied {
@@ -355,6 +705,11 @@ func (n *Node) Write(ctx context.Context, out *engine.Output) error {
 		key := fmt.Sprintf("%s/%d", a.Input.Topic, a.Input.Partition)
 		if err := n.produce(ctx, t.Decisions, key, a); err != nil {
 			return err
+		}
+		if t.Switches != "" {
+			if err := n.produce(ctx, t.Switches, key, a); err != nil {
+				return err
+			}
 		}
 	}
 	for i := range out.Decisions {
@@ -373,11 +728,38 @@ func (n *Node) Write(ctx context.Context, out *engine.Output) error {
 			return err
 		}
 	}
+	if len(out.Progress) > 0 {
+		c := n.counts.Load()
+		if c == nil {
+			return errors.New("streams: the partition counts are not known: cannot write the sources' progress")
+		}
+		sources := int((*c)[t.Metrics] + (*c)[t.Actions])
+		for _, m := range out.Progress {
+			m.Sources = sources
+			v := rules.EncodeProgress(m)
+			for q := int32(0); q < (*c)[t.Proposals]; q++ {
+				r := &kgo.Record{Topic: t.Proposals, Value: v, Headers: tag,
+					Context: context.WithValue(context.Background(), partitionKey{}, q)}
+				n.send(ctx, r)
+			}
+		}
+	}
 	for i := range out.Verdicts {
 		v := &out.Verdicts[i]
 		if err := n.produce(ctx, t.Verdicts, v.AccountID, v); err != nil {
 			return err
 		}
+	}
+	for i := range out.Reroutes {
+		if t.DLQ == "" {
+			break // the shadow: the live pipeline reroutes the very same records
+		}
+		rr := &out.Reroutes[i]
+		// The same key and bytes: the partitioner puts it where its key
+		// belongs. Where it came from in a header.
+		n.send(ctx, &kgo.Record{Topic: rr.From.Topic, Key: append([]byte(nil), rr.Key...), Value: append([]byte(nil), rr.Value...), Headers: []kgo.RecordHeader{
+			{Key: "adrules.rerouted_from", Value: fmt.Appendf(nil, "%s/%d@%d", rr.From.Topic, rr.From.Partition, rr.From.Offset)},
+		}})
 	}
 	for i := range out.DeadLetters {
 		if t.DLQ == "" {

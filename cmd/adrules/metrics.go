@@ -22,6 +22,8 @@ type metrics struct {
 	stateSize                    prometheus.GaugeFunc
 	rebuilding                   prometheus.Gauge
 	refused                      prometheus.Counter
+	rerouted, late               prometheus.Counter
+	queued                       *prometheus.GaugeVec
 
 	// For the status line and readiness.
 	nEvents, nDecisions atomic.Int64
@@ -63,10 +65,16 @@ func newMetrics(reg prometheus.Registerer, stateSize func() float64) *metrics {
 			Name: "adrules_config_refused_total", Help: "Published rule set versions this node refused (invalid); the last good one stays."}),
 		rebuilding: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "adrules_partitions_rebuilding", Help: "Partitions whose state is being rebuilt from their log."}),
+		rerouted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "adrules_records_rerouted_total", Help: "Metric events found on a partition their key does not belong to (another partitioner than murmur2), produced again to the right one."}),
+		late: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "adrules_proposals_late_total", Help: "Proposals stage 2 judged at arrival, behind its order, because their source had been idle."}),
+		queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "adrules_proposals_queued", Help: "Proposals waiting in stage 2 for every source partition to pass them, by partition of the proposals topic."}, []string{"partition"}),
 		ruleTypes: map[string]string{},
 	}
 	reg.MustRegister(m.events, m.rejected, m.duplicates, m.decisions, m.verdicts, m.ruleErrors, m.proposals,
-		m.batch, m.eval, m.commit, m.version, m.stateSize, m.rebuilding, m.refused)
+		m.batch, m.eval, m.commit, m.version, m.stateSize, m.rebuilding, m.refused, m.rerouted, m.late, m.queued)
 	return m
 }
 
@@ -95,6 +103,11 @@ func (m *metrics) Observe(s engine.Stats) {
 		m.ruleErrors.WithLabelValues(rule).Add(float64(n))
 	}
 	m.proposals.Add(float64(s.Proposals))
+	m.rerouted.Add(float64(s.Rerouted))
+	m.late.Add(float64(s.Late))
+	if s.Stage == 2 {
+		m.queued.WithLabelValues(strconv.Itoa(int(s.Partition))).Set(float64(s.Queued))
+	}
 	m.batch.Observe(s.Elapsed.Seconds())
 	m.commit.Observe(s.Commit.Seconds())
 	for _, d := range s.EvalSamples {

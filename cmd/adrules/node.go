@@ -61,6 +61,7 @@ func (k *kafkaFlags) register(fs *flag.FlagSet, defBrokers string) {
 	fs.StringVar(&k.topics.Config, "topic-config", t.Config, "rule set versions topic (compacted)")
 	fs.StringVar(&k.topics.ConfigHistory, "topic-config-history", t.ConfigHistory, "rule set history topic")
 	fs.StringVar(&k.topics.Status, "topic-status", t.Status, "node heartbeats topic (compacted)")
+	fs.StringVar(&k.topics.Switches, "topic-switches", t.Switches, "where each input partition switched rule set versions (kept)")
 	fs.StringVar(&k.topics.ShadowDecisions, "topic-shadow-decisions", t.ShadowDecisions, "the shadow rule set's decisions topic")
 	fs.StringVar(&k.topics.ShadowProposals, "topic-shadow-proposals", t.ShadowProposals, "the shadow rule set's proposals topic (its stage 2 input)")
 	fs.StringVar(&k.topics.ShadowVerdicts, "topic-shadow-verdicts", t.ShadowVerdicts, "the shadow rule set's verdicts topic")
@@ -132,6 +133,8 @@ type nodeConfig struct {
 	envName      string
 	partitions   int
 	createTopics bool
+	// sessionTimeout and idleAfter: streams.Options; 0 takes its defaults.
+	sessionTimeout, idleAfter time.Duration
 }
 
 // node is a running node, for dev's status line and for tests.
@@ -144,20 +147,26 @@ type node struct {
 	shadow  *shadowRunner                 // the shadow pipeline (docs/shadow.md)
 
 	mu       sync.Mutex
-	assigned map[string]map[int32]bool // the partitions this node owns now
+	assigned map[string]map[int32]bool // the partitions this node owns now: restored (true) or not yet
 	swapMu   sync.Mutex                // orders rule set swaps
 }
 
-// ready: the node owns partitions and is rebuilding none. (A partition's
-// state is checked, and rebuilt if it is behind, when its first records
-// arrive; /readyz is 503 for as long as that takes.)
+// ready: the node owns partitions and has restored the state of every one
+// of them. A partition is restored when it is assigned (the engine replays
+// what its state lacks, partitions in parallel): /readyz is 503 until all
+// are.
 func (n *node) ready() bool {
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	owned := 0
 	for _, ps := range n.assigned {
-		owned += len(ps)
+		for _, restored := range ps {
+			if !restored {
+				return false
+			}
+			owned++
+		}
 	}
-	n.mu.Unlock()
 	return owned > 0 && n.metrics.nRebuilding.Load() == 0
 }
 
@@ -173,13 +182,36 @@ func (n *node) assign(m map[string][]int32, on bool) {
 				n.assigned[t] = map[int32]bool{}
 			}
 			if on {
-				n.assigned[t][p] = true
+				n.assigned[t][p] = false
 			} else {
 				delete(n.assigned[t], p)
 			}
 		}
 	}
 }
+
+// Restored is told by the engine that a partition's state is restored
+// (engine.RestoreObserver).
+func (n *node) Restored(topic string, partition int32) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if ps := n.assigned[topic]; ps != nil {
+		if _, ok := ps[partition]; ok {
+			ps[partition] = true
+		}
+	}
+}
+
+// observer is the engine's observer of a node: the metrics, and the node
+// for readiness.
+type observer struct {
+	*metrics
+	n *node
+}
+
+func (o observer) Restored(topic string, partition int32) { o.n.Restored(topic, partition) }
+
+var _ engine.RestoreObserver = observer{}
 
 // newer reports whether c should replace the running version: the newest
 // record wins, as it does for a node that starts later (compaction keeps
@@ -301,9 +333,15 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 	}
 	sn, err := streams.NewNode(streams.Options{
 		Brokers: brokers, Group: nc.group, NodeID: nc.nodeID, Topics: nc.kafka.topics,
-		ClientOpts: nc.clientOpts, Logger: log,
-		OnAssigned: func(m map[string][]int32) { n.assign(m, true) },
-		OnRevoked:  func(m map[string][]int32) { n.assign(m, false) },
+		ClientOpts: nc.clientOpts, Logger: log, SessionTimeout: nc.sessionTimeout, IdleAfter: nc.idleAfter,
+		OnAssigned: func(m map[string][]int32) {
+			n.assign(m, true)
+			log.Info("partitions assigned", "partitions", fmt.Sprint(m))
+		},
+		OnRevoked: func(m map[string][]int32) {
+			n.assign(m, false)
+			log.Info("partitions revoked", "partitions", fmt.Sprint(m))
+		},
 	})
 	if err != nil {
 		return err
@@ -312,8 +350,10 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 	n.streams.Store(sn)
 
 	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
+	history := streams.NewHistory(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, nc.clientOpts...), nc.kafka.topics, nc.ruleset, compileRecord)
 	eng, err := engine.New(rs, sn, sn, store,
-		engine.WithObserver(n.metrics), engine.WithLogger(log), engine.WithKeyCheck(engine.KeyRequired), engine.WithSwitchRecords(),
+		engine.WithObserver(observer{n.metrics, n}), engine.WithLogger(log), engine.WithKeyCheck(engine.KeyRequired), engine.WithSwitchRecords(),
+		engine.WithHistory(history), engine.WithPartitioner(sn.PartitionOf),
 		engine.WithProposalTopics(nc.kafka.topics.Proposals), engine.WithRelayTopics(nc.kafka.topics.Actions))
 	if err != nil {
 		return err
@@ -352,6 +392,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, env map[string
 	fs.StringVar(&nc.envName, "env", "", "environments overlay of the rules file")
 	fs.IntVar(&nc.partitions, "partitions", 4, "partitions of the topics it creates")
 	fs.BoolVar(&nc.createTopics, "create-topics", true, "create missing topics")
+	fs.DurationVar(&nc.sessionTimeout, "session-timeout", 45*time.Second, "group session timeout: a node that restarts within it gets its partitions back at once (static membership); one that stays down keeps them unprocessed this long")
+	fs.DurationVar(&nc.idleAfter, "idle-after", time.Minute, "a source partition without records this long is idle: stage 2 stops waiting for it once every source is idle (docs/guards.md)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: adrules run --brokers LIST [--group ID] [--data-dir DIR] [--http-addr ADDR]\n\nJoins the consumer group and runs both stages for the partitions this node owns.")
 		fs.PrintDefaults()

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -128,21 +127,11 @@ type replay struct {
 
 	metrics, actions streams.Ranges // the range, on the input topics
 	proposals        streams.Ranges // all of the proposals log, as of now
-	docs             map[string]streams.ConfigRecord
-	switches         map[partKey][]switchPoint
-	recorded         outputs
-	compiled         map[string]*rules.RuleSet
-}
-
-type partKey struct {
-	topic     string
-	partition int32
-}
-
-// switchPoint: from offset on, the partition ran the rule set with sha256.
-type switchPoint struct {
-	offset int64
-	sha    string
+	// history: the switch points (the switches topic and the decisions
+	// topic) and the versions' documents, by version number.
+	history  *streams.History
+	counts   map[string]int32 // partitions of the metrics topic, for misplaced records
+	recorded outputs
 }
 
 // outputs are decisions and verdicts as the bytes a node writes, each with
@@ -179,17 +168,11 @@ func (r *replay) load(ctx context.Context, cl *kgo.Client, from, to streams.Boun
 	if r.proposals, err = streams.ResolveRange(ctx, cl, t.Proposals, streams.Bound{}, streams.Bound{}, streams.Warm{}); err != nil {
 		return err
 	}
-	hist, err := streams.ReadAll(ctx, r.k.brokerList(), r.copts, t.ConfigHistory)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", t.ConfigHistory, err)
+	r.history = streams.NewHistory(r.opts, t, r.name, compileRecord)
+	if err := r.history.Refresh(ctx); err != nil {
+		return err
 	}
-	good, _ := streams.Configs(hist, r.name)
-	r.docs = map[string]streams.ConfigRecord{}
-	for _, c := range good {
-		r.docs[c.SHA256] = c
-	}
-	r.compiled = map[string]*rules.RuleSet{}
-	r.switches = map[partKey][]switchPoint{}
+	r.counts = map[string]int32{t.Metrics: int32(len(r.metrics))}
 	err = readTopic(ctx, cl, r.opts, t.Decisions, func(v []byte) error {
 		var head struct {
 			Type          string      `json:"type"`
@@ -201,8 +184,11 @@ func (r *replay) load(ctx context.Context, cl *kgo.Client, from, to streams.Boun
 			return fmt.Errorf("%s holds a record that is not a decision: %w", t.Decisions, err)
 		}
 		if head.Type == "config_applied" {
-			k := partKey{head.Input.Topic, head.Input.Partition}
-			r.switches[k] = append(r.switches[k], switchPoint{head.Input.Offset, head.RulesetSHA256})
+			var a engine.ConfigApplied
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("%s holds a config_applied record that does not decode: %w", t.Decisions, err)
+			}
+			r.history.Add(a)
 			return nil
 		}
 		if inRanges(r.metrics, head.Input) {
@@ -212,11 +198,6 @@ func (r *replay) load(ctx context.Context, cl *kgo.Client, from, to streams.Boun
 	})
 	if err != nil {
 		return err
-	}
-	for k, sp := range r.switches {
-		// Later records win at one offset (a partition reopened there).
-		slices.SortStableFunc(sp, func(a, b switchPoint) int { return cmp.Compare(a.offset, b.offset) })
-		r.switches[k] = sp
 	}
 	// Verdicts and proposals: those whose proposal came from a record in
 	// the range (a metric event, or an external proposal).
@@ -304,38 +285,6 @@ func (r *replay) checkProcessed(ctx context.Context, cl *kgo.Client, group strin
 	}
 }
 
-// ruleSet returns the rule set a switch point names.
-func (r *replay) ruleSet(sha string) (*rules.RuleSet, error) {
-	if rs, ok := r.compiled[sha]; ok {
-		return rs, nil
-	}
-	c, ok := r.docs[sha]
-	if !ok {
-		return nil, fmt.Errorf("rule set sha256 %s was applied but is not on %s (an unpublished file, version 0, cannot be replayed)", short(sha), r.k.topics.ConfigHistory)
-	}
-	rs, err := compileRecord(c)
-	if err != nil {
-		return nil, err
-	}
-	r.compiled[sha] = rs
-	return rs, nil
-}
-
-// versionAt is the rule set in force at a record: the last switch point at
-// or before it, or the partition's first one when the record is older than
-// every switch point still on the decisions topic.
-func (r *replay) versionAt(k partKey, off int64) (string, bool) {
-	sp := r.switches[k]
-	if len(sp) == 0 {
-		return "", false
-	}
-	i := sort.Search(len(sp), func(i int) bool { return sp[i].offset > off })
-	if i == 0 {
-		return sp[0].sha, true
-	}
-	return sp[i-1].sha, true
-}
-
 // run replays stage 1 over the metric events and stage 2 over the recorded
 // proposals log, each with the versions in force.
 func (r *replay) run(ctx context.Context) (*outputs, error) {
@@ -354,8 +303,8 @@ func (r *replay) run(ctx context.Context) (*outputs, error) {
 		src := &switchSource{src: streams.NewRangeSource(r.opts, stage, 0), r: r}
 		var initial *rules.RuleSet
 		for _, pr := range stage {
-			if sha, ok := r.versionAt(partKey{pr.Topic, pr.Partition}, pr.Warm); ok {
-				if initial, err = r.ruleSet(sha); err != nil {
+			if v, sha, _, ok := r.history.VersionAt(pr.Topic, pr.Partition, pr.Warm); ok {
+				if initial, err = r.history.RuleSet(v, sha); err != nil {
 					return nil, err
 				}
 				break
@@ -364,7 +313,16 @@ func (r *replay) run(ctx context.Context) (*outputs, error) {
 		if initial == nil {
 			continue // no partition of this stage was ever processed
 		}
-		eng, err := engine.New(initial, src, sink, store, engine.WithKeyCheck(engine.KeyRequired),
+		// A metric event on a partition its key does not belong to was
+		// rerouted by the node, which processed the copy: so does the
+		// replay.
+		part := func(topic string, key []byte) int32 {
+			if c := r.counts[topic]; c > 0 {
+				return streams.KeyPartition(key, c)
+			}
+			return -1
+		}
+		eng, err := engine.New(initial, src, sink, store, engine.WithKeyCheck(engine.KeyRequired), engine.WithPartitioner(part),
 			engine.WithRelayTopics(r.k.topics.Actions), engine.WithProposalTopics(r.k.topics.Proposals))
 		if err != nil {
 			return nil, err
@@ -402,17 +360,18 @@ func (s *switchSource) Poll(ctx context.Context) ([]engine.Record, error) {
 		s.pending = recs
 	}
 	first := s.pending[0]
-	k := partKey{first.Topic, first.Partition}
-	sha, ok := s.r.versionAt(k, first.Offset)
+	version, sha, until, ok := s.r.history.VersionAt(first.Topic, first.Partition, first.Offset)
 	n := len(s.pending)
 	if ok {
-		for i := 1; i < len(s.pending); i++ {
-			if v, _ := s.r.versionAt(k, s.pending[i].Offset); v != sha {
-				n = i
-				break
+		if until >= 0 {
+			for i := 1; i < len(s.pending); i++ {
+				if s.pending[i].Offset >= until {
+					n = i
+					break
+				}
 			}
 		}
-		rs, err := s.r.ruleSet(sha)
+		rs, err := s.r.history.RuleSet(version, sha)
 		if err != nil {
 			return nil, err
 		}

@@ -314,7 +314,7 @@ func (s *shadowRunner) runOnce(ctx context.Context, v *shadowVersion) error {
 	at := kgo.NewOffset().AfterMilli(publishedMS)
 	sn, err := streams.NewNode(streams.Options{
 		Brokers: s.nc.kafka.brokerList(), Group: shadowGroup(s.nc.group, v.c.Version), NodeID: s.nc.nodeID,
-		Topics: topics, ClientOpts: s.nc.clientOpts, Logger: log,
+		Topics: topics, ClientOpts: s.nc.clientOpts, Logger: log, SessionTimeout: s.nc.sessionTimeout, IdleAfter: s.nc.idleAfter,
 		Start:       map[string]kgo.Offset{topics.Metrics: at, topics.Actions: at},
 		ProposalTag: fmt.Sprintf("v%d", v.c.Version),
 	})
@@ -328,6 +328,7 @@ func (s *shadowRunner) runOnce(ctx context.Context, v *shadowVersion) error {
 	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
 	eng, err := engine.New(v.rs, sn, sn, store,
 		engine.WithObserver(s.m), engine.WithLogger(log), engine.WithKeyCheck(engine.KeyRequired), engine.WithSwitchRecords(),
+		engine.WithPartitioner(sn.PartitionOf),
 		engine.WithProposalTopics(topics.Proposals), engine.WithRelayTopics(topics.Actions))
 	if err != nil {
 		return err

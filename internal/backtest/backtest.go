@@ -22,7 +22,6 @@ package backtest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -98,7 +97,10 @@ type observer struct{ s *Summary }
 
 func (o observer) Observe(st engine.Stats) {
 	s := o.s
-	if st.Stage == 1 {
+	switch st.Stage {
+	case 0:
+		s.External += st.Proposals
+	case 1:
 		s.Events += int64(st.Records)
 		s.Duplicates += int64(st.Duplicates)
 		s.Proposals += st.Proposals
@@ -111,11 +113,13 @@ func (o observer) Observe(st engine.Stats) {
 // keepSink writes the output of the records Emit keeps and counts it; it
 // hands every proposal on, warm-up included, so stage 2 sees them all.
 type keepSink struct {
-	inner *jsonl.Sink
-	emit  func(rules.Input) bool
-	sum   *Summary
-	out   engine.Output
-	stage int
+	inner   *jsonl.Sink
+	emit    func(rules.Input) bool
+	sum     *Summary
+	out     engine.Output
+	stage   int
+	sources []rules.Source // the partitions that reported progress, in order
+	seen    map[rules.Source]bool
 }
 
 func (k *keepSink) keep(in *rules.Input) bool { return k.emit == nil || in == nil || k.emit(*in) }
@@ -144,9 +148,22 @@ func (k *keepSink) Write(ctx context.Context, out *engine.Output) error {
 	for _, d := range out.DeadLetters {
 		if k.keep(&d.Input) {
 			o.DeadLetters = append(o.DeadLetters, d)
-			if k.stage == 1 {
+			switch k.stage {
+			case 0:
+				k.sum.BadActions++
+			case 1:
 				k.sum.Rejected++
 			}
+		}
+	}
+	for _, m := range out.Progress {
+		src := rules.Source{Topic: m.Topic, Partition: m.Partition}
+		if k.seen == nil {
+			k.seen = map[rules.Source]bool{}
+		}
+		if !k.seen[src] {
+			k.seen[src] = true
+			k.sources = append(k.sources, src)
 		}
 	}
 	return k.inner.Write(ctx, o)
@@ -226,9 +243,37 @@ func Run(ctx context.Context, o Options) (sum *Summary, err error) {
 		sum.Lines = fileSrc.Read
 	}
 
-	// Stage 2: the rules' proposals and the external ones, by ts.
+	// The relay: external proposals get their place in stage 2's order as
+	// a node's relay gives it, and bad ones go to the dead-letter output.
+	sink.stage = 0
+	var actSrc engine.Source
+	switch {
+	case o.Actions != nil:
+		actSrc = jsonl.NewSource(o.Actions, o.ActionsName, o.Batch)
+	case len(o.ActionRecords) > 0:
+		actSrc = jsonl.Records(o.ActionRecords)
+	}
+	if actSrc != nil {
+		relayTopics := []string{o.ActionsName}
+		for _, r := range o.ActionRecords {
+			if !slices.Contains(relayTopics, r.Topic) {
+				relayTopics = append(relayTopics, r.Topic)
+			}
+		}
+		eng0, err := engine.New(o.RuleSet, actSrc, sink, store, append(opts, engine.WithRelayTopics(relayTopics...))...)
+		if err != nil {
+			return nil, err
+		}
+		if err := eng0.Run(ctx); err != nil {
+			return stop(err)
+		}
+	}
+
+	// Stage 2: every proposal, judged in stage 2's order (rules.OrderKey)
+	// as the nodes judge them once every source has passed them: here all
+	// of them are read first, then every source says it is done.
 	sink.stage = 2
-	recs, err := proposalRecords(o, sink, sum)
+	recs, err := proposalRecords(sink)
 	if err != nil {
 		return nil, err
 	}
@@ -262,122 +307,23 @@ func TempStore() (engine.Store, func(), error) {
 	return store, func() { db.Close(); os.RemoveAll(dir) }, nil
 }
 
-// mergeLogs interleaves proposal logs, each kept in its own order, taking
-// the earliest head by ts, the earlier log first at equal ts.
-func mergeLogs(logs [][]staged) []staged {
-	n := 0
-	for _, l := range logs {
-		n += len(l)
-	}
-	out := make([]staged, 0, n)
-	for {
-		best := -1
-		for i, l := range logs {
-			if len(l) > 0 && (best < 0 || l[0].ts < logs[best][0].ts) {
-				best = i
-			}
-		}
-		if best < 0 {
-			return out
-		}
-		// Take the run of the best log that stays at or before every
-		// other head: one comparison per log per run, not per record.
-		limit := int64(math.MaxInt64)
-		for i, l := range logs {
-			if i != best && len(l) > 0 {
-				if i < best {
-					limit = min(limit, l[0].ts-1)
-				} else {
-					limit = min(limit, l[0].ts)
-				}
-			}
-		}
-		l := logs[best]
-		k := 1
-		for k < len(l) && l[k].ts <= limit {
-			k++
-		}
-		out = append(out, l[:k]...)
-		logs[best] = l[k:]
-	}
-}
-
-// partitionOf names the input partition a rule's proposal came from.
-func partitionOf(p rules.Proposal) rules.Input {
-	if p.Input == nil {
-		return rules.Input{}
-	}
-	return rules.Input{Topic: p.Input.Topic, Partition: p.Input.Partition}
-}
-
-type staged struct {
-	ts    int64
-	value []byte
-}
-
-// proposalRecords builds the input of stage 2: the external proposals (one
-// log per file or partition) and the rules' (one log per input partition),
-// merged by ts.
-func proposalRecords(o Options, sink *keepSink, sum *Summary) ([]engine.Record, error) {
-	var logs [][]staged
-	var dead engine.Output
-	external := func(line []byte, in rules.Input) {
-		p, perr := rules.DecodeProposal(line)
-		if perr != nil {
-			dead.DeadLetters = append(dead.DeadLetters, engine.DeadLetter{Input: in, Value: append([]byte(nil), line...), Reason: perr.Error()})
-			return
-		}
-		sum.External++
-		p.Input = &in
-		b, _ := json.Marshal(p)
-		if len(logs) == 0 {
-			logs = append(logs, nil)
-		}
-		logs[len(logs)-1] = append(logs[len(logs)-1], staged{ts: int64(p.TS), value: b})
-	}
-	if o.Actions != nil {
-		logs = append(logs, nil)
-		r := bufio.NewReaderSize(o.Actions, 1<<20)
-		for off := int64(0); ; off++ {
-			line, err := r.ReadBytes('\n')
-			line = bytes.TrimRight(line, "\r\n")
-			if len(bytes.TrimSpace(line)) > 0 {
-				external(line, rules.Input{Topic: o.ActionsName, Offset: off})
-			}
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", o.ActionsName, err)
-			}
-		}
-	}
-	for i, r := range o.ActionRecords {
-		if i == 0 || r.Partition != o.ActionRecords[i-1].Partition || r.Topic != o.ActionRecords[i-1].Topic {
-			logs = append(logs, nil)
-		}
-		external(r.Value, rules.Input{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset})
-	}
-	before := len(dead.DeadLetters)
-	if err := sink.Write(context.Background(), &dead); err != nil {
-		return nil, err
-	}
-	sum.BadActions += int64(before)
+// proposalRecords builds the input of stage 2: every proposal (the rules'
+// and the relayed external ones, each with its Order), then for every
+// source that made one a progress record saying it is idle: so stage 2
+// judges all of them, in order.
+func proposalRecords(sink *keepSink) ([]engine.Record, error) {
 	props := sink.inner.Proposals
+	recs := make([]engine.Record, 0, len(props)+len(sink.sources))
 	for i := range props {
-		if i == 0 || partitionOf(props[i]) != partitionOf(props[i-1]) {
-			logs = append(logs, nil)
-		}
 		b, err := json.Marshal(&props[i])
 		if err != nil {
 			return nil, err
 		}
-		logs[len(logs)-1] = append(logs[len(logs)-1], staged{ts: int64(props[i].TS), value: b})
+		recs = append(recs, engine.Record{Topic: ProposalsTopic, Offset: int64(len(recs)), Value: b})
 	}
-	all := mergeLogs(logs)
-	recs := make([]engine.Record, len(all))
-	for i, s := range all {
-		recs[i] = engine.Record{Topic: ProposalsTopic, Offset: int64(i), Value: s.value}
+	for _, src := range sink.sources {
+		m := rules.Progress{Topic: src.Topic, Partition: src.Partition, At: math.MaxInt64, Sources: len(sink.sources), Idle: true}
+		recs = append(recs, engine.Record{Topic: ProposalsTopic, Offset: int64(len(recs)), Value: rules.EncodeProgress(m)})
 	}
 	return recs, nil
 }

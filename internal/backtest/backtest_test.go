@@ -3,7 +3,6 @@ package backtest
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -28,9 +27,10 @@ func ruleSet(t testing.TB, src string) *rules.RuleSet {
 	return rs
 }
 
-// TestStageTwoOrder: the rules' proposals and external ones meet in one
-// stage-2 log, merged by ts with each source in its own order (external
-// first at equal ts), and share the account's quota.
+// TestStageTwoOrder: the rules' proposals and external ones meet in stage
+// 2's order (rules.OrderKey): by the event time their source had reached,
+// external first at equal time, each source in its own order; and share
+// the account's quota.
 func TestStageTwoOrder(t *testing.T) {
 	rs := ruleSet(t, `
 rules:
@@ -112,28 +112,4 @@ func BenchmarkBacktest(b *testing.B) {
 	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(b.N*n), "B/event")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/event")
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
-}
-
-// TestMergeLogs: the earliest head by ts goes first, the earlier log at
-// equal ts, and each log keeps its own order even where it goes back in
-// time.
-func TestMergeLogs(t *testing.T) {
-	log := func(name string, ts ...int64) []staged {
-		var out []staged
-		for i, x := range ts {
-			out = append(out, staged{ts: x, value: []byte(fmt.Sprintf("%s%d", name, i))})
-		}
-		return out
-	}
-	got := mergeLogs([][]staged{log("a", 5, 5, 9), log("b", 1, 5, 3, 10), nil, log("c", 5)})
-	var names []string
-	for _, s := range got {
-		names = append(names, string(s.value))
-	}
-	// b0(1); then a0(5) a1(5) before b1(5) and c0(5); b1 then b2 (3, its
-	// own order); c0(5); a2(9); b3(10).
-	want := "b0 a0 a1 b1 b2 c0 a2 b3"
-	if strings.Join(names, " ") != want {
-		t.Fatalf("merged %v, want %s", names, want)
-	}
 }
