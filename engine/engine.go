@@ -52,6 +52,7 @@ type cfg struct {
 	history        History
 	partitioner    func(topic string, key []byte) int32
 	parallel       int
+	orderLag       time.Duration
 }
 
 type optFunc func(*cfg)
@@ -67,7 +68,7 @@ type nopObserver struct{}
 func (nopObserver) Observe(Stats) {}
 
 func defaultCfg() cfg {
-	return cfg{clock: systemClock{}, obs: nopObserver{}, log: slog.New(slog.DiscardHandler), keys: KeyIfPresent, parallel: 4}
+	return cfg{clock: systemClock{}, obs: nopObserver{}, log: slog.New(slog.DiscardHandler), keys: KeyIfPresent, parallel: 4, orderLag: DefaultOrderLag}
 }
 
 // WithClock sets the wall clock used for elapsed-time stats, overriding the
@@ -122,6 +123,13 @@ func WithHistory(h History) Opt { return optFunc(func(cf *cfg) { cf.history = h 
 func WithPartitioner(f func(topic string, key []byte) int32) Opt {
 	return optFunc(func(cf *cfg) { cf.partitioner = f })
 }
+
+// DefaultOrderLag is how far in event time an idle source partition may
+// lie behind the others and still hold stage 2 back (rules.Queue.Lag).
+const DefaultOrderLag = 2 * time.Hour
+
+// WithOrderLag sets rules.Queue.Lag, overriding DefaultOrderLag.
+func WithOrderLag(d time.Duration) Opt { return optFunc(func(cf *cfg) { cf.orderLag = d }) }
 
 // WithRestoreParallelism sets how many partitions are restored at once
 // when they are assigned (Assigner), overriding the default 4.
@@ -365,7 +373,7 @@ func (e *Engine) open(ctx context.Context, rs *rules.RuleSet, k partKey, first i
 	if err != nil {
 		return nil, fmt.Errorf("engine: partition %s/%d: %w", k.topic, k.partition, err)
 	}
-	p := &partition{key: k, st: st, stage: 1, next: st.Offset(), evTime: st.EventTime(), marked: math.MinInt64}
+	p := &partition{key: k, st: st, stage: 1, next: st.Offset(), evTime: st.EventTime(), marked: math.MinInt64, lag: e.cfg.orderLag}
 	switch {
 	case e.cfg.proposalTopics[k.topic]:
 		p.stage = 2
@@ -472,6 +480,7 @@ type partition struct {
 	queue          *rules.Queue // stage 2, loaded on first use
 	// restored: opened at its assignment and no record seen since.
 	restored bool
+	lag      time.Duration // rules.Queue.Lag
 
 	rs      *rules.RuleSet
 	applied *rules.RuleSet // the version last recorded as applied
@@ -645,6 +654,7 @@ func (p *partition) loadQueue() (*rules.Queue, error) {
 		if err != nil {
 			return nil, err
 		}
+		q.Lag = p.lag.Milliseconds()
 		p.queue = q
 	}
 	return p.queue, nil

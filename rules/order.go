@@ -121,6 +121,10 @@ type Queue struct {
 	// Frontier: every proposal with At below it has been judged; one that
 	// arrives below it is late and is judged at once.
 	Frontier int64
+	// Lag is how far (ms of event time) an idle source may lie behind the
+	// most advanced active one and still hold the others back; further
+	// behind, it is passed by. Set by the engine, not stored.
+	Lag int64
 	pending  []Pending // sorted by Key
 
 	// What changed since the store last wrote the Queue.
@@ -207,18 +211,31 @@ func (q *Queue) Add(p Proposal) (late bool) {
 }
 
 // frontier is the At below which no proposal can arrive any more (but late
-// ones): the least At of the sources that are not idle, math.MaxInt64 when
-// all are idle, math.MinInt64 until a progress record said how many sources
-// there are and every one of them was heard of.
+// ones): the least At of the sources, where an idle source counts only
+// while it is within Lag of the most advanced active one (one that never
+// had a record counts not at all); math.MaxInt64 when every source is idle
+// (nothing more is coming: judge what waits); math.MinInt64 until a
+// progress record said how many sources there are and every one of them
+// was heard of.
 func (q *Queue) frontier() int64 {
 	if q.Expect == 0 || len(q.Sources) < q.Expect {
 		return math.MinInt64
 	}
-	f := int64(math.MaxInt64)
+	top, active := int64(math.MinInt64), false
 	for _, m := range q.Sources {
 		if !m.Idle {
-			f = min(f, m.At)
+			top, active = max(top, m.At), true
 		}
+	}
+	if !active {
+		return math.MaxInt64
+	}
+	f := int64(math.MaxInt64)
+	for _, m := range q.Sources {
+		if m.Idle && (m.At == math.MinInt64 || m.At < top-q.Lag) {
+			continue // gone quiet far behind: waiting for it would stall the rest
+		}
+		f = min(f, m.At)
 	}
 	return f
 }

@@ -180,5 +180,7 @@ func testNodeConfig(addrs []string, topics streams.Topics, id, dir string) nodeC
 	nc.kafka.topics = topics
 	nc.group, nc.nodeID, nc.dataDir, nc.httpAddr = "adrules", id, dir, "127.0.0.1:0"
 	nc.rulesFile, nc.ruleset, nc.partitions, nc.createTopics = "../../examples/rules.yaml", "default", 4, true
+	// Stage 2 judges the last proposals once every source is idle: soon.
+	nc.idleAfter = time.Second
 	return nc
 }

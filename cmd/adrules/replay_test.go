@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/internal/gen"
 	"github.com/adrules/adrules/internal/kafkatest"
 	"github.com/adrules/adrules/rules"
@@ -304,40 +303,29 @@ func TestProgressLine(t *testing.T) {
 }
 
 // waitProcessed waits until group has processed every record of the
-// metric and proposal topics: first the metric events (which make the
-// proposals, in the same transactions), then the proposals.
+// metric topic (which makes the proposals, in the same transactions), then
+// until every proposal has its verdict: stage 2 judges the last ones once
+// every source partition is idle (nc.idleAfter).
 func waitProcessed(t *testing.T, addrs []string, group string, topics streams.Topics) {
 	t.Helper()
 	kafkatest.CaughtUp(t, addrs, group, topics, time.Minute)
 	cl := kafkatest.Client(t, addrs)
 	ctx := context.Background()
-	ranges, err := streams.ResolveRange(ctx, cl, topics.Proposals, streams.Bound{}, streams.Bound{}, streams.Warm{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	last := map[int32]int64{}
-	for _, r := range ranges {
-		err := streams.ReadRange(ctx, cl.Opts(), r, func(recs []engine.Record, _ []time.Time) error {
-			last[r.Partition] = recs[len(recs)-1].Offset
+	count := func(topic string) int {
+		n := 0
+		err := readTopic(ctx, cl, cl.Opts(), topic, func(v []byte) error {
+			if !rules.IsProgress(v) {
+				n++
+			}
 			return nil
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
+		return n
 	}
-	adm := kadm.NewClient(cl)
-	eventually(t, "the proposals processed", func() bool {
-		offs, err := adm.FetchOffsets(ctx, group)
-		if err != nil {
-			return false
-		}
-		for p, l := range last {
-			if o, ok := offs.Lookup(topics.Proposals, p); !ok || o.At <= l {
-				return false
-			}
-		}
-		return true
-	})
+	proposals := count(topics.Proposals)
+	eventually(t, "every proposal judged", func() bool { return count(topics.Verdicts) >= proposals })
 }
 
 // TestReplayVerify: a node processes a history across a switch from v1 to

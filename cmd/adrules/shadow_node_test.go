@@ -208,7 +208,11 @@ func TestShadowNode(t *testing.T) {
 		if x.n == 0 {
 			continue
 		}
-		for _, rec := range kafkatest.ConsumeRecords(t, addrs, x.topic, x.n, time.Minute) {
+		consume := kafkatest.ConsumeRecords
+		if x.topic == topics.Proposals {
+			consume = kafkatest.ConsumeProposals
+		}
+		for _, rec := range consume(t, addrs, x.topic, x.n, time.Minute) {
 			liveRecs = append(liveRecs, rec.Value)
 		}
 	}

@@ -350,3 +350,34 @@ func Backtest(t testing.TB, rs *rules.RuleSet, lines [][]byte) ([][]byte, *backt
 	}
 	return bytes.Split(bytes.TrimSpace(data), []byte("\n")), sum
 }
+
+// ConsumeProposals is ConsumeRecords for a proposals topic: it leaves out
+// the sources' progress records (rules.Progress), which stage 2 reads
+// beside the proposals.
+func ConsumeProposals(t testing.TB, addrs []string, topic string, want int, timeout time.Duration) []*kgo.Record {
+	t.Helper()
+	cl := Client(t, addrs, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out []*kgo.Record
+	add := func(r *kgo.Record) {
+		if !rules.IsProgress(r.Value) {
+			out = append(out, r)
+		}
+	}
+	for len(out) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("%s: %d proposals after %s, want %d", topic, len(out), timeout, want)
+		}
+		fs.EachRecord(add)
+	}
+	more, cancelMore := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancelMore()
+	cl.PollFetches(more).EachRecord(add)
+	if len(out) != want {
+		t.Fatalf("%s: %d proposals, want exactly %d", topic, len(out), want)
+	}
+	return out
+}
