@@ -124,8 +124,8 @@ type Queue struct {
 	// Lag is how far (ms of event time) an idle source may lie behind the
 	// most advanced active one and still hold the others back; further
 	// behind, it is passed by. Set by the engine, not stored.
-	Lag int64
-	pending  []Pending // sorted by Key
+	Lag     int64
+	pending []Pending // sorted by Key
 
 	// What changed since the store last wrote the Queue.
 	Added   []Pending // proposals queued

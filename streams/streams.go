@@ -195,14 +195,14 @@ type Node struct {
 	// counts are the partition counts of the input topics, from metadata.
 	counts atomic.Pointer[map[string]int32]
 
-	mu       sync.Mutex
-	hwm      map[tp]int64 // high watermark per input partition, from fetches
-	pos      map[tp]int64 // next offset to consume, from fetches
-	owned    map[tp]bool  // the partitions this node holds
-	active   map[tp]time.Time
-	idle     map[tp]bool // idle progress written for it, no record since
-	fresh    map[tp]bool // assigned, not yet looked at for emptiness
-	prodErr  error
+	mu      sync.Mutex
+	hwm     map[tp]int64 // high watermark per input partition, from fetches
+	pos     map[tp]int64 // next offset to consume, from fetches
+	owned   map[tp]bool  // the partitions this node holds
+	active  map[tp]time.Time
+	idle    map[tp]bool // idle progress written for it, no record since
+	fresh   map[tp]bool // assigned, not yet looked at for emptiness
+	prodErr error
 }
 
 type tp struct {
