@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/adrules/adrules/config"
+	"github.com/adrules/adrules/internal/kafkatest"
+	"github.com/adrules/adrules/rules"
+	"github.com/adrules/adrules/streams"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// versionRecord is the default rule set with its CTR threshold set to ctr,
+// as published version v: valid, and a document of its own for each ctr.
+func versionRecord(t *testing.T, v int64, ctr string) streams.ConfigRecord {
+	t.Helper()
+	path := t.TempDir() + "/rules.yaml"
+	writeReplaced(t, "../../examples/rules.yaml", path, "ctr_threshold: 0.03", "ctr_threshold: "+ctr)
+	rs, err := loadRules(path, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return streams.ConfigRecord{Name: "default", Version: v, SHA256: rs.SHA256, Author: "test", Document: rs.Doc.Canonical()}
+}
+
+// uncompilableRecord is version v of the default rule set with a condition
+// that reads a field no ad has. The document loads and hashes to its
+// sha256, so only compiling its expressions refuses it; the test checks
+// that, so that it never passes on a refusal for another reason.
+func uncompilableRecord(t *testing.T, v int64) streams.ConfigRecord {
+	t.Helper()
+	rs, err := loadRules("../../examples/rules.yaml", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := *rs.Doc
+	doc.Rules = slices.Clone(doc.Rules)
+	doc.Rules[0].When = "ad.no_such_field > 1"
+	c := streams.ConfigRecord{Name: "default", Version: v, SHA256: doc.SHA256(), Author: "test", Document: doc.Canonical()}
+	loaded, err := config.Load("check", c.Document, config.Options{})
+	if err != nil || loaded.SHA256() != c.SHA256 {
+		t.Fatalf("the crafted record must load and hash to its sha256: %v", err)
+	}
+	if _, err := compileRecord(c); err == nil || !strings.Contains(err.Error(), "no_such_field") {
+		t.Fatalf("the crafted record must fail to compile on its expression, got %v", err)
+	}
+	return c
+}
+
+// produceConfigs writes cs to topic, in order, under the rule set's name,
+// as a publisher would, or as compaction leaves them.
+func produceConfigs(t *testing.T, cl *kgo.Client, topic string, cs ...streams.ConfigRecord) {
+	t.Helper()
+	for _, c := range cs {
+		b, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Key: []byte(c.Name), Value: b}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// startupRules returns the rule set a node starting now would run, and
+// what it logged choosing it.
+func startupRules(t *testing.T, nc nodeConfig) (*rules.RuleSet, string, error) {
+	t.Helper()
+	var log bytes.Buffer
+	rs, err := nodeRules(context.Background(), nc, nil, slog.New(slog.NewTextHandler(&log, nil)))
+	return rs, log.String(), err
+}
+
+func wantRules(t *testing.T, rs *rules.RuleSet, err error, want streams.ConfigRecord) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs.Version != want.Version || rs.SHA256 != want.SHA256 {
+		t.Fatalf("a starting node runs v%d %s, want v%d %s", rs.Version, short(rs.SHA256), want.Version, short(want.SHA256))
+	}
+}
+
+// TestStartupSameVersionConfigRecordWins: two publishers raced to v2. A
+// wrote its history record, B wrote both of its records, then A wrote the
+// config topic: running nodes end on A's document (the last config record),
+// and so does a starting node, although B's is the history's last.
+func TestStartupSameVersionConfigRecordWins(t *testing.T) {
+	addrs, topics := kafkatest.Brokers(t)
+	kafkatest.Setup(t, addrs, topics)
+	cl := kafkatest.Client(t, addrs)
+	a, b := versionRecord(t, 2, "0.05"), versionRecord(t, 2, "0.06")
+	produceConfigs(t, cl, topics.ConfigHistory, a, b)
+	produceConfigs(t, cl, topics.Config, b, a)
+	rs, _, err := startupRules(t, testNodeConfig(addrs, topics, "s", t.TempDir()))
+	wantRules(t, rs, err, a)
+}
+
+// TestStartupRefusesUncompilableVersion: a published v3 whose document
+// hashes correctly but whose condition does not compile is refused by a
+// running node (counted; it stays on v2) and by a starting node (logged; it
+// starts on v2).
+func TestStartupRefusesUncompilableVersion(t *testing.T) {
+	addrs, topics := kafkatest.Brokers(t)
+	kafkatest.Setup(t, addrs, topics)
+	cl := kafkatest.Client(t, addrs)
+	v1, v2, v3 := versionRecord(t, 1, "0.03"), versionRecord(t, 2, "0.05"), uncompilableRecord(t, 3)
+	for _, c := range []streams.ConfigRecord{v1, v2} {
+		if err := streams.Publish(context.Background(), cl, topics, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := startRunNode(t, testNodeConfig(addrs, topics, "running", t.TempDir()))
+	if got := r.n.ruleSet(); got.Version != 2 {
+		t.Fatalf("the running node started on v%d, want 2", got.Version)
+	}
+	if err := streams.Publish(context.Background(), cl, topics, v3); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the running node refusing v3", func() bool { return testutil.ToFloat64(r.n.metrics.refused) >= 1 })
+	if got := r.n.ruleSet(); got.Version != 2 || got.SHA256 != v2.SHA256 {
+		t.Fatalf("the running node runs v%d after an uncompilable v3, want v2", got.Version)
+	}
+
+	rs, log, err := startupRules(t, testNodeConfig(addrs, topics, "starting", t.TempDir()))
+	wantRules(t, rs, err, v2)
+	if !strings.Contains(log, "refused") || !strings.Contains(log, "version=3") || !strings.Contains(log, "no_such_field") {
+		t.Fatalf("a starting node must say it refused v3 and why; it logged:\n%s", log)
+	}
+}
+
+// TestStartupRefusesWhenEveryVersionIsInvalid: every published version is
+// invalid (a bad hash, an uncompilable condition). The node refuses to
+// start, naming the rule set, and does not bootstrap its rules file over
+// them.
+func TestStartupRefusesWhenEveryVersionIsInvalid(t *testing.T) {
+	addrs, topics := kafkatest.Brokers(t)
+	kafkatest.Setup(t, addrs, topics)
+	cl := kafkatest.Client(t, addrs)
+	badHash := versionRecord(t, 1, "0.03")
+	badHash.SHA256 = "0"
+	for _, c := range []streams.ConfigRecord{badHash, uncompilableRecord(t, 2)} {
+		if err := streams.Publish(context.Background(), cl, topics, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc := testNodeConfig(addrs, topics, "s", t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err := runNode(ctx, nc, io.Discard, nil, func(*node) { t.Error("the node started"); cancel() })
+	if err == nil || !strings.Contains(err.Error(), `rule set "default"`) || !strings.Contains(err.Error(), "no published version is valid") {
+		t.Fatalf("runNode: %v, want a refusal naming rule set \"default\"", err)
+	}
+	recs, err := streams.ReadAll(context.Background(), addrs, nil, topics.ConfigHistory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hist, _ := streams.Configs(recs, "default"); len(hist) != 2 {
+		t.Fatalf("the history holds %d versions, want the 2 published: the node must not bootstrap", len(hist))
+	}
+}
