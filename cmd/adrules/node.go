@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -213,10 +215,10 @@ func (o observer) Restored(topic string, partition int32) { o.n.Restored(topic, 
 
 var _ engine.RestoreObserver = observer{}
 
-// newer reports whether c should replace the running version: the newest
-// record wins, as it does for a node that starts later (compaction keeps
-// it), so two publishers racing to one version number still leave every
-// node on one document.
+// newer reports whether c should replace the running version: a higher
+// version, or another record of the same version (the later record wins),
+// as for a node that starts later (nodeRules), so two publishers racing to
+// one version number still leave every node on one document.
 func (n *node) newer(c streams.ConfigRecord) bool {
 	cur := n.ruleSet()
 	return c.Version > cur.Version || c.Version == cur.Version && c.SHA256 != cur.SHA256
@@ -428,36 +430,55 @@ func defaultNodeID(dataDir string) string {
 // newFlagSet returns a flag set that is only used to fill defaults.
 func newFlagSet() *flag.FlagSet { return flag.NewFlagSet("", flag.ContinueOnError) }
 
-// nodeRules reads the config topic to its end and returns the newest valid
-// version of the rule set. When none was ever published, it publishes the
-// --rules file (with the environments overlay, never with variables) as the
-// first version: every node then follows the topic.
+// nodeRules reads the config topic and its history to their ends and
+// returns the highest valid version of the rule set, the one running nodes
+// keep (node.newer): the config topic alone may hold a lower version than
+// one published earlier (a racing publisher, or compaction after one), or
+// only an invalid record, or a tombstone. Among valid records of one
+// version the later wins, the history's records coming before the config
+// topic's (Publish writes the history first). An invalid version is
+// refused (logged) and never picked; when versions were published but none
+// is valid, the node refuses to start. When none was ever published, it
+// publishes the --rules file (with the environments overlay, never with
+// variables) as the first version: every node then follows the topic.
 func nodeRules(ctx context.Context, nc nodeConfig, env map[string]string, log *slog.Logger) (*rules.RuleSet, error) {
 	name := nc.ruleset
-	// The config topic first; its history when the topic holds no valid
-	// version (compaction may leave only an invalid record, or nothing
-	// after a tombstone); the --rules file only when nothing was ever
-	// published.
-	var published int
-	for _, topic := range []string{nc.kafka.topics.Config, nc.kafka.topics.ConfigHistory} {
+	var published []streams.ConfigRecord // in the order considered
+	var bad int
+	for _, topic := range []string{nc.kafka.topics.ConfigHistory, nc.kafka.topics.Config} {
 		recs, err := streams.ReadAll(ctx, nc.kafka.brokerList(), nc.clientOpts, topic)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", topic, err)
 		}
-		live, bad := streams.Configs(recs, name)
-		for _, b := range bad {
+		live, refused := streams.Configs(recs, name)
+		for _, b := range refused {
 			log.Warn("config record refused", "topic", topic, "reason", b)
 		}
-		published += len(live) + len(bad)
-		for i := len(live) - 1; i >= 0; i-- {
-			rs, err := compileRecord(live[i])
-			if err == nil {
-				return rs, nil
-			}
-			log.Error("published version refused; an older one stays", "topic", topic, "version", live[i].Version, "err", err)
-		}
+		published = append(published, live...)
+		bad += len(refused)
 	}
-	if published > 0 {
+	// The highest version first; among records of one version, the later
+	// first. A record is on both topics: try it once.
+	slices.Reverse(published)
+	slices.SortStableFunc(published, func(a, b streams.ConfigRecord) int { return cmp.Compare(b.Version, a.Version) })
+	type key struct {
+		version   int64
+		sha, body string
+	}
+	tried := map[key]bool{}
+	for _, c := range published {
+		k := key{c.Version, c.SHA256, string(c.Document)}
+		if tried[k] {
+			continue
+		}
+		tried[k] = true
+		rs, err := compileRecord(c)
+		if err == nil {
+			return rs, nil
+		}
+		log.Error("published version refused", "version", c.Version, "err", err)
+	}
+	if len(published)+bad > 0 {
 		return nil, fmt.Errorf("rule set %q: no published version is valid", name)
 	}
 	vars := map[string]string{}

@@ -89,6 +89,38 @@ func wantRules(t *testing.T, rs *rules.RuleSet, err error, want streams.ConfigRe
 	}
 }
 
+// TestStartupRunsHighestVersionNotLastRecord: the config topic holds v2,
+// then a v1' (a racing or buggy publisher). Running nodes stay on v2 (a
+// lower version never replaces a higher one); a starting node runs v2 too,
+// not the last record.
+func TestStartupRunsHighestVersionNotLastRecord(t *testing.T) {
+	addrs, topics := kafkatest.Brokers(t)
+	kafkatest.Setup(t, addrs, topics)
+	cl := kafkatest.Client(t, addrs)
+	v2, v1b := versionRecord(t, 2, "0.05"), versionRecord(t, 1, "0.04")
+	for _, c := range []streams.ConfigRecord{v2, v1b} {
+		if err := streams.Publish(context.Background(), cl, topics, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs, _, err := startupRules(t, testNodeConfig(addrs, topics, "s", t.TempDir()))
+	wantRules(t, rs, err, v2)
+}
+
+// TestStartupAfterCompactionRunsHistorysHighest: compaction left the config
+// topic with only a v1 record while the history holds v1 and v2 (as after a
+// v1' published after v2, compacted). A starting node runs v2.
+func TestStartupAfterCompactionRunsHistorysHighest(t *testing.T) {
+	addrs, topics := kafkatest.Brokers(t)
+	kafkatest.Setup(t, addrs, topics)
+	cl := kafkatest.Client(t, addrs)
+	v1, v2 := versionRecord(t, 1, "0.03"), versionRecord(t, 2, "0.05")
+	produceConfigs(t, cl, topics.ConfigHistory, v1, v2)
+	produceConfigs(t, cl, topics.Config, v1)
+	rs, _, err := startupRules(t, testNodeConfig(addrs, topics, "s", t.TempDir()))
+	wantRules(t, rs, err, v2)
+}
+
 // TestStartupSameVersionConfigRecordWins: two publishers raced to v2. A
 // wrote its history record, B wrote both of its records, then A wrote the
 // config topic: running nodes end on A's document (the last config record),
