@@ -130,7 +130,6 @@ type replay struct {
 	// history: the switch points (the switches topic and the decisions
 	// topic) and the versions' documents, by version number.
 	history  *streams.History
-	counts   map[string]int32 // partitions of the metrics topic, for misplaced records
 	recorded outputs
 }
 
@@ -172,7 +171,6 @@ func (r *replay) load(ctx context.Context, cl *kgo.Client, from, to streams.Boun
 	if err := r.history.Refresh(ctx); err != nil {
 		return err
 	}
-	r.counts = map[string]int32{t.Metrics: int32(len(r.metrics))}
 	err = readTopic(ctx, cl, r.opts, t.Decisions, func(v []byte) error {
 		var head struct {
 			Type          string      `json:"type"`
@@ -316,13 +314,8 @@ func (r *replay) run(ctx context.Context) (*outputs, error) {
 		// A metric event on a partition its key does not belong to was
 		// rerouted by the node, which processed the copy: so does the
 		// replay.
-		part := func(topic string, key []byte) int32 {
-			if c := r.counts[topic]; c > 0 {
-				return streams.KeyPartition(key, c)
-			}
-			return -1
-		}
-		eng, err := engine.New(initial, src, sink, store, engine.WithKeyCheck(engine.KeyRequired), engine.WithPartitioner(part),
+		eng, err := engine.New(initial, src, sink, store, engine.WithKeyCheck(engine.KeyRequired),
+			engine.WithPartitioner(partitionerOf(r.k.topics.Metrics, int32(len(r.metrics)))),
 			engine.WithRelayTopics(r.k.topics.Actions), engine.WithProposalTopics(r.k.topics.Proposals))
 		if err != nil {
 			return nil, err

@@ -64,6 +64,10 @@ type Options struct {
 	// written; the records it refuses only bring state up to date (the
 	// warm-up before a range).
 	Emit func(rules.Input) bool
+	// Partitioner, when not nil, names the partition a metric event's key
+	// belongs to (engine.WithPartitioner): a topic range skips the records
+	// a node rerouted, and reads their copies where they belong.
+	Partitioner func(topic string, key []byte) int32
 	// OutDir receives decisions.jsonl, actions.jsonl and dlq.jsonl.
 	OutDir string
 	// Batch is the number of records per batch; default 8192.
@@ -232,7 +236,11 @@ func Run(ctx context.Context, o Options) (sum *Summary, err error) {
 	if src == nil {
 		return nil, errors.New("backtest: no input")
 	}
-	eng, err := engine.New(o.RuleSet, src, sink, store, opts...)
+	stage1 := opts
+	if o.Partitioner != nil {
+		stage1 = append(slices.Clip(opts), engine.WithPartitioner(o.Partitioner))
+	}
+	eng, err := engine.New(o.RuleSet, src, sink, store, stage1...)
 	if err != nil {
 		return nil, err
 	}
