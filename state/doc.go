@@ -5,6 +5,10 @@
 //
 // # Write-behind, one batch per commit
 //
+// Besides ads and accounts, a partition keeps the largest event time it
+// has read and, for stage 2, its queue (rules.Queue): the proposals waiting
+// for their turn, one key each, and the sources' progress.
+//
 // State is held in memory while a partition is owned; an ad or account is
 // loaded on first use with one iterator over its key range. Commit writes
 // only what changed since the last commit (new buckets, new event ids, range

@@ -5,38 +5,64 @@
 // # Exactly once, as a read_committed consumer sees it
 //
 // A Node consumes the input topics in a kgo.GroupTransactSession. Each batch
-// is one transaction: Poll begins it, Write produces the batch's decisions,
-// proposals, verdicts and dead letters into it, and Commit ends it,
-// committing the consumer offsets in the same transaction. Only then does
-// the engine commit its Pebble state with the next offsets. So:
+// is one transaction: Poll begins it, Write produces the batch's switch
+// points, decisions, proposals, progress records, verdicts, rerouted records
+// and dead letters into it, and Commit ends it, committing the consumer
+// offsets in the same transaction. Only then does the engine commit its
+// Pebble state with the next offsets. So:
 //
 //   - a crash before the transaction commits aborts it: nothing of the batch
 //     is visible, the group resumes at the last committed offsets, and the
 //     Pebble state, committed after the previous transaction, matches them;
-//   - a crash after the transaction commits and before Pebble commits leaves
-//     the state behind the group's offsets: on restart the engine finds the
-//     partition's first record past its state and replays the gap from Kafka
-//     into the state without producing anything (Replay), since its output
-//     is already committed;
+//   - a crash after the transaction commits and before Pebble commits (or
+//     between two partitions' Pebble commits) leaves those partitions' state
+//     behind the group's offsets: when the engine next restores them it
+//     replays the gap from Kafka into the state without producing anything
+//     (Replay), since its output is already committed;
 //   - a rebalance during a batch aborts its transaction (the session sees
 //     the revocation); Commit returns engine.ErrReset and the engine forgets
-//     its in-memory state, to reload it from Pebble; a revocation between
-//     batches makes the next Poll return engine.ErrReset for the same end;
+//     its in-memory state, to reload it from Pebble; an assignment change
+//     between batches makes the next Poll return engine.ErrReset for the
+//     same end, and the engine restores what the node holds (Assigned);
+//   - a transaction that cannot end within CommitTimeout is given up: a new
+//     session fences it and the batch is processed again;
 //   - a produce that fails fails the batch: Commit flushes before it looks
 //     for produce errors, so no transaction commits without its records.
 //
 // In no interleaving is a committed output written twice or lost, and the
-// state always equals the effect of exactly the committed input.
+// state always equals the effect of exactly the committed input. The tests
+// in faults_test.go crash a node at each of these steps.
+//
+// # Membership
+//
+// A node is a static member of its group (instance id = NodeID): a node that
+// restarts within the session timeout gets its partitions back without a
+// rebalance. Close leaves the group explicitly, so a node that stops cleanly
+// hands its partitions over at once; Kill does not (a crash, for drills).
+//
+// # Partitions, progress and idleness
+//
+// The Node partitions what it produces by key with murmur2, as the Java
+// client does, which is the partitioner adrules requires of producers
+// (KeyPartition); PartitionOf tells the engine where a metric event's key
+// belongs, and a record found elsewhere is produced again (Output.Reroutes).
+// The sources' progress (rules.Progress) goes to every partition of the
+// proposals topic, with the number of sources (the partitions of the
+// metrics and actions topics). Between batches, Poll tells stage 2 which
+// source partitions it owns are idle: empty at their assignment, or without
+// records for IdleAfter.
 //
 // # Moving partitions
 //
 // A node that is assigned a partition whose state it does not hold (or holds
-// only an old copy of) rebuilds it the same way: it replays the partition
-// from its state's offset, or from the start of the log, up to where the
-// group resumes. This costs a read of the partition's history: at the
-// engine's single-partition speed (BENCHMARKS.md) about 3 seconds per
-// million events. Input topics are created with unlimited retention so the
-// history is there; see docs/operations.md.
+// only an old copy of) restores it before it processes anything: it replays
+// the partition from its state's offset, or from the start of the log, up
+// to where the group resumes, each record under the rule set version that
+// processed it (History, from the switch points on Topics.Switches). This
+// costs a read of the partition's history: at the engine's single-partition
+// speed (BENCHMARKS.md) about 3 seconds per million events. Input topics are
+// created with unlimited retention so the history is there; see
+// docs/operations.md.
 //
 // # Ranges
 //

@@ -155,5 +155,3 @@ func winnersByAd(t *testing.T, addrs []string, topic string) map[string]*winner 
 	}
 	return out
 }
-
-
