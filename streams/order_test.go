@@ -204,3 +204,27 @@ func countVerdicts(t *testing.T, addrs []string, topic string) int {
 	}
 	return n
 }
+
+// TestEmptySourcesDoNotHoldBack: with no external proposals at all (the
+// actions topic empty, as for most users), stage 2 does not wait for its
+// partitions: an empty partition is idle from its assignment, without
+// waiting for the idle timeout (an hour here).
+func TestEmptySourcesDoNotHoldBack(t *testing.T) {
+	addrs, topics := kafkatest.Brokers(t)
+	kafkatest.Setup(t, addrs, topics)
+	rs := kafkatest.DefaultRules(t, "..")
+	events := kafkatest.History(t, 52, gen.Options{Accounts: 4, Events: 8000})
+	last, _ := streams.RecordTime(events[len(events)-1])
+	_, closing := edgeEvents(4, last, last.Add(30*24*time.Hour))
+	all := append(append([][]byte(nil), events...), closing...)
+	want := kafkatest.BacktestAll(t, rs, all, nil)
+	if len(want.Verdicts) == 0 {
+		t.Fatal("no proposals: the test would prove nothing")
+	}
+	kafkatest.Produce(t, kafkatest.Client(t, addrs), topics.Metrics, "ad_id", all)
+	runOrderNode(t, addrs, topics, "a", rs)
+	got := kafkatest.Verdicts(t, kafkatest.Consume(t, addrs, topics.Verdicts, len(want.Verdicts), time.Minute))
+	if d := kafkatest.DiffVerdicts(got, kafkatest.Verdicts(t, want.Verdicts), 10); d != "" {
+		t.Fatal(d)
+	}
+}

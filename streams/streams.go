@@ -194,6 +194,8 @@ type Node struct {
 	stash []engine.Record
 	// counts are the partition counts of the input topics, from metadata.
 	counts atomic.Pointer[map[string]int32]
+	// idleChecked is when Poll last looked for idle source partitions.
+	idleChecked time.Time
 
 	mu      sync.Mutex
 	hwm     map[tp]int64 // high watermark per input partition, from fetches
@@ -557,10 +559,19 @@ func (n *Node) Poll(ctx context.Context) ([]engine.Record, error) {
 			n.stash = append(n.stash, recs...)
 			continue
 		}
-		if len(recs) == 0 {
+		// Idle sources are looked for between batches, records or not:
+		// other partitions' records must not hide an empty one.
+		if now.Sub(n.idleChecked) >= pollTick {
+			n.idleChecked = now
 			if err := n.idleProgress(ctx); err != nil {
 				return nil, err
 			}
+			if n.reset.Load() {
+				n.stash = append(n.stash, recs...)
+				continue
+			}
+		}
+		if len(recs) == 0 {
 			continue
 		}
 		if err := n.sess.Begin(); err != nil {
@@ -588,6 +599,9 @@ func (n *Node) owns(recs []engine.Record) []engine.Record {
 // whose last record is IdleAfter old and that is read to its end. It writes
 // in a transaction of its own, between the engine's batches.
 func (n *Node) idleProgress(ctx context.Context) error {
+	if n.counts.Load() == nil {
+		return nil // not known yet: the next look
+	}
 	t := n.o.Topics
 	now := n.now()
 	var fresh []tp
