@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -31,20 +32,21 @@ import (
 )
 
 // Brokers returns the cluster to test against: $KAFKA_BROKERS when set (a
-// real cluster; topics get a unique prefix), else an in-process kfake that
-// the test closes.
+// cluster other tests share; every topic name gets a prefix of the test's
+// own), else an in-process kfake that the test closes (the default names).
+// Name and Group give the test's other names the same prefix.
 func Brokers(t testing.TB) ([]string, streams.Topics) {
 	t.Helper()
 	topics := streams.DefaultTopics()
-	if env := os.Getenv("KAFKA_BROKERS"); env != "" {
-		prefix := fmt.Sprintf("t%d-", time.Now().UnixNano())
+	if Shared() {
+		prefix := fmt.Sprintf("%s-%d-", topicSafe.ReplaceAllString(t.Name(), "_"), time.Now().UnixNano())
 		topics = streams.Topics{
 			Metrics: prefix + topics.Metrics, Actions: prefix + topics.Actions, Proposals: prefix + topics.Proposals,
 			Decisions: prefix + topics.Decisions, Verdicts: prefix + topics.Verdicts, DLQ: prefix + topics.DLQ,
 			Config: prefix + topics.Config, ConfigHistory: prefix + topics.ConfigHistory, Status: prefix + topics.Status,
 			ShadowDecisions: prefix + topics.ShadowDecisions, ShadowProposals: prefix + topics.ShadowProposals, ShadowVerdicts: prefix + topics.ShadowVerdicts,
 		}
-		return strings.Split(env, ","), topics
+		return strings.Split(os.Getenv("KAFKA_BROKERS"), ","), topics
 	}
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
@@ -53,6 +55,26 @@ func Brokers(t testing.TB) ([]string, streams.Topics) {
 	t.Cleanup(c.Close)
 	return c.ListenAddrs(), topics
 }
+
+// topicSafe matches what a topic name may not hold.
+var topicSafe = regexp.MustCompile(`[^a-zA-Z0-9._-]`)
+
+// Shared reports whether the tests run against $KAFKA_BROKERS, a cluster
+// other tests share, rather than a kfake of their own: tests that need
+// their own broker (to restart it, to inject faults) skip then.
+func Shared() bool { return os.Getenv("KAFKA_BROKERS") != "" }
+
+// Name returns name with the prefix of the test whose topics these are
+// (none on a kfake of the test's own): for the topics, consumer groups and
+// transactional ids a test makes up beside the topics of Brokers.
+func Name(topics streams.Topics, name string) string {
+	return strings.TrimSuffix(topics.Metrics, streams.DefaultTopics().Metrics) + name
+}
+
+// Group returns the test's consumer group: streams' default "adrules" with
+// the test's prefix. A node's transactional id is GROUP-NODEID and its
+// shadows' groups GROUP.shadow.vN, so they get the prefix too.
+func Group(topics streams.Topics) string { return Name(topics, "adrules") }
 
 // Setup creates the topics with 4 partitions.
 func Setup(t testing.TB, addrs []string, topics streams.Topics) {
