@@ -29,7 +29,7 @@ func TestThreeNodes(t *testing.T) {
 	startNode(t, addrs, topics, "b", t.TempDir(), rs)
 	kafkatest.WaitFor(t, addrs, topics.Decisions, 1, time.Minute)
 	a.stop(t)
-	if done, end := kafkatest.Committed(t, addrs, "adrules", topics.Metrics); done >= end {
+	if done, end := kafkatest.Committed(t, addrs, kafkatest.Group(topics), topics.Metrics); done >= end {
 		t.Fatalf("all %d events were processed when a node stopped: the test would prove little", end)
 	} else {
 		t.Logf("a node stopped with %d of %d events committed", done, end)
@@ -45,7 +45,7 @@ func TestThreeNodes(t *testing.T) {
 		proposals = b.lines()
 	}
 	kafkatest.Produce(t, cl, topics.Actions, "account_id", proposals)
-	kafkatest.CaughtUp(t, addrs, "adrules", topics, 2*time.Minute)
+	kafkatest.CaughtUp(t, addrs, kafkatest.Group(topics), topics, 2*time.Minute)
 
 	got := kafkatest.Consume(t, addrs, topics.Decisions, len(want), time.Minute)
 	gotIDs := kafkatest.IDs(t, got, "decision_id")

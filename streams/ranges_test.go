@@ -42,23 +42,25 @@ func TestParseBound(t *testing.T) {
 	}
 }
 
-// rangeTopic makes a topic of two partitions: partition p holds n records
-// stamped one minute apart from base. With txn they are produced in
-// transactions of 7 records, with an aborted one in between, so that the
-// log ends in a commit marker and holds aborted records. (Markers carry
-// the time they were written: by timestamp, a marker written now comes
-// before later records stamped in the past, so ranges by time are tested
-// without transactions, as input topics are written.)
-func rangeTopic(t *testing.T, n int, txn bool) ([]string, *kgo.Client, time.Time) {
+// rangeTopic makes a topic of two partitions and returns its name:
+// partition p holds n records stamped one minute apart from base. With txn
+// they are produced in transactions of 7 records, with an aborted one in
+// between, so that the log ends in a commit marker and holds aborted
+// records. (Markers carry the time they were written: by timestamp, a
+// marker written now comes before later records stamped in the past, so
+// ranges by time are tested without transactions, as input topics are
+// written.)
+func rangeTopic(t *testing.T, n int, txn bool) (*kgo.Client, string, time.Time) {
 	t.Helper()
-	addrs, _ := kafkatest.Brokers(t)
+	addrs, topics := kafkatest.Brokers(t)
+	topic := kafkatest.Name(topics, "r")
 	cl := kafkatest.Client(t, addrs)
-	if err := streams.EnsureTopics(context.Background(), cl, []streams.TopicSpec{{Name: "r", Partitions: 2}}, -1); err != nil {
+	if err := streams.EnsureTopics(context.Background(), cl, []streams.TopicSpec{{Name: topic, Partitions: 2}}, -1); err != nil {
 		t.Fatal(err)
 	}
-	opts := []kgo.Opt{kgo.DefaultProduceTopic("r"), kgo.RecordPartitioner(kgo.ManualPartitioner())}
+	opts := []kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner())}
 	if txn {
-		opts = append(opts, kgo.TransactionalID("ranges"))
+		opts = append(opts, kgo.TransactionalID(kafkatest.Name(topics, "ranges")))
 	}
 	tx := kafkatest.Client(t, addrs, opts...)
 	base := time.Date(2026, 11, 18, 0, 0, 0, 0, time.UTC)
@@ -95,7 +97,7 @@ func rangeTopic(t *testing.T, n int, txn bool) ([]string, *kgo.Client, time.Time
 			produce(1000, 1003, false) // aborted: never read
 		}
 	}
-	return addrs, cl, base
+	return cl, topic, base
 }
 
 func readAll(t *testing.T, cl *kgo.Client, rs streams.Ranges) []string {
@@ -119,10 +121,10 @@ func readAll(t *testing.T, cl *kgo.Client, rs streams.Ranges) []string {
 // the log ends in a transaction marker; aborted records are never read;
 // offsets are taken as given.
 func TestRangesTransactional(t *testing.T) {
-	_, cl, _ := rangeTopic(t, 30, true)
+	cl, r, _ := rangeTopic(t, 30, true)
 	ctx := context.Background()
 
-	all, err := streams.ResolveRange(ctx, cl, "r", streams.Bound{}, streams.Bound{}, streams.Warm{})
+	all, err := streams.ResolveRange(ctx, cl, r, streams.Bound{}, streams.Bound{}, streams.Warm{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +140,7 @@ func TestRangesTransactional(t *testing.T) {
 
 	// Offsets: partition 1 from its offset 3, partition 0 (not named) from
 	// its start; to partition 0's offset 2 (partition 1 to its end).
-	rs, err := streams.ResolveRange(ctx, cl, "r", streams.Bound{Offsets: map[int32]int64{1: 3}}, streams.Bound{Offsets: map[int32]int64{0: 2}}, streams.Warm{})
+	rs, err := streams.ResolveRange(ctx, cl, r, streams.Bound{Offsets: map[int32]int64{1: 3}}, streams.Bound{Offsets: map[int32]int64{0: 2}}, streams.Warm{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,13 +148,13 @@ func TestRangesTransactional(t *testing.T) {
 	if len(got) < 3 || got[0] != "0/0" || got[1] != "0/1" || got[2] != "1/3" || got[len(got)-1] != "1/29" {
 		t.Fatalf("offsets: %v", got)
 	}
-	if _, err := streams.ResolveRange(ctx, cl, "r", streams.Bound{Offsets: map[int32]int64{7: 0}}, streams.Bound{}, streams.Warm{}); err == nil {
+	if _, err := streams.ResolveRange(ctx, cl, r, streams.Bound{Offsets: map[int32]int64{7: 0}}, streams.Bound{}, streams.Warm{}); err == nil {
 		t.Fatal("a partition the topic does not have was accepted")
 	}
-	if _, err := streams.ResolveRange(ctx, cl, "nope", streams.Bound{}, streams.Bound{}, streams.Warm{}); err == nil {
+	if _, err := streams.ResolveRange(ctx, cl, r+"-nope", streams.Bound{}, streams.Bound{}, streams.Warm{}); err == nil {
 		t.Fatal("a topic that does not exist was accepted")
 	}
-	if _, err := streams.ResolveRange(ctx, cl, "r", streams.Bound{Offsets: map[int32]int64{0: 5}}, streams.Bound{Offsets: map[int32]int64{0: 4}}, streams.Warm{}); err == nil {
+	if _, err := streams.ResolveRange(ctx, cl, r, streams.Bound{Offsets: map[int32]int64{0: 5}}, streams.Bound{Offsets: map[int32]int64{0: 4}}, streams.Warm{}); err == nil {
 		t.Fatal("a range of offsets that ends before it starts was accepted")
 	}
 }
@@ -160,13 +162,13 @@ func TestRangesTransactional(t *testing.T) {
 // TestRangesByTime: times find offsets by record timestamp, a warm-up
 // reaches back by time, and Emitted keeps the range proper.
 func TestRangesByTime(t *testing.T) {
-	_, cl, base := rangeTopic(t, 30, false)
+	cl, r, base := rangeTopic(t, 30, false)
 	ctx := context.Background()
-	if _, err := streams.ResolveRange(ctx, cl, "r", streams.Bound{Time: base.Add(time.Hour)}, streams.Bound{Time: base}, streams.Warm{}); err == nil {
+	if _, err := streams.ResolveRange(ctx, cl, r, streams.Bound{Time: base.Add(time.Hour)}, streams.Bound{Time: base}, streams.Warm{}); err == nil {
 		t.Fatal("a range of times that ends before it starts was accepted")
 	}
 	// [00:10, 00:20) with five minutes of warm-up.
-	rs, err := streams.ResolveRange(ctx, cl, "r", streams.Bound{Time: base.Add(10 * time.Minute)}, streams.Bound{Time: base.Add(20 * time.Minute)},
+	rs, err := streams.ResolveRange(ctx, cl, r, streams.Bound{Time: base.Add(10 * time.Minute)}, streams.Bound{Time: base.Add(20 * time.Minute)},
 		streams.Warm{Before: 5 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -198,8 +200,8 @@ func TestRangesByTime(t *testing.T) {
 // TestRangeSource: the partitions one after the other, each in offset
 // order, in batches no larger than asked; Read ends at the total.
 func TestRangeSource(t *testing.T) {
-	_, cl, _ := rangeTopic(t, 20, true)
-	rs, err := streams.ResolveRange(context.Background(), cl, "r", streams.Bound{}, streams.Bound{}, streams.Warm{})
+	cl, r, _ := rangeTopic(t, 20, true)
+	rs, err := streams.ResolveRange(context.Background(), cl, r, streams.Bound{}, streams.Bound{}, streams.Warm{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,9 +244,10 @@ func rulesInput(r engine.Record) rules.Input {
 // input side of a topic backtest, from an in-process kfake broker (so it
 // measures the client and the source, not a network).
 func BenchmarkRangeSource(b *testing.B) {
-	addrs, _ := kafkatest.Brokers(b)
-	cl := kafkatest.Client(b, addrs, kgo.DefaultProduceTopic("bench"), kgo.ProducerLinger(0))
-	if err := streams.EnsureTopics(context.Background(), cl, []streams.TopicSpec{{Name: "bench", Partitions: 1}}, -1); err != nil {
+	addrs, topics := kafkatest.Brokers(b)
+	topic := kafkatest.Name(topics, "bench")
+	cl := kafkatest.Client(b, addrs, kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(0))
+	if err := streams.EnsureTopics(context.Background(), cl, []streams.TopicSpec{{Name: topic, Partitions: 1}}, -1); err != nil {
 		b.Fatal(err)
 	}
 	const n = 100_000
@@ -256,7 +259,7 @@ func BenchmarkRangeSource(b *testing.B) {
 	if err := cl.Flush(ctx); err != nil {
 		b.Fatal(err)
 	}
-	rs, err := streams.ResolveRange(ctx, cl, "bench", streams.Bound{}, streams.Bound{}, streams.Warm{})
+	rs, err := streams.ResolveRange(ctx, cl, topic, streams.Bound{}, streams.Bound{}, streams.Warm{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package streams_test
 
 import (
 	"net"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -26,7 +25,7 @@ func freePort(t *testing.T) int {
 // TestBrokerRestart: the broker (with a data dir) restarts mid-run; the node
 // carries on and the output stays exact.
 func TestBrokerRestart(t *testing.T) {
-	if os.Getenv("KAFKA_BROKERS") != "" {
+	if kafkatest.Shared() {
 		t.Skip("restarts the in-process broker; a real cluster is restarted by its operators")
 	}
 	dir := t.TempDir()
@@ -57,7 +56,7 @@ func TestBrokerRestart(t *testing.T) {
 	defer c.Close()
 
 	kafkatest.Produce(t, kafkatest.Client(t, addrs), topics.Metrics, "ad_id", lines[half:])
-	kafkatest.CaughtUp(t, addrs, "adrules", topics, 2*time.Minute)
+	kafkatest.CaughtUp(t, addrs, kafkatest.Group(topics), topics, 2*time.Minute)
 	got := kafkatest.Consume(t, addrs, topics.Decisions, len(want), time.Minute)
 	if dup := kafkatest.Duplicates(kafkatest.IDs(t, got, "decision_id")); len(dup) > 0 {
 		t.Fatalf("decisions written twice: %v", dup)

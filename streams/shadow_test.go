@@ -92,7 +92,7 @@ func TestNodeShadowOptions(t *testing.T) {
 	sh := streams.Topics{Metrics: topics.Metrics, Actions: topics.Actions,
 		Proposals: topics.ShadowProposals, Decisions: topics.ShadowDecisions, Verdicts: topics.ShadowVerdicts}
 	start := kgo.NewOffset().AfterMilli(1500)
-	sn, err := streams.NewNode(streams.Options{Brokers: addrs, Group: "g.shadow", NodeID: "n1", Topics: sh,
+	sn, err := streams.NewNode(streams.Options{Brokers: addrs, Group: kafkatest.Name(topics, "g.shadow"), NodeID: "n1", Topics: sh,
 		Start: map[string]kgo.Offset{sh.Metrics: start, sh.Actions: start}, ProposalTag: "v2"})
 	if err != nil {
 		t.Fatal(err)
