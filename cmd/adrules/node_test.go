@@ -75,7 +75,7 @@ func TestNodeHTTP(t *testing.T) {
 	if len(applied) == 0 {
 		t.Fatal("no config_applied record: the switch points are not recorded")
 	}
-	kafkatest.CaughtUp(t, addrs, "adrules", topics, time.Minute)
+	kafkatest.CaughtUp(t, addrs, nc.group, topics, time.Minute)
 	deadline := time.After(time.Minute)
 	tick := time.NewTicker(50 * time.Millisecond) // the counters trail the commits: poll them
 	defer tick.Stop()
@@ -134,10 +134,9 @@ func TestKillNode(t *testing.T) {
 	want, _ := kafkatest.Backtest(t, kafkatest.DefaultRules(t, "../.."), lines)
 	data := t.TempDir()
 	start := func() (*exec.Cmd, *bytes.Buffer) {
-		cmd := exec.Command(bin, "run", "--brokers", strings.Join(addrs, ","), "--node-id", "k", "--data-dir", data,
-			"--http-addr", "127.0.0.1:0", "--rules", "../../examples/rules.yaml",
-			"--topic-metrics", topics.Metrics, "--topic-actions", topics.Actions, "--topic-proposals", topics.Proposals,
-			"--topic-decisions", topics.Decisions, "--topic-verdicts", topics.Verdicts, "--topic-dlq", topics.DLQ)
+		args := append([]string{"run", "--group", kafkatest.Group(topics), "--node-id", "k", "--data-dir", data,
+			"--http-addr", "127.0.0.1:0", "--rules", "../../examples/rules.yaml"}, topicFlags(addrs, topics)...)
+		cmd := exec.Command(bin, args...)
 		var logs bytes.Buffer
 		cmd.Stderr = &logs
 		if err := cmd.Start(); err != nil {
@@ -161,7 +160,7 @@ func TestKillNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	done, _ := kafkatest.Committed(t, addrs, "adrules", topics.Metrics)
+	done, _ := kafkatest.Committed(t, addrs, kafkatest.Group(topics), topics.Metrics)
 	<-produced
 	if done >= int64(len(lines)) {
 		t.Fatalf("the node had processed all %d events when it was killed: the test would prove nothing", len(lines))
@@ -179,7 +178,7 @@ func TestKillNode(t *testing.T) {
 			}
 		}
 	}()
-	kafkatest.CaughtUp(t, addrs, "adrules", topics, 2*time.Minute)
+	kafkatest.CaughtUp(t, addrs, kafkatest.Group(topics), topics, 2*time.Minute)
 	got, _ := kafkatest.ConsumeDecisions(t, addrs, topics.Decisions, len(want), time.Minute)
 	if dup := kafkatest.Duplicates(kafkatest.IDs(t, got, "decision_id")); len(dup) > 0 {
 		t.Fatalf("decisions written twice after kill -9: %v", dup)
@@ -200,11 +199,12 @@ func TestProduceTail(t *testing.T) {
 	if _, _, err := adrules(t, "", nil, "gen", "--events", "300", "--out", events, "--actions", actions, "--proposals", "20"); err != nil {
 		t.Fatal(err)
 	}
-	b := strings.Join(addrs, ",")
-	if _, stderr, err := adrules(t, "", nil, "produce", "--brokers", b, "--topic", topics.Metrics, events); err != nil || !strings.Contains(stderr, "produced 300 records") {
+	// The topic flags tell produce which topic is the actions topic.
+	produce := append([]string{"produce"}, topicFlags(addrs, topics)...)
+	if _, stderr, err := adrules(t, "", nil, append(produce, "--topic", topics.Metrics, events)...); err != nil || !strings.Contains(stderr, "produced 300 records") {
 		t.Fatalf("produce: %v %s", err, stderr)
 	}
-	if _, _, err := adrules(t, "", nil, "produce", "--brokers", b, "--topic", topics.Actions, actions); err != nil {
+	if _, _, err := adrules(t, "", nil, append(produce, "--topic", topics.Actions, actions)...); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range kafkatest.ConsumeRecords(t, addrs, topics.Metrics, 300, time.Minute) {
@@ -217,7 +217,7 @@ func TestProduceTail(t *testing.T) {
 			t.Fatalf("proposal keyed %q, want its account_id %q", r.Key, want)
 		}
 	}
-	out, _, err := adrules(t, "", nil, "tail", "--brokers", b, "--topic", topics.Actions, "--from-beginning", "-n", "20")
+	out, _, err := adrules(t, "", nil, "tail", "--brokers", strings.Join(addrs, ","), "--topic", topics.Actions, "--from-beginning", "-n", "20")
 	if err != nil {
 		t.Fatal(err)
 	}

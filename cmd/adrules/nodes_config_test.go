@@ -125,7 +125,7 @@ func TestNodesFollowConfig(t *testing.T) {
 	// Replay the recorded input on a fresh node with its own group and
 	// outputs: the same decisions, byte for byte.
 	rc := conf("replay", t.TempDir())
-	rc.group = "replay"
+	rc.group = kafkatest.Name(topics, "replay")
 	rc.kafka.topics.Decisions, rc.kafka.topics.Verdicts = "replay."+topics.Decisions, "replay."+topics.Verdicts
 	rc.kafka.topics.Proposals, rc.kafka.topics.DLQ = "replay."+topics.Proposals, "replay."+topics.DLQ
 	startRunNode(t, rc)
@@ -172,13 +172,14 @@ func TestNodeFallsBackToHistory(t *testing.T) {
 	}
 }
 
-// testNodeConfig is a node's configuration for tests: the default rules
-// file and rule set, its own data directory, an HTTP port of its own.
+// testNodeConfig is a node's configuration for tests: the test's group,
+// the default rules file and rule set, its own data directory, an HTTP
+// port of its own.
 func testNodeConfig(addrs []string, topics streams.Topics, id, dir string) nodeConfig {
 	var nc nodeConfig
 	nc.kafka.register(newFlagSet(), strings.Join(addrs, ","))
 	nc.kafka.topics = topics
-	nc.group, nc.nodeID, nc.dataDir, nc.httpAddr = "adrules", id, dir, "127.0.0.1:0"
+	nc.group, nc.nodeID, nc.dataDir, nc.httpAddr = kafkatest.Group(topics), id, dir, "127.0.0.1:0"
 	nc.rulesFile, nc.ruleset, nc.partitions, nc.createTopics = "../../examples/rules.yaml", "default", 4, true
 	// Stage 2 judges the last proposals once every source is idle: soon.
 	nc.idleAfter = time.Second

@@ -19,12 +19,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// topicFlags names the test's topics on a command line.
+// topicFlags names the brokers and every topic of the test on a command
+// line: a command left with a default name would use another test's topic
+// on a shared cluster.
 func topicFlags(addrs []string, t streams.Topics) []string {
 	return []string{"--brokers", strings.Join(addrs, ","),
 		"--topic-metrics", t.Metrics, "--topic-actions", t.Actions, "--topic-proposals", t.Proposals,
 		"--topic-decisions", t.Decisions, "--topic-verdicts", t.Verdicts, "--topic-dlq", t.DLQ,
-		"--topic-config", t.Config, "--topic-config-history", t.ConfigHistory, "--topic-status", t.Status}
+		"--topic-config", t.Config, "--topic-config-history", t.ConfigHistory, "--topic-status", t.Status,
+		"--topic-shadow-decisions", t.ShadowDecisions, "--topic-shadow-proposals", t.ShadowProposals, "--topic-shadow-verdicts", t.ShadowVerdicts}
 }
 
 func readLines(t *testing.T, path string) [][]byte {
@@ -114,12 +117,25 @@ func TestTopicBacktest(t *testing.T) {
 		t.Fatalf("from %s: %d decisions, want the full run's %d in the range", from, len(got), len(inRange))
 	}
 
-	groups, err := kadm.NewClient(kafkatest.Client(t, addrs)).ListGroups(context.Background())
+	// No consumer group: on a broker of the test's own, none exists; on a
+	// shared one, where other tests' groups come and go, none has
+	// committed offsets of the test's topic.
+	adm := kadm.NewClient(kafkatest.Client(t, addrs))
+	groups, err := adm.ListGroups(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(groups.Groups()) != 0 {
+	if !kafkatest.Shared() && len(groups.Groups()) != 0 {
 		t.Fatalf("a backtest left consumer groups: %v", groups.Groups())
+	}
+	offs := adm.FetchManyOffsets(context.Background(), groups.Groups()...)
+	if err := offs.Error(); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range offs {
+		if _, ok := o.CommittedPartitions()[topics.Metrics]; ok {
+			t.Fatalf("a backtest left consumer group %s with offsets of %s", o.Group, topics.Metrics)
+		}
 	}
 }
 
@@ -366,7 +382,7 @@ func TestReplayVerify(t *testing.T) {
 		t.Fatalf("no switch from v1 to v2 on record:\n%s", s)
 	}
 
-	replay := append([]string{"replay", "--verify"}, flags...)
+	replay := append([]string{"replay", "--verify", "--group", nc.group}, flags...)
 	stdout, stderr, err := adrules(t, "", nil, replay...)
 	if err != nil || !strings.HasPrefix(stdout, "identical: ") {
 		t.Fatalf("replay --verify: %v\n%s%s", err, stdout, stderr)

@@ -195,7 +195,7 @@ func TestShadowNode(t *testing.T) {
 	if !slices.Equal(kafkatest.Normalize(t, gotLive), kafkatest.Normalize(t, wantLive)) {
 		t.Fatal("the live decisions differ from a run without a shadow")
 	}
-	kafkatest.CaughtUp(t, addrs, "adrules", topics, time.Minute)
+	kafkatest.CaughtUp(t, addrs, kafkatest.Group(topics), topics, time.Minute)
 	verdicts := 0
 	for _, n := range sum.Verdicts {
 		verdicts += n

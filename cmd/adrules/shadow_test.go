@@ -144,7 +144,7 @@ func newShadowCluster(t *testing.T, autoPromote, withShadow bool, shadowDecides 
 	// The shadow's decisions in transactions, as nodes write them: one
 	// committed, ending in its marker, and one aborted, which must not count.
 	txn := func(commit bool, lines [][]byte) {
-		tc := kafkatest.Client(t, addrs, kgo.TransactionalID(fmt.Sprintf("shadow-test-%v", commit)), kgo.DefaultProduceTopic(topics.ShadowDecisions))
+		tc := kafkatest.Client(t, addrs, kgo.TransactionalID(kafkatest.Name(topics, fmt.Sprintf("shadow-test-%v", commit))), kgo.DefaultProduceTopic(topics.ShadowDecisions))
 		if err := tc.BeginTransaction(); err != nil {
 			t.Fatal(err)
 		}
