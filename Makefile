@@ -3,8 +3,11 @@ GO        ?= go
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 BIN       := bin/adrules
+# The packages with Kafka tests, and the flags of their run by make it.
+IT_PKGS   ?= ./streams ./cmd/adrules
+ITFLAGS   ?= -race
 
-.PHONY: help build run demo test testrace lint fuzz bench bench-backtest generate-check clean
+.PHONY: help build run demo test testrace it lint fuzz bench bench-backtest generate-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -22,6 +25,19 @@ test: lint ## vet, format check, and every test with the race detector (the READ
 	$(GO) test -race -count=1 ./...
 
 testrace: test ## alias of test: tests always run with -race
+
+# it starts internal/kafkatest/kfakeserver, waits for the address it
+# prints, runs the tests with KAFKA_BROKERS set to it and stops it on exit.
+it: ## the Kafka tests against a kfake broker run as a process of its own, through KAFKA_BROKERS
+	@dir=$$(mktemp -d); pid=; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; rm -rf "$$dir"' EXIT; trap 'exit 130' INT TERM; \
+	$(GO) build -o "$$dir/kfakeserver" ./internal/kafkatest/kfakeserver || exit 1; \
+	"$$dir/kfakeserver" >"$$dir/brokers" & pid=$$!; \
+	n=0; until grep -q . "$$dir/brokers"; do \
+	  if ! kill -0 $$pid 2>/dev/null || [ $$n -ge 100 ]; then echo "make it: kfakeserver did not start" >&2; exit 1; fi; \
+	  n=$$((n+1)); sleep 0.1; done; \
+	brokers=$$(cat "$$dir/brokers"); echo "make it: KAFKA_BROKERS=$$brokers go test $(ITFLAGS) -count=1 $(IT_PKGS)"; \
+	KAFKA_BROKERS=$$brokers $(GO) test $(ITFLAGS) -count=1 $(IT_PKGS)
 
 lint: ## gofmt, go vet, go mod tidy leave nothing to change
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
