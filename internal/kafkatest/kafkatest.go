@@ -6,6 +6,13 @@
 // # No sleeps
 //
 // Every wait is for a condition, bounded by a deadline that fails the test.
+//
+// # A shared cluster
+//
+// With $KAFKA_BROKERS, tests run side by side on one cluster, and every
+// name a test gives carries a prefix of its own: its topics (Brokers), its
+// consumer groups and transactional ids (Group, Name). A test that needs a
+// broker of its own (to restart it) skips when Shared.
 package kafkatest
 
 import (
