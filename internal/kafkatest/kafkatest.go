@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -47,11 +48,12 @@ func Brokers(t testing.TB) ([]string, streams.Topics) {
 	topics := streams.DefaultTopics()
 	if Shared() {
 		prefix := fmt.Sprintf("%s-%d-", topicSafe.ReplaceAllString(t.Name(), "_"), time.Now().UnixNano())
-		topics = streams.Topics{
-			Metrics: prefix + topics.Metrics, Actions: prefix + topics.Actions, Proposals: prefix + topics.Proposals,
-			Decisions: prefix + topics.Decisions, Verdicts: prefix + topics.Verdicts, DLQ: prefix + topics.DLQ,
-			Config: prefix + topics.Config, ConfigHistory: prefix + topics.ConfigHistory, Status: prefix + topics.Status,
-			ShadowDecisions: prefix + topics.ShadowDecisions, ShadowProposals: prefix + topics.ShadowProposals, ShadowVerdicts: prefix + topics.ShadowVerdicts,
+		// Every field, so that a topic added to Topics gets the prefix too.
+		v := reflect.ValueOf(&topics).Elem()
+		for i := range v.NumField() {
+			if f := v.Field(i); f.Kind() == reflect.String && f.String() != "" {
+				f.SetString(prefix + f.String())
+			}
 		}
 		return strings.Split(os.Getenv("KAFKA_BROKERS"), ","), topics
 	}
