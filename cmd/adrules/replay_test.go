@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,14 +21,20 @@ import (
 )
 
 // topicFlags names the brokers and every topic of the test on a command
-// line: a command left with a default name would use another test's topic
-// on a shared cluster.
+// line, each --topic-* flag of the Kafka commands: a command left with a
+// default name would use another test's topic on a shared cluster.
 func topicFlags(addrs []string, t streams.Topics) []string {
-	return []string{"--brokers", strings.Join(addrs, ","),
-		"--topic-metrics", t.Metrics, "--topic-actions", t.Actions, "--topic-proposals", t.Proposals,
-		"--topic-decisions", t.Decisions, "--topic-verdicts", t.Verdicts, "--topic-dlq", t.DLQ,
-		"--topic-config", t.Config, "--topic-config-history", t.ConfigHistory, "--topic-status", t.Status,
-		"--topic-shadow-decisions", t.ShadowDecisions, "--topic-shadow-proposals", t.ShadowProposals, "--topic-shadow-verdicts", t.ShadowVerdicts}
+	var k kafkaFlags
+	fs := newFlagSet()
+	k.register(fs, "")
+	k.topics = t // the flags' values
+	out := []string{"--brokers", strings.Join(addrs, ",")}
+	fs.VisitAll(func(f *flag.Flag) {
+		if strings.HasPrefix(f.Name, "topic-") {
+			out = append(out, "--"+f.Name, f.Value.String())
+		}
+	})
+	return out
 }
 
 func readLines(t *testing.T, path string) [][]byte {
