@@ -81,7 +81,7 @@ func TestVerdictsWhateverTheTiming(t *testing.T) {
 	early, late := byPartition(t, events, "ad_id", parts, 0, 1), byPartition(t, events, "ad_id", parts, 2, 3)
 	kafkatest.Produce(t, cl, topics.Metrics, "ad_id", early)
 	kafkatest.Produce(t, cl, topics.Actions, "account_id", actions)
-	kafkatest.CaughtUp(t, addrs, "adrules", topics, 2*time.Minute)
+	kafkatest.CaughtUp(t, addrs, kafkatest.Group(topics), topics, 2*time.Minute)
 	queued := countVerdicts(t, addrs, topics.Verdicts)
 	t.Logf("with partitions 2 and 3 held back: %d of %d verdicts written", queued, len(wantVerdicts))
 	kafkatest.Produce(t, cl, topics.Metrics, "ad_id", late)
@@ -107,7 +107,7 @@ func runOrderNode(t *testing.T, addrs []string, topics streams.Topics, id string
 	if err != nil {
 		t.Fatal(err)
 	}
-	sn, err := streams.NewNode(streams.Options{Brokers: addrs, NodeID: id, Topics: topics, CommitTimeout: 10 * time.Second, IdleAfter: time.Hour,
+	sn, err := streams.NewNode(streams.Options{Brokers: addrs, Group: kafkatest.Group(topics), NodeID: id, Topics: topics, CommitTimeout: 10 * time.Second, IdleAfter: time.Hour,
 		ClientOpts: []kgo.Opt{kgo.FetchMaxPartitionBytes(32 << 10), kgo.FetchMaxBytes(64 << 10)}})
 	if err != nil {
 		t.Fatal(err)

@@ -72,7 +72,7 @@ func TestRebuildUnderRecordedVersions(t *testing.T) {
 	cl := kafkatest.Client(t, addrs)
 	lines := kafkatest.History(t, 61, gen.Options{Accounts: 4})
 	kafkatest.Produce(t, cl, topics.Metrics, "ad_id", lines)
-	waitProcessed(t, addrs, "adrules", topics)
+	waitProcessed(t, addrs, kafkatest.Group(topics), topics)
 	winners := winnersByAd(t, addrs, topics.Decisions)
 	if len(winners) < 5 {
 		t.Fatalf("%d winners: the test would prove little", len(winners))
@@ -108,7 +108,7 @@ func TestRebuildUnderRecordedVersions(t *testing.T) {
 			ad, w.ts.Add(24*time.Hour).UTC().Format(time.RFC3339), w.account, ad))
 	}
 	kafkatest.Produce(t, cl, topics.Metrics, "ad_id", more)
-	kafkatest.CaughtUp(t, addrs, "adrules", topics, time.Minute)
+	kafkatest.CaughtUp(t, addrs, kafkatest.Group(topics), topics, time.Minute)
 	after := winnersByAd(t, addrs, topics.Decisions)
 	for ad, w := range after {
 		if w.n > 1 {
