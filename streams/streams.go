@@ -194,8 +194,10 @@ type Node struct {
 	stash []engine.Record
 	// counts are the partition counts of the input topics, from metadata.
 	counts atomic.Pointer[map[string]int32]
-	// idleChecked is when Poll last looked for idle source partitions.
+	// idleChecked is when Poll last looked for idle source partitions;
+	// idleNext are those found idle, to say so in the next transaction.
 	idleChecked time.Time
+	idleNext    []tp
 
 	mu      sync.Mutex
 	hwm     map[tp]int64 // high watermark per input partition, from fetches
@@ -560,18 +562,18 @@ func (n *Node) Poll(ctx context.Context) ([]engine.Record, error) {
 			continue
 		}
 		// Idle sources are looked for between batches, records or not:
-		// other partitions' records must not hide an empty one.
-		if now.Sub(n.idleChecked) >= pollTick {
+		// other partitions' records must not hide an empty one. Their
+		// progress goes out with the next transaction.
+		if now.Sub(n.idleChecked) >= pollTick && len(n.idleNext) == 0 {
 			n.idleChecked = now
-			if err := n.idleProgress(ctx); err != nil {
-				return nil, err
-			}
-			if n.reset.Load() {
-				n.stash = append(n.stash, recs...)
-				continue
-			}
+			n.idleNext = n.findIdle(ctx)
 		}
 		if len(recs) == 0 {
+			if len(n.idleNext) > 0 {
+				if err := n.writeIdle(ctx); err != nil {
+					return nil, err
+				}
+			}
 			continue
 		}
 		if err := n.sess.Begin(); err != nil {
@@ -594,11 +596,10 @@ func (n *Node) owns(recs []engine.Record) []engine.Record {
 	return out
 }
 
-// idleProgress tells stage 2 about the source partitions that are idle: a
-// partition without records since its assignment (empty: at once), or
-// whose last record is IdleAfter old and that is read to its end. It writes
-// in a transaction of its own, between the engine's batches.
-func (n *Node) idleProgress(ctx context.Context) error {
+// findIdle returns the source partitions that became idle: a partition
+// without records since its assignment (empty: at once), or whose last
+// record is IdleAfter old and that is read to its end.
+func (n *Node) findIdle(ctx context.Context) []tp {
 	if n.counts.Load() == nil {
 		return nil // not known yet: the next look
 	}
@@ -634,36 +635,27 @@ func (n *Node) idleProgress(ctx context.Context) error {
 		}
 	}
 	n.mu.Unlock()
-	if len(idle) == 0 {
-		return nil
-	}
 	slices.SortFunc(idle, func(a, b tp) int {
 		return cmp.Or(cmp.Compare(a.topic, b.topic), cmp.Compare(a.partition, b.partition))
 	})
+	return idle
+}
+
+// writeIdle says in a transaction of its own that the partitions in
+// n.idleNext are idle. Only when a poll returned no record: a transaction
+// commits the offsets of every record polled, so one that ended between a
+// poll and the processing of its records would commit them unprocessed
+// (with records, the next batch's transaction carries the progress).
+func (n *Node) writeIdle(ctx context.Context) error {
 	if err := n.sess.Begin(); err != nil {
 		return fmt.Errorf("streams: begin transaction: %w", err)
 	}
-	out := &engine.Output{}
-	for _, k := range idle {
-		out.Progress = append(out.Progress, rules.Progress{Topic: k.topic, Partition: k.partition, At: math.MinInt64, Idle: true})
-	}
-	if err := n.Write(ctx, out); err != nil {
+	if err := n.Write(ctx, &engine.Output{}); err != nil {
 		return err
 	}
-	switch err := n.Commit(ctx); {
-	case errors.Is(err, engine.ErrReset):
-		return nil // the assignment changed: the engine looks again
-	case err != nil:
-		return err
+	if err := n.Commit(ctx); err != nil && !errors.Is(err, engine.ErrReset) {
+		return err // ErrReset: the assignment changed; the engine looks again
 	}
-	n.mu.Lock()
-	for _, k := range idle {
-		if n.owned[k] {
-			n.idle[k] = true
-		}
-	}
-	n.mu.Unlock()
-	n.o.Logger.Debug("source partitions idle", "partitions", len(idle))
 	return nil
 }
 
@@ -742,13 +734,17 @@ func (n *Node) Write(ctx context.Context, out *engine.Output) error {
 			return err
 		}
 	}
-	if len(out.Progress) > 0 {
+	progress := out.Progress
+	for _, k := range n.idleNext {
+		progress = append(progress, rules.Progress{Topic: k.topic, Partition: k.partition, At: math.MinInt64, Idle: true})
+	}
+	if len(progress) > 0 {
 		c := n.counts.Load()
 		if c == nil {
 			return errors.New("streams: the partition counts are not known: cannot write the sources' progress")
 		}
 		sources := int((*c)[t.Metrics] + (*c)[t.Actions])
-		for _, m := range out.Progress {
+		for _, m := range progress {
 			m.Sources = sources
 			v := rules.EncodeProgress(m)
 			for q := int32(0); q < (*c)[t.Proposals]; q++ {
@@ -846,9 +842,28 @@ func (n *Node) Commit(ctx context.Context) error {
 	}
 	if !committed {
 		n.o.Logger.Info("transaction aborted (rebalance); the batch is processed again")
+		n.idleNext = nil // looked for again
 		return engine.ErrReset
 	}
+	n.idled()
 	return nil
+}
+
+// idled records that the idle progress of n.idleNext is committed: those
+// partitions are idle until their next record.
+func (n *Node) idled() {
+	if len(n.idleNext) == 0 {
+		return
+	}
+	n.mu.Lock()
+	for _, k := range n.idleNext {
+		if n.owned[k] {
+			n.idle[k] = true
+		}
+	}
+	n.mu.Unlock()
+	n.o.Logger.Debug("source partitions idle", "partitions", len(n.idleNext))
+	n.idleNext = nil
 }
 
 // Replay reads one partition's committed records in [from, to) with a

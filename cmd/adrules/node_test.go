@@ -19,6 +19,7 @@ import (
 	"github.com/adrules/adrules/internal/kafkatest"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/twmb/franz-go/pkg/kadm"
 )
 
 // get returns the status and body of an HTTP GET.
@@ -118,8 +119,10 @@ func TestNodeHTTP(t *testing.T) {
 	}
 }
 
-// TestKillNode: a node process killed with SIGKILL mid-stream and restarted
-// writes each decision exactly once, and all of them.
+// TestKillNode: a node process killed with SIGKILL three times mid-stream,
+// at different points, and restarted each time writes each decision and
+// verdict exactly once, and all of them, and each dead letter once: the
+// read_committed output equals one file backtest's.
 func TestKillNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -130,12 +133,27 @@ func TestKillNode(t *testing.T) {
 	}
 	addrs, topics := kafkatest.Brokers(t)
 	kafkatest.Setup(t, addrs, topics)
+	group := kafkatest.Group(topics)
 	lines := kafkatest.History(t, 12, gen.Options{Accounts: 3, DupPct: 1, BadPct: 1, Events: 40000})
-	want, _ := kafkatest.Backtest(t, kafkatest.DefaultRules(t, "../.."), lines)
+	var b bytes.Buffer
+	if _, err := gen.Proposals(&b, gen.ProposalOptions{Seed: 12, Accounts: 3, Count: 400}); err != nil {
+		t.Fatal(err)
+	}
+	actions := bytes.Split(bytes.TrimSpace(b.Bytes()), []byte("\n"))
+	actions = append(actions, []byte(`{"action_id":"broken","ts":"2026-11-02T00:00:00Z","account_id":"act_1001"}`))
+	want := kafkatest.BacktestAll(t, kafkatest.DefaultRules(t, "../.."), lines, actions)
+	if len(want.Verdicts) == 0 || len(want.DLQ) == 0 {
+		t.Fatalf("%d verdicts and %d dead letters: the test would prove little", len(want.Verdicts), len(want.DLQ))
+	}
+	cl := kafkatest.Client(t, addrs)
+	kafkatest.Produce(t, cl, topics.Actions, "account_id", actions)
+	// A good event keyed by something else than its ad: a dead letter too.
+	kafkatest.Produce(t, cl, topics.Metrics, "account_id", lines[len(lines)-1:])
+
 	data := t.TempDir()
 	start := func() (*exec.Cmd, *bytes.Buffer) {
-		args := append([]string{"run", "--group", kafkatest.Group(topics), "--node-id", "k", "--data-dir", data,
-			"--http-addr", "127.0.0.1:0", "--rules", "../../examples/rules.yaml"}, topicFlags(addrs, topics)...)
+		args := append([]string{"run", "--group", group, "--node-id", "k", "--data-dir", data,
+			"--http-addr", "127.0.0.1:0", "--rules", "../../examples/rules.yaml", "--idle-after", "1s"}, topicFlags(addrs, topics)...)
 		cmd := exec.Command(bin, args...)
 		var logs bytes.Buffer
 		cmd.Stderr = &logs
@@ -144,28 +162,61 @@ func TestKillNode(t *testing.T) {
 		}
 		return cmd, &logs
 	}
-	cmd, _ := start()
-	// Produce in chunks while the node runs, and kill it as soon as some
-	// output is committed: mid-stream.
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		cl := kafkatest.Client(t, addrs)
-		for i := 0; i < len(lines); i += 1000 {
-			kafkatest.Produce(t, cl, topics.Metrics, "ad_id", lines[i:min(i+1000, len(lines))])
+	adm := kadm.NewClient(cl)
+	committed := func() int64 {
+		offs, err := adm.FetchOffsets(context.Background(), group)
+		if err != nil {
+			return 0 // the group is not there yet
 		}
-	}()
-	kafkatest.WaitFor(t, addrs, topics.Decisions, 1, time.Minute)
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
+		var done int64
+		offs.Each(func(o kadm.OffsetResponse) {
+			if o.Topic == topics.Metrics && o.At > 0 {
+				done += o.At
+			}
+		})
+		return done
 	}
-	cmd.Wait()
-	done, _ := kafkatest.Committed(t, addrs, kafkatest.Group(topics), topics.Metrics)
-	<-produced
-	if done >= int64(len(lines)) {
-		t.Fatalf("the node had processed all %d events when it was killed: the test would prove nothing", len(lines))
+	// Three times: feed a quarter of the events in chunks, at most 1,500
+	// ahead of what the node has committed, and kill it once it has
+	// committed half of them: each time mid-stream, at another point.
+	total := int64(len(lines) + 1)
+	quarter := len(lines) / 4
+	for k := range 3 {
+		before := committed()
+		cmd, _ := start()
+		part := lines[k*quarter : (k+1)*quarter]
+		stop, fed := make(chan struct{}), make(chan int, 1)
+		go func() {
+			n := 0
+			defer func() { fed <- n }()
+			for n < len(part) {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if int64(n) > committed()-before+1000 {
+					continue // the node is behind: wait for it
+				}
+				kafkatest.Produce(t, cl, topics.Metrics, "ad_id", part[n:min(n+500, len(part))])
+				n = min(n+500, len(part))
+			}
+		}()
+		eventually(t, "half of the quarter committed", func() bool { return committed()-before >= int64(len(part)/2) })
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Wait()
+		close(stop)
+		n := <-fed
+		done := committed()
+		t.Logf("kill %d with %d of %d events committed, %d of this quarter fed", k+1, done, total, n)
+		if done-before >= int64(len(part)) {
+			t.Logf("kill %d: the node had processed all it was fed", k+1)
+		}
+		kafkatest.Produce(t, cl, topics.Metrics, "ad_id", part[n:])
 	}
-	t.Logf("killed with %d of %d events committed", done, len(lines))
+	kafkatest.Produce(t, cl, topics.Metrics, "ad_id", lines[3*quarter:])
 
 	cmd, logs := start()
 	defer func() {
@@ -178,13 +229,36 @@ func TestKillNode(t *testing.T) {
 			}
 		}
 	}()
-	kafkatest.CaughtUp(t, addrs, kafkatest.Group(topics), topics, 2*time.Minute)
-	got, _ := kafkatest.ConsumeDecisions(t, addrs, topics.Decisions, len(want), time.Minute)
+	kafkatest.CaughtUp(t, addrs, group, topics, 2*time.Minute)
+	got, _ := kafkatest.ConsumeDecisions(t, addrs, topics.Decisions, len(want.Decisions), time.Minute)
 	if dup := kafkatest.Duplicates(kafkatest.IDs(t, got, "decision_id")); len(dup) > 0 {
 		t.Fatalf("decisions written twice after kill -9: %v", dup)
 	}
-	if !slices.Equal(kafkatest.Normalize(t, got), kafkatest.Normalize(t, want)) {
-		t.Fatalf("after kill -9 and restart: %d decisions differ from the backtest's %d", len(got), len(want))
+	if !slices.Equal(kafkatest.Normalize(t, got), kafkatest.Normalize(t, want.Decisions)) {
+		t.Fatalf("after kill -9 and restart: %d decisions differ from the backtest's %d", len(got), len(want.Decisions))
+	}
+	verdicts := kafkatest.Verdicts(t, kafkatest.Consume(t, addrs, topics.Verdicts, len(want.Verdicts), 2*time.Minute))
+	if d := kafkatest.DiffVerdicts(verdicts, kafkatest.Verdicts(t, want.Verdicts), 10); d != "" {
+		t.Fatalf("after kill -9 and restart: %s", d)
+	}
+	dlq := kafkatest.ConsumeRecords(t, addrs, topics.DLQ, len(want.DLQ)+1, time.Minute)
+	seen := map[string]bool{}
+	for _, d := range dlq {
+		var reason, where string
+		for _, h := range d.Headers {
+			switch h.Key {
+			case "adrules.reason":
+				reason = string(h.Value)
+			case "adrules.offset":
+				where += "@" + string(h.Value)
+			case "adrules.topic", "adrules.partition":
+				where += "/" + string(h.Value)
+			}
+		}
+		if reason == "" || seen[where] {
+			t.Fatalf("dead letter %s without a reason or written twice: %q", where, d.Value)
+		}
+		seen[where] = true
 	}
 }
 
