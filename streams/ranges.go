@@ -472,3 +472,16 @@ func RecordTime(line []byte) (time.Time, bool) {
 	}
 	return time.UnixMilli(ms), true
 }
+
+// HoldsRecords reports whether [from, to) of a partition holds a committed
+// record, not only transaction markers: a consumer's committed offset stops
+// before the markers that follow a transaction's last record.
+func HoldsRecords(ctx context.Context, opts []kgo.Opt, topic string, partition int32, from, to int64) (bool, error) {
+	found := false
+	err := ReadRange(ctx, opts, PartRange{Topic: topic, Partition: partition, Warm: from, From: from, To: to},
+		func(recs []engine.Record, _ []time.Time) error {
+			found = found || len(recs) > 0
+			return nil
+		})
+	return found, err
+}

@@ -425,7 +425,8 @@ func (n *Node) Close() {
 
 // Kill closes the client as a crash would: no leave, and the transaction in
 // flight is left open, to be fenced by the next session of the same
-// transactional id. For fault drills and tests.
+// transactional id. For fault drills and tests, once the engine that polls
+// the Node has stopped (it may replace the session: Kill does not lock).
 func (n *Node) Kill() { n.sess.Close() }
 
 // LeaveGroup makes the static member instance of group leave it, as `Close`
