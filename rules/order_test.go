@@ -182,3 +182,31 @@ func TestQueueIdle(t *testing.T) {
 		t.Fatal("a proposal without order waits")
 	}
 }
+
+// BenchmarkQueue is stage 2's ordering per proposal: queue it, then release
+// it when its source's progress comes (4 sources, 64 proposals a batch).
+func BenchmarkQueue(b *testing.B) {
+	q := NewQueue()
+	srcs := []Source{{"m", 0}, {"m", 1}, {"m", 2}, {"m", 3}}
+	for _, s := range srcs {
+		q.Progress(Progress{Topic: s.Topic, Partition: s.Partition, At: 0, Sources: len(srcs)})
+	}
+	var at, off int64
+	released := 0
+	for b.Loop() {
+		s := srcs[off%4]
+		off++
+		if off%64 == 0 {
+			at += 60_000
+			for _, s := range srcs {
+				q.Progress(Progress{Topic: s.Topic, Partition: s.Partition, At: at, Sources: len(srcs)})
+			}
+			released += len(q.Ready())
+			q.Clean()
+		}
+		q.Add(orderedProposal("a", "acc", fmt.Sprintf("ad%d", off%100), s.Topic, s.Partition, off, Order{At: at}))
+	}
+	if b.N > 1000 && released == 0 {
+		b.Fatal("nothing released")
+	}
+}

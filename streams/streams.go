@@ -472,7 +472,13 @@ func (n *Node) Assigned(ctx context.Context) ([]engine.Resume, error) {
 	}
 	offs, err := kadm.NewClient(n.sess.Client()).FetchOffsets(ctx, n.o.Group)
 	if err != nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// Unknown resume offsets: each partition is restored when its
+		// first records arrive instead.
+		n.o.Logger.Warn("cannot read the group's offsets: partitions are restored when their records arrive", "err", err)
+		return out, nil
 	}
 	for i := range out {
 		if o, ok := offs.Lookup(out[i].Topic, out[i].Partition); ok && o.Err == nil && o.At >= 0 {
