@@ -276,9 +276,11 @@ func (e *Engine) Process(ctx context.Context, recs []Record) error {
 		if p.err != nil {
 			return p.err
 		}
-		if e.cfg.switches && p.applied != rs && len(p.batch) > 0 {
+		if e.cfg.switches && p.applied != rs && p.first >= 0 {
+			// From the first record the version applied to: records of
+			// the batch skipped as already applied ran under another.
 			e.out.Applied = append(e.out.Applied, ConfigApplied{Type: "config_applied", RulesetVersion: rs.Version, RulesetSHA256: rs.SHA256,
-				Input: rules.Input{Topic: p.key.topic, Partition: p.key.partition, Offset: p.batch[0].Offset}})
+				Input: rules.Input{Topic: p.key.topic, Partition: p.key.partition, Offset: p.first}})
 			p.applied = rs
 		}
 		e.out.Decisions = append(e.out.Decisions, p.out.Decisions...)
@@ -480,6 +482,7 @@ type partition struct {
 	queue          *rules.Queue // stage 2, loaded on first use
 	// restored: opened at its assignment and no record seen since.
 	restored bool
+	first    int64 // the first record the last process applied, -1: none
 	lag      time.Duration // rules.Queue.Lag
 
 	rs      *rules.RuleSet
@@ -506,9 +509,13 @@ func (p *partition) process(rs *rules.RuleSet, c cfg) {
 		p.rs, p.eval = rs, rs.NewEvaluator()
 	}
 	evTime := p.evTime
+	p.first = -1
 	for _, r := range p.batch {
 		if r.Offset < p.next {
 			continue // already applied before a restart: effectively once
+		}
+		if p.first < 0 {
+			p.first = r.Offset
 		}
 		p.stats.Records++
 		in := rules.Input{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}

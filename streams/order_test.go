@@ -108,7 +108,7 @@ func runOrderNode(t *testing.T, addrs []string, topics streams.Topics, id string
 		t.Fatal(err)
 	}
 	sn, err := streams.NewNode(streams.Options{Brokers: addrs, Group: kafkatest.Group(topics), NodeID: id, Topics: topics, CommitTimeout: 10 * time.Second, IdleAfter: time.Hour,
-		ClientOpts: []kgo.Opt{kgo.FetchMaxPartitionBytes(32 << 10), kgo.FetchMaxBytes(64 << 10)}})
+		ClientOpts: []kgo.Opt{kgo.FetchMaxPartitionBytes(32 << 10), kgo.FetchMaxBytes(16 << 20)}})
 	if err != nil {
 		t.Fatal(err)
 	}

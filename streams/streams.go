@@ -366,6 +366,18 @@ func (n *Node) renew() error {
 	if err != nil {
 		return fmt.Errorf("streams: new session: %w", err)
 	}
+	// Start the new session's producer now: its transactional id fences
+	// the old transaction at once, so the offsets that transaction left
+	// pending are settled before the group reads them (a consumer that
+	// requires stable offsets waits for them).
+	ctx, cancel := context.WithTimeout(context.Background(), n.o.CommitTimeout)
+	defer cancel()
+	if err := sess.Begin(); err != nil {
+		return fmt.Errorf("streams: new session: %w", err)
+	}
+	if _, err := sess.End(ctx, kgo.TryAbort); err != nil {
+		n.o.Logger.Warn("the new session could not fence the old transaction yet", "err", err)
+	}
 	n.mu.Lock()
 	clear(n.hwm)
 	clear(n.pos)
@@ -629,19 +641,32 @@ func (n *Node) findIdle(ctx context.Context) []tp {
 		}
 		empty = e
 	}
-	var idle []tp
+	var idle, unknown []tp
 	n.mu.Lock()
 	for k := range n.owned {
 		if k.topic != t.Metrics && k.topic != t.Actions || n.idle[k] {
 			continue
 		}
-		h, known := n.hwm[k]
-		caughtUp := !known || n.pos[k] >= h
-		if empty[k] || caughtUp && now.Sub(n.active[k]) >= n.o.IdleAfter {
+		switch h, known := n.hwm[k]; {
+		case empty[k]:
+			idle = append(idle, k)
+		case now.Sub(n.active[k]) < n.o.IdleAfter:
+		case !known:
+			unknown = append(unknown, k) // quiet, but is it read to its end?
+		case n.pos[k] >= h:
 			idle = append(idle, k)
 		}
 	}
 	n.mu.Unlock()
+	if len(unknown) > 0 {
+		// No fetch said where these end (a new session has read nothing
+		// yet): idle only if the group has committed them to their end.
+		done, err := n.readToEnd(ctx, unknown)
+		if err != nil {
+			n.o.Logger.Warn("cannot tell whether quiet partitions are read to their end", "err", err)
+		}
+		idle = append(idle, done...)
+	}
 	slices.SortFunc(idle, func(a, b tp) int {
 		return cmp.Or(cmp.Compare(a.topic, b.topic), cmp.Compare(a.partition, b.partition))
 	})
@@ -664,6 +689,42 @@ func (n *Node) writeIdle(ctx context.Context) error {
 		return err // ErrReset: the assignment changed; the engine looks again
 	}
 	return nil
+}
+
+// readToEnd returns those of ps whose committed offset in the group leaves
+// no record unread (transaction markers aside).
+func (n *Node) readToEnd(ctx context.Context, ps []tp) ([]tp, error) {
+	adm := kadm.NewClient(n.sess.Client())
+	offs, err := adm.FetchOffsets(ctx, n.o.Group)
+	if err != nil {
+		return nil, err
+	}
+	var topics []string
+	for _, k := range ps {
+		if !slices.Contains(topics, k.topic) {
+			topics = append(topics, k.topic)
+		}
+	}
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return nil, err
+	}
+	opts := append([]kgo.Opt{kgo.SeedBrokers(n.o.Brokers...)}, n.o.ClientOpts...)
+	var out []tp
+	for _, k := range ps {
+		c, ok1 := offs.Lookup(k.topic, k.partition)
+		e, ok2 := ends.Lookup(k.topic, k.partition)
+		if !ok1 || !ok2 || c.Err != nil || e.Err != nil || c.At < 0 {
+			continue
+		}
+		if c.At < e.Offset {
+			if more, err := HoldsRecords(ctx, opts, k.topic, k.partition, c.At, e.Offset); err != nil || more {
+				continue
+			}
+		}
+		out = append(out, k)
+	}
+	return out, nil
 }
 
 // empty reports which of ps hold no record at all.
