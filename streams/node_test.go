@@ -1,73 +1,15 @@
 package streams_test
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/internal/gen"
 	"github.com/adrules/adrules/internal/kafkatest"
 	"github.com/adrules/adrules/rules"
-	"github.com/adrules/adrules/state"
-	"github.com/adrules/adrules/streams"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
-
-// testNode runs a node (engine, streams.Node, Pebble) until its ctx ends.
-type testNode struct {
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func startNode(t *testing.T, addrs []string, topics streams.Topics, id, dir string, rs *rules.RuleSet) *testNode {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	n := &testNode{cancel: cancel, done: make(chan error, 1)}
-	db, err := state.Open(dir, state.Options{Sync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sn, err := streams.NewNode(streams.Options{Brokers: addrs, Group: kafkatest.Group(topics), NodeID: id, Topics: topics, CommitTimeout: 10 * time.Second, IdleAfter: time.Second,
-		ClientOpts: []kgo.Opt{kgo.SessionTimeout(6 * time.Second), kgo.HeartbeatInterval(500 * time.Millisecond),
-			// Small fetches make many small batches: a stop lands mid-stream.
-			// Small per partition only: kfake leaves aborted records in a
-			// read_committed fetch cut short by the request's byte limit.
-			kgo.FetchMaxPartitionBytes(32 << 10), kgo.FetchMaxBytes(16 << 20)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
-	eng, err := engine.New(rs, sn, sn, store, engine.WithProposalTopics(topics.Proposals), engine.WithRelayTopics(topics.Actions),
-		engine.WithKeyCheck(engine.KeyRequired))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		err := eng.Run(ctx)
-		sn.Close()
-		db.Close()
-		if ctx.Err() != nil {
-			err = nil
-		}
-		n.done <- err
-	}()
-	t.Cleanup(func() { n.stop(t) })
-	return n
-}
-
-func (n *testNode) stop(t *testing.T) {
-	if n.cancel == nil {
-		return
-	}
-	n.cancel()
-	if err := <-n.done; err != nil {
-		t.Errorf("node: %v", err)
-	}
-	n.cancel = nil
-}
 
 // TestNodeMatchesBacktest: the decisions a node writes for a topic equal
 // those of the file backtest over the same events; poison records go to the

@@ -13,7 +13,6 @@ import (
 	"github.com/adrules/adrules/internal/gen"
 	"github.com/adrules/adrules/internal/kafkatest"
 	"github.com/adrules/adrules/rules"
-	"github.com/adrules/adrules/state"
 	"github.com/adrules/adrules/streams"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -102,32 +101,7 @@ func TestVerdictsWhateverTheTiming(t *testing.T) {
 // out of the way (the data ends with records far in event time).
 func runOrderNode(t *testing.T, addrs []string, topics streams.Topics, id string, rs *rules.RuleSet) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	db, err := state.Open(t.TempDir(), state.Options{Sync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sn, err := streams.NewNode(streams.Options{Brokers: addrs, Group: kafkatest.Group(topics), NodeID: id, Topics: topics, CommitTimeout: 10 * time.Second, IdleAfter: time.Hour,
-		ClientOpts: []kgo.Opt{kgo.FetchMaxPartitionBytes(32 << 10), kgo.FetchMaxBytes(16 << 20)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
-	eng, err := engine.New(rs, sn, sn, store, engine.WithProposalTopics(topics.Proposals), engine.WithRelayTopics(topics.Actions),
-		engine.WithKeyCheck(engine.KeyRequired), engine.WithPartitioner(sn.PartitionOf))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && ctx.Err() == nil {
-			t.Errorf("node %s: %v", id, err)
-		}
-		sn.Close()
-		db.Close()
-	})
+	startRunner(t, addrs, topics, rs, runnerOptions{id: id, dir: t.TempDir(), partitioner: true, small: true, idle: time.Hour})
 }
 
 // edgeEvents returns one metric event per partition at from, and one at
