@@ -215,31 +215,47 @@ func Committed(t testing.TB, addrs []string, group, topic string) (committed, en
 // and returns them apart.
 func ConsumeDecisions(t testing.TB, addrs []string, topic string, want int, timeout time.Duration) (decisions, applied [][]byte) {
 	t.Helper()
+	for _, r := range consumeKept(t, addrs, topic, "decisions", want, timeout, func(r *kgo.Record) bool {
+		if bytes.Contains(r.Value, []byte(`"type":"config_applied"`)) {
+			applied = append(applied, r.Value)
+			return false
+		}
+		return true
+	}) {
+		decisions = append(decisions, r.Value)
+	}
+	return decisions, applied
+}
+
+// consumeKept reads topic from its start as a read_committed consumer
+// until want records that keep accepts arrived, failing the test after
+// timeout, then polls once more for a moment and fails if more arrive.
+func consumeKept(t testing.TB, addrs []string, topic, what string, want int, timeout time.Duration, keep func(*kgo.Record) bool) []*kgo.Record {
+	t.Helper()
 	cl := Client(t, addrs, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	var out []*kgo.Record
 	add := func(r *kgo.Record) {
-		if bytes.Contains(r.Value, []byte(`"type":"config_applied"`)) {
-			applied = append(applied, r.Value)
-		} else {
-			decisions = append(decisions, r.Value)
+		if keep(r) {
+			out = append(out, r)
 		}
 	}
-	for len(decisions) < want {
+	for len(out) < want {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("%s: %d decisions after %s, want %d", topic, len(decisions), timeout, want)
+			t.Fatalf("%s: %d %s after %s, want %d", topic, len(out), what, timeout, want)
 		}
 		fs.EachRecord(add)
 	}
 	more, cancelMore := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancelMore()
 	cl.PollFetches(more).EachRecord(add)
-	if len(decisions) != want {
-		t.Fatalf("%s: %d decisions, want exactly %d", topic, len(decisions), want)
+	if len(out) != want {
+		t.Fatalf("%s: %d %s, want exactly %d", topic, len(out), what, want)
 	}
-	return decisions, applied
+	return out
 }
 
 // ConsumeRecords is Consume with the whole records.
@@ -395,28 +411,5 @@ func Backtest(t testing.TB, rs *rules.RuleSet, lines [][]byte) ([][]byte, *backt
 // beside the proposals.
 func ConsumeProposals(t testing.TB, addrs []string, topic string, want int, timeout time.Duration) []*kgo.Record {
 	t.Helper()
-	cl := Client(t, addrs, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var out []*kgo.Record
-	add := func(r *kgo.Record) {
-		if !rules.IsProgress(r.Value) {
-			out = append(out, r)
-		}
-	}
-	for len(out) < want {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("%s: %d proposals after %s, want %d", topic, len(out), timeout, want)
-		}
-		fs.EachRecord(add)
-	}
-	more, cancelMore := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancelMore()
-	cl.PollFetches(more).EachRecord(add)
-	if len(out) != want {
-		t.Fatalf("%s: %d proposals, want exactly %d", topic, len(out), want)
-	}
-	return out
+	return consumeKept(t, addrs, topic, "proposals", want, timeout, func(r *kgo.Record) bool { return !rules.IsProgress(r.Value) })
 }
