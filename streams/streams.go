@@ -893,8 +893,19 @@ func (n *Node) Commit(ctx context.Context) error {
 	n.prodErr = nil
 	n.mu.Unlock()
 	if perr != nil {
-		if _, err := n.sess.End(ctx, kgo.TryAbort); err != nil {
-			return fmt.Errorf("streams: abort after produce error %v: %w", perr, err)
+		actx, cancel := context.WithTimeout(ctx, n.o.CommitTimeout)
+		_, aerr := n.sess.End(actx, kgo.TryAbort)
+		cancel()
+		if aerr != nil || errors.Is(perr, context.DeadlineExceeded) {
+			// The broker did not take the batch in time (it restarted,
+			// say), or the abort itself could not end: a new session
+			// fences whatever this one left, and the batch is processed
+			// again.
+			n.o.Logger.Warn("the batch could not be written in time; starting a new session, the batch is processed again", "err", errors.Join(perr, aerr))
+			if rerr := n.renew(); rerr != nil {
+				return errors.Join(perr, aerr, rerr)
+			}
+			return engine.ErrReset
 		}
 		return fmt.Errorf("streams: produce: %w", perr)
 	}
