@@ -482,7 +482,7 @@ type partition struct {
 	queue          *rules.Queue // stage 2, loaded on first use
 	// restored: opened at its assignment and no record seen since.
 	restored bool
-	first    int64 // the first record the last process applied, -1: none
+	first    int64         // the first record the last process applied, -1: none
 	lag      time.Duration // rules.Queue.Lag
 
 	rs      *rules.RuleSet
