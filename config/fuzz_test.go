@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -14,6 +15,11 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("a: &a [*a, *a]\nb: &b [*a, *a]\n"))
 	f.Add([]byte("params: &p {x: 1}\nfeature_flags: {<<: *p}\n"))
 	f.Add([]byte(`rules: [{id: x, when: "a\tb", emit: {type: t}}]`))
+	// Issue 11 row 8 and its kin: small files that were large documents.
+	f.Add(aliasBomb())
+	f.Add(longKey(10_000))
+	f.Add(longPaths())
+	f.Add([]byte("params: " + strings.Repeat("{a: ", 64) + "1" + strings.Repeat("}", 64) + "\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, err := Load("fuzz.yaml", data, Options{})
 		if err != nil {

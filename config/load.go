@@ -25,9 +25,36 @@ type Options struct {
 	Vars map[string]string
 }
 
-// maxNodes caps the nodes of a document once its aliases are expanded, so
-// that a small file cannot expand into a huge one ("billion laughs").
-const maxNodes = 200_000
+// Limits on what a file may become, so that a small file cannot make
+// Load, Canonical or SHA256 build a large document: with aliases (a 130 KB
+// file of aliases to a 100 KB string is 1 GB expanded), with keys that
+// every path below them repeats, or with deep nesting. Real rule sets are a
+// few KB (the predecessor's file is 2 KB) and come nowhere near them. Load
+// checks them on the parsed file before it expands anything, and again on
+// the effective document, so that Canonical's output always loads.
+const (
+	// MaxFileSize caps the bytes of a file: 1 MiB, as the admin API caps
+	// a request body.
+	MaxFileSize = 1 << 20
+	// MaxExpandedSize caps the size of a document with its aliases (*)
+	// and merge keys (<<) expanded: 4 MiB, where each key and value
+	// counts the bytes of its text, of its path as messages name it
+	// (params.winner_detection.ctr_threshold, rules[3].when) and
+	// nodeCost. The paths count because Load keeps every value's position
+	// by path (Document.PosOf).
+	MaxExpandedSize = 4 << 20
+	// MaxDepth caps how deep lists and mappings nest, with aliases
+	// expanded; the top level is depth 1.
+	MaxDepth = 64
+	// MaxKeySize caps the bytes of a key: 128, so that every path stays
+	// short and every key, however escaped, stays within the 1,024
+	// characters YAML allows a key in Canonical's flow style.
+	MaxKeySize = 128
+)
+
+// nodeCost is what each key and value adds to the expanded size besides
+// its text and path, so that structure counts where values are short.
+const nodeCost = 16
 
 // Load reads a rules file and returns its effective document: the file,
 // then the environments overlay, then environment-variable overrides, in
@@ -66,6 +93,9 @@ func Load(file string, data []byte, opts Options) (*Document, error) {
 		sortErrors(errs)
 		return nil, errs
 	}
+	if err := l.effective(d); err != nil {
+		return nil, Errors{err}
+	}
 	return d, nil
 }
 
@@ -92,6 +122,9 @@ func (l *loader) errorf(n *yaml.Node, format string, args ...any) *Error {
 // parse reads data into a mapping node with its aliases expanded.
 func (l *loader) parse(data []byte) (*yaml.Node, error) {
 	start := Pos{File: l.file, Line: 1, Col: 1}
+	if len(data) > MaxFileSize {
+		return nil, Errors{{Pos: Pos{File: l.file}, Msg: fmt.Sprintf("the file is %d bytes, more than the 1 MiB (%d bytes) a rules file may be", len(data), MaxFileSize)}}
+	}
 	if !utf8.Valid(data) {
 		return nil, Errors{{Pos: start, Msg: "the file is not valid UTF-8; save it as UTF-8"}}
 	}
@@ -122,7 +155,11 @@ func (l *loader) parse(data []byte) (*yaml.Node, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	x := expander{l: l, budget: maxNodes, active: map[*yaml.Node]bool{}}
+	// Measure first: the copy is as large as the expansion.
+	if err := newSizer(l).measure(root); err != nil {
+		return nil, Errors{err}
+	}
+	x := expander{l: l}
 	root, err := x.copy(root)
 	if err != nil {
 		return nil, Errors{err}
@@ -174,25 +211,16 @@ func (l *loader) duplicates(n *yaml.Node, errs *Errors) {
 }
 
 // expander copies a node tree, replacing aliases with copies of what they
-// name and merging "<<" keys, within a budget of nodes.
+// name and merging "<<" keys. It relies on a sizer having measured the
+// tree: no cycles, and an expansion within the limits.
 type expander struct {
-	l      *loader
-	budget int
-	active map[*yaml.Node]bool // nodes being copied: an alias to one is a cycle
+	l *loader
 }
 
 func (x *expander) copy(n *yaml.Node) (*yaml.Node, *Error) {
 	if n.Kind == yaml.AliasNode {
-		if n.Alias == nil || x.active[n.Alias] {
-			return nil, x.l.errorf(n, "alias *%s refers to itself", n.Value)
-		}
 		return x.copy(n.Alias)
 	}
-	if x.budget--; x.budget < 0 {
-		return nil, x.l.errorf(n, "the document is too large once its aliases (*) are expanded")
-	}
-	x.active[n] = true
-	defer delete(x.active, n)
 	c := *n
 	c.Anchor, c.Alias, c.Content = "", nil, nil
 	var merges []*yaml.Node
@@ -211,6 +239,13 @@ func (x *expander) copy(n *yaml.Node) (*yaml.Node, *Error) {
 		c.Content = append(c.Content, cc)
 	}
 	// Explicit keys win over merged ones, and earlier merges over later.
+	var have map[string]bool
+	if len(merges) > 0 {
+		have = make(map[string]bool, len(c.Content)/2)
+		for i := 0; i+1 < len(c.Content); i += 2 {
+			have[c.Content[i].Value] = true
+		}
+	}
 	for _, m := range merges {
 		srcs := []*yaml.Node{m}
 		if m.Kind == yaml.SequenceNode {
@@ -225,7 +260,8 @@ func (x *expander) copy(n *yaml.Node) (*yaml.Node, *Error) {
 				return nil, x.l.errorf(s, "<< must merge a mapping, got %s", describe(sc))
 			}
 			for i := 0; i+1 < len(sc.Content); i += 2 {
-				if keyIndex(&c, sc.Content[i].Value) < 0 {
+				if k := sc.Content[i].Value; !have[k] {
+					have[k] = true
 					c.Content = append(c.Content, sc.Content[i], sc.Content[i+1])
 				}
 			}
