@@ -280,12 +280,25 @@ func (dc *decoder) unknown(k *yaml.Node, t reflect.Type, path string, fs []field
 	dc.fail(join(path, k.Value), k, "unknown key %q %s%s; known keys: %s", k.Value, where, hint, strings.Join(known, ", "))
 }
 
+// maxSuggest is the most known words suggest compares a word with: a
+// mapping of more keys is not a list anyone types from, and comparing
+// every unknown key of a large overlay with every key of a large file
+// would take minutes.
+const maxSuggest = 100
+
 // suggest returns the known word closest to s, if it is close enough to
 // be a typo.
 func suggest(s string, known []string) string {
+	if len(known) > maxSuggest {
+		return ""
+	}
 	best, bestD := "", 3
+	s = strings.ToLower(s)
 	for _, k := range known {
-		if d := distance(strings.ToLower(s), k); d < bestD && d < len(k)/2+1 {
+		if len(s) >= len(k)+bestD || len(k) >= len(s)+bestD {
+			continue // the distance is at least the difference in length
+		}
+		if d := distance(s, k); d < bestD && d < len(k)/2+1 {
 			best, bestD = k, d
 		}
 	}

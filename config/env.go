@@ -335,7 +335,11 @@ func keyNames(n *yaml.Node) []string {
 	return keys
 }
 
-// keysOf lists the keys of a mapping for a message.
+// maxListed is the most keys keysOf lists.
+const maxListed = 20
+
+// keysOf lists the keys of a mapping for a message, the first maxListed
+// of them, so that each of many typos does not repeat thousands of keys.
 func keysOf(n *yaml.Node, at string) string {
 	keys := keyNames(n)
 	if len(keys) == 0 {
@@ -344,5 +348,10 @@ func keysOf(n *yaml.Node, at string) string {
 	if at == "" {
 		at = "the top level"
 	}
-	return "; " + at + " has " + strings.Join(keys, ", ")
+	more := ""
+	if len(keys) > maxListed {
+		more = fmt.Sprintf(" and %d more", len(keys)-maxListed)
+		keys = keys[:maxListed]
+	}
+	return "; " + at + " has " + strings.Join(keys, ", ") + more
 }

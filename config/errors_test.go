@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -563,6 +564,12 @@ func TestConfigMistakes(t *testing.T) {
 			msg:  "payload_fields must be a list",
 			line: 2, col: 32,
 		},
+		{
+			name: "a typo among many keys lists the first 20",
+			src:  base + "params: {" + manyKeys(25) + "}\nenvironments:\n  dev: {params: {zzz: 1}}\n",
+			msg:  "environment dev sets params.zzz, which the file does not define; params has p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19 and 5 more",
+			line: 9, col: 18,
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -642,4 +649,13 @@ func TestDecodeAllMistakes(t *testing.T) {
 	if !errors.As(err, &es) || len(es) != 3 {
 		t.Fatalf("got %v, want 3 errors", err)
 	}
+}
+
+// manyKeys is n keys p0, p1, ... of a flow mapping.
+func manyKeys(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "p%d: 1, ", i)
+	}
+	return b.String()
 }

@@ -371,20 +371,25 @@ func (l *loader) free(env string, root, ov *yaml.Node) Errors {
 			return true // the file names the key and leaves its value open
 		}
 		if base.Kind == yaml.MappingNode && o.Kind == yaml.MappingNode {
+			idx := keyIndexes(base)
+			var names []string
 			kept := o.Content[:0]
 			for i := 0; i+1 < len(o.Content); i += 2 {
 				k, v := o.Content[i], o.Content[i+1]
 				p := path + "." + k.Value
-				b := child(base, k.Value)
-				if b == nil {
+				j, ok := idx[k.Value]
+				if !ok {
+					if names == nil {
+						names = keyNames(base)
+					}
 					hint := keysOf(base, path)
-					if s := suggest(k.Value, keyNames(base)); s != "" {
+					if s := suggest(k.Value, names); s != "" {
 						hint = "; did you mean " + s + "?"
 					}
 					errs = append(errs, l.errorf(k, "environment %s sets %s, which the file does not define%s", env, p, hint))
 					continue
 				}
-				if walk(p, b, v, typed) {
+				if walk(p, base.Content[j+1], v, typed) {
 					kept = append(kept, k, v)
 				}
 			}
@@ -473,11 +478,13 @@ func keepType(old, n *yaml.Node) string {
 // merge deep-merges the mapping src into the mapping dst: mappings merge,
 // everything else (scalars, sequences) replaces.
 func merge(dst, src *yaml.Node) {
+	idx := keyIndexes(dst)
 	for i := 0; i+1 < len(src.Content); i += 2 {
 		k, v := src.Content[i], src.Content[i+1]
-		j := keyIndex(dst, k.Value)
+		j, ok := idx[k.Value]
 		switch {
-		case j < 0:
+		case !ok:
+			idx[k.Value] = len(dst.Content)
 			dst.Content = append(dst.Content, k, v)
 		case dst.Content[j+1].Kind == yaml.MappingNode && v.Kind == yaml.MappingNode:
 			merge(dst.Content[j+1], v)
@@ -498,6 +505,20 @@ func keyIndex(n *yaml.Node, key string) int {
 		}
 	}
 	return -1
+}
+
+// keyIndexes maps each key of the mapping n to its index in n.Content,
+// as keyIndex finds it, so that a loop over the keys of another mapping
+// looks each up once instead of scanning n: an overlay of 20,000 keys on
+// as many took 6 s.
+func keyIndexes(n *yaml.Node) map[string]int {
+	idx := make(map[string]int, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if _, ok := idx[n.Content[i].Value]; !ok {
+			idx[n.Content[i].Value] = i
+		}
+	}
+	return idx
 }
 
 // child returns the value of key in the mapping n, or nil.
