@@ -153,7 +153,7 @@ func (dc *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		if n.Decode(&i) != nil {
-			dc.fail(path, n, "the number %s is too large", n.Value)
+			dc.fail(path, n, "the number %s is too large", quote(n.Value))
 			return
 		}
 		v.SetInt(int64(i))
@@ -225,7 +225,7 @@ func (dc *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 	if t == ruleType {
 		dc.rule = ""
 		if id := child(n, "id"); id != nil && id.Kind == yaml.ScalarNode {
-			dc.rule = id.Value
+			dc.rule = ruleLabel(id.Value)
 		}
 		defer func() { dc.rule = "" }()
 	}
@@ -363,7 +363,7 @@ func (dc *decoder) free(n *yaml.Node, path string) any {
 	case "!!int":
 		var i int
 		if n.Decode(&i) != nil {
-			dc.fail(path, n, "the number %s is too large", n.Value)
+			dc.fail(path, n, "the number %s is too large", quote(n.Value))
 			return nil
 		}
 		return i

@@ -273,6 +273,18 @@ func TestConfigMistakes(t *testing.T) {
 			line: 1, col: 17,
 		},
 		{
+			name: "rule id too long",
+			src:  "rules:\n  - id: " + strings.Repeat("r", 65) + "\n    when: w24h.roas > 4\n    emit: {type: t}\n",
+			msg:  "the id is 65 bytes; a rule id is at most 64",
+			line: 2, col: 9, ruleID: strings.Repeat("r", 64) + "...",
+		},
+		{
+			name: "a long value is quoted short",
+			src:  base + "guards:\n  rate_limit: {per: " + strings.Repeat("a", 1000) + "}\n",
+			msg:  `rate_limit.per must be account or ad, not "` + strings.Repeat("a", 64) + `"... (1000 bytes)`,
+			line: 8, col: 21,
+		},
+		{
 			name: "unknown environment",
 			src:  base + "environments:\n  staging: {}\n  production: {}\n",
 			env:  "prod",

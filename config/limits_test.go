@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -192,5 +193,26 @@ func TestLimits(t *testing.T) {
 				t.Errorf("error %q at %v; want %v", got.Msg, got.Pos, want)
 			}
 		})
+	}
+}
+
+// TestErrorsCapped checks Load reports the first MaxErrors problems in
+// file order and counts the rest, so that a file of many mistakes does not
+// make a message of megabytes.
+func TestErrorsCapped(t *testing.T) {
+	var b strings.Builder
+	for i := range MaxErrors + 50 {
+		fmt.Fprintf(&b, "unknown%d: 1\n", i)
+	}
+	_, err := Load("test.yaml", []byte(b.String()), Options{})
+	var es Errors
+	if !errors.As(err, &es) || len(es) != MaxErrors+1 {
+		t.Fatalf("got %d errors, want %d: %.300v", len(es), MaxErrors+1, err)
+	}
+	if got, want := es[MaxErrors-1].Pos, (Pos{File: "test.yaml", Line: MaxErrors, Col: 1}); got != want {
+		t.Errorf("the last problem reported is at %v, want %v", got, want)
+	}
+	if got, want := es[MaxErrors].Error(), "test.yaml: and 50 more problems; fix these first"; got != want {
+		t.Errorf("the last error is %q, want %q", got, want)
 	}
 }

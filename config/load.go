@@ -50,6 +50,14 @@ const (
 	// short and every key, however escaped, stays within the 1,024
 	// characters YAML allows a key in Canonical's flow style.
 	MaxKeySize = 128
+	// MaxRuleIDSize caps the bytes of a rule id, which every decision and
+	// every message about the rule carries.
+	MaxRuleIDSize = 64
+	// MaxErrors caps the problems Load reports: the first 100 in file
+	// order, then one that counts the rest.
+	MaxErrors = 100
+	// maxQuoted caps the bytes of a value that a message quotes.
+	maxQuoted = 64
 )
 
 // nodeCost is what each key and value adds to the expanded size besides
@@ -68,6 +76,14 @@ const nodeCost = 16
 // variables, of the schema and of validation, leaving out only the checks
 // of values that could not be read.
 func Load(file string, data []byte, opts Options) (*Document, error) {
+	d, errs := load(file, data, opts)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return d, nil
+}
+
+func load(file string, data []byte, opts Options) (*Document, Errors) {
 	l := &loader{file: file, env: map[*yaml.Node]string{}}
 	root, err := l.parse(data)
 	if err != nil {
@@ -91,12 +107,22 @@ func Load(file string, data []byte, opts Options) (*Document, error) {
 	errs = append(errs, d.validate(failed)...)
 	if len(errs) > 0 {
 		sortErrors(errs)
-		return nil, errs
+		return nil, l.first(errs)
 	}
 	if err := l.effective(d); err != nil {
 		return nil, Errors{err}
 	}
 	return d, nil
+}
+
+// first returns the first MaxErrors of errs, in file order, and an error
+// that counts the rest.
+func (l *loader) first(errs Errors) Errors {
+	if len(errs) <= MaxErrors {
+		return errs
+	}
+	rest := &Error{Pos: Pos{File: l.file}, Msg: fmt.Sprintf("and %d more problems; fix these first", len(errs)-MaxErrors)}
+	return append(errs[:MaxErrors:MaxErrors], rest)
 }
 
 // loader holds what one Load call knows about its input.
@@ -120,7 +146,7 @@ func (l *loader) errorf(n *yaml.Node, format string, args ...any) *Error {
 }
 
 // parse reads data into a mapping node with its aliases expanded.
-func (l *loader) parse(data []byte) (*yaml.Node, error) {
+func (l *loader) parse(data []byte) (*yaml.Node, Errors) {
 	start := Pos{File: l.file, Line: 1, Col: 1}
 	if len(data) > MaxFileSize {
 		return nil, Errors{{Pos: Pos{File: l.file}, Msg: fmt.Sprintf("the file is %d bytes, more than the 1 MiB (%d bytes) a rules file may be", len(data), MaxFileSize)}}
@@ -153,16 +179,16 @@ func (l *loader) parse(data []byte) (*yaml.Node, error) {
 	var errs Errors
 	l.duplicates(root, &errs)
 	if len(errs) > 0 {
-		return nil, errs
+		return nil, l.first(errs)
 	}
 	// Measure first: the copy is as large as the expansion.
 	if err := newSizer(l).measure(root); err != nil {
 		return nil, Errors{err}
 	}
 	x := expander{l: l}
-	root, err := x.copy(root)
-	if err != nil {
-		return nil, Errors{err}
+	root, e := x.copy(root)
+	if e != nil {
+		return nil, Errors{e}
 	}
 	if root.Kind != yaml.MappingNode {
 		if isNull(root) {
@@ -175,7 +201,7 @@ func (l *loader) parse(data []byte) (*yaml.Node, error) {
 
 // syntaxError turns a yaml.v3 parse error ("yaml: line 3: ...") into an
 // Error at that line; yaml.v3 does not report columns.
-func (l *loader) syntaxError(err error) error {
+func (l *loader) syntaxError(err error) Errors {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	p := Pos{File: l.file}
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
@@ -199,7 +225,7 @@ func (l *loader) duplicates(n *yaml.Node, errs *Errors) {
 				continue
 			}
 			if first, ok := seen[k.Value]; ok {
-				*errs = append(*errs, l.errorf(k, "key %q appears twice; the first is at line %d", k.Value, first.Line))
+				*errs = append(*errs, l.errorf(k, "key %s appears twice; the first is at line %d", quote(k.Value), first.Line))
 				continue
 			}
 			seen[k.Value] = k
@@ -544,5 +570,31 @@ func describe(n *yaml.Node) string {
 	if isNull(n) {
 		return "nothing"
 	}
-	return strconv.Quote(n.Value)
+	return quote(n.Value)
+}
+
+// quote quotes s for a message, cut to its first maxQuoted bytes (whole
+// runes), so that a message about a long value stays short.
+func quote(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	n := maxQuoted
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:n]), len(s))
+}
+
+// ruleLabel is the rule id that messages carry: id, cut to MaxRuleIDSize
+// bytes if longer (which Validate reports).
+func ruleLabel(id string) string {
+	if len(id) <= MaxRuleIDSize {
+		return id
+	}
+	n := MaxRuleIDSize
+	for n > 0 && !utf8.RuneStart(id[n]) {
+		n--
+	}
+	return id[:n] + "..."
 }

@@ -189,13 +189,13 @@ func ParseDuration(s string) (Duration, error) {
 	if n, ok := strings.CutSuffix(s, "d"); ok {
 		days, err := strconv.ParseInt(n, 10, 64)
 		if err != nil || days < 0 {
-			return 0, fmt.Errorf("%q is not a duration; write it like 30m, 6h or 7d", s)
+			return 0, fmt.Errorf("%s is not a duration; write it like 30m, 6h or 7d", quote(s))
 		}
 		return Duration(time.Duration(days) * 24 * time.Hour), nil
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil || v < 0 {
-		return 0, fmt.Errorf("%q is not a duration; write it like 30m, 6h or 7d", s)
+		return 0, fmt.Errorf("%s is not a duration; write it like 30m, 6h or 7d", quote(s))
 	}
 	return Duration(v), nil
 }

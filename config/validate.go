@@ -140,13 +140,15 @@ func (v *validator) rules() {
 	ids := map[string]int{}
 	for i, r := range d.Rules {
 		p := fmt.Sprintf("rules[%d]", i)
-		v.rule = r.ID
+		v.rule = ruleLabel(r.ID)
 		switch j, dup := ids[r.ID]; {
 		case v.broken(p + ".id"):
 		case r.ID == "":
 			v.fail(p, "rule %d has no id; every rule needs one, such as scale-winner", i+1)
+		case len(r.ID) > MaxRuleIDSize:
+			v.fail(p+".id", "the id is %d bytes; a rule id is at most %d", len(r.ID), MaxRuleIDSize)
 		case !ruleIDRe.MatchString(r.ID):
-			v.fail(p+".id", "id %q may hold only lowercase letters, digits, - and _, and must start with a letter or digit", r.ID)
+			v.fail(p+".id", "id %s may hold only lowercase letters, digits, - and _, and must start with a letter or digit", quote(r.ID))
 		case dup:
 			v.fail(p+".id", "rule id %q is used twice; the first is at line %d", r.ID, d.Rules[j].Pos.Line)
 		default:
@@ -156,7 +158,7 @@ func (v *validator) rules() {
 			v.fail(p, "when is missing: write the condition for the rule to fire, such as w24h.roas > 4")
 		}
 		if r.Once != "" && r.Once != "per_ad" {
-			v.fail(p+".once", "once must be per_ad or left out, not %q", r.Once)
+			v.fail(p+".once", "once must be per_ad or left out, not %s", quote(r.Once))
 		}
 		if r.Cooldown < 0 {
 			v.fail(p+".cooldown", "cooldown must not be negative")
@@ -182,7 +184,7 @@ func (v *validator) rules() {
 		}
 		if r.EnabledBy != "" && !v.broken("feature_flags") {
 			if _, ok := d.FeatureFlags[r.EnabledBy]; !ok {
-				v.fail(p+".enabled_by", "enabled_by names feature flag %q, which feature_flags does not define%s", r.EnabledBy, flagList(d.FeatureFlags))
+				v.fail(p+".enabled_by", "enabled_by names feature flag %s, which feature_flags does not define%s", quote(r.EnabledBy), flagList(d.FeatureFlags))
 			}
 		}
 	}
@@ -200,7 +202,7 @@ func (v *validator) guards() {
 	g := v.d.Guards
 	const p = "guards."
 	if per := g.RateLimit.Per; per != "account" && per != "ad" {
-		v.fail(p+"rate_limit.per", "rate_limit.per must be account or ad, not %q", per)
+		v.fail(p+"rate_limit.per", "rate_limit.per must be account or ad, not %s", quote(per))
 	}
 	if g.RateLimit.MaxPerHour < 1 {
 		v.fail(p+"rate_limit.max_per_hour", "rate_limit.max_per_hour must be at least 1, got %d; to stop all actions set guards.enabled: false", g.RateLimit.MaxPerHour)
