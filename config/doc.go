@@ -37,7 +37,8 @@
 // # Every problem, where it is
 //
 // Load and Validate report all problems at once, in file order, as Errors
-// of *Error with file, line and column, and the rule id for rule problems.
+// of *Error with file, line and column, and the rule id for rule problems
+// (Load the first MaxErrors of them, and a count of the rest).
 // Once the file parses, Load reports the problems of overlays, variables,
 // keys, types and validation together; validation leaves out only the
 // values that could not be read. Unknown keys are errors everywhere, in
@@ -50,6 +51,18 @@
 // Var: "NAME"}, which prints as "file: $NAME". An expression's positions
 // map back to the file through Rule.WhenPos, whatever YAML style held it,
 // and any other value's through Document.PosOf.
+//
+// # A small file stays a small document
+//
+// Load refuses, before it builds anything from them, a file of more than
+// MaxFileSize bytes, one that is more than MaxExpandedSize with its aliases
+// and merge keys expanded (each key and value counting its text, its path
+// and 16 bytes), nested more than MaxDepth deep, or with a key of more
+// than MaxKeySize bytes; each at the place it passes the limit, or at the
+// alias whose expansion does. It checks the effective document against
+// the same limits, so Canonical and SHA256 only ever see a document within
+// them, and Canonical's output always loads. Rule ids are at most
+// MaxRuleIDSize bytes, and messages quote at most 64 bytes of a value.
 //
 // # One meaning, one hash
 //
