@@ -49,6 +49,7 @@ func TestImportDirections(t *testing.T) {
 		{"config", false, []string{"os", "net", module + "/"}},
 		{"engine", true, []string{"twmb/franz-go", "cockroachdb/pebble", "prometheus", module + "/state", module + "/streams"}},
 		{"state", true, []string{"twmb/franz-go", "prometheus", module + "/engine", module + "/streams"}},
+		{"versions", false, []string{"os", "net", "io/fs", "log", "log/slog", "time", "math/rand", "twmb/franz-go", "cockroachdb/pebble", "prometheus", module + "/engine", module + "/state", module + "/streams"}},
 	} {
 		format := "{{join .Imports \" \"}}"
 		if tc.transitive {
