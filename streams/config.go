@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/adrules/adrules/versions"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -15,7 +16,9 @@ import (
 // record on the config topic (compacted, key = the rule set's name) and on
 // the config history topic (kept).
 type ConfigRecord struct {
-	Name        string `json:"name"`
+	Name string `json:"name"`
+	// Version is in 1..versions.MaxVersion: Configs and Shadows refuse a
+	// record outside it.
 	Version     int64  `json:"version"`
 	SHA256      string `json:"sha256"`
 	Author      string `json:"author"`
@@ -30,6 +33,16 @@ type ConfigRecord struct {
 	// was retired (the config topic got a tombstone under ShadowKey(Name));
 	// Version is then the version retired, and there is no Document.
 	Retired bool `json:"retired,omitempty"`
+	// Signature is the publisher's signature of Signed() (nil: unsigned).
+	// A node accepts a version only when it verifies under a key of the
+	// node's trust list; a retirement is not signed.
+	Signature *versions.Signature `json:"signature,omitempty"`
+}
+
+// Signed is what c's signature covers: its rule set, version number,
+// document hash and kind (live or shadow).
+func (c ConfigRecord) Signed() versions.Version {
+	return versions.Version{Name: c.Name, Number: c.Version, SHA256: c.SHA256, Shadow: c.Shadow}
 }
 
 // ShadowKey is the config topic key of the shadow of rule set name.
@@ -108,16 +121,21 @@ func ReadAll(ctx context.Context, brokers []string, opts []kgo.Opt, topic string
 
 // Configs decodes the live config records of name among recs, in order,
 // skipping tombstones and other keys (the shadow's, ShadowKey(name), and
-// any other). Records under name that do not decode, or that say they are
-// a shadow, are returned in bad with the reason.
+// any other). Records under name that do not decode, that say they are a
+// shadow, or whose version is outside 1..versions.MaxVersion, are returned
+// in bad with the reason. Their signatures are not checked here.
 func Configs(recs []*kgo.Record, name string) (good []ConfigRecord, bad []string) {
 	for _, r := range recs {
 		if string(r.Key) != name || r.Value == nil {
 			continue
 		}
 		var c ConfigRecord
-		if err := json.Unmarshal(r.Value, &c); err != nil || c.Name != name || c.Version <= 0 || len(c.Document) == 0 || c.Shadow || c.Retired {
+		if err := json.Unmarshal(r.Value, &c); err != nil || c.Name != name || len(c.Document) == 0 || c.Shadow || c.Retired {
 			bad = append(bad, fmt.Sprintf("offset %d: not a config record of %q", r.Offset, name))
+			continue
+		}
+		if err := versions.CheckVersion(c.Version); err != nil {
+			bad = append(bad, fmt.Sprintf("offset %d: %v", r.Offset, err))
 			continue
 		}
 		good = append(good, c)
@@ -128,8 +146,9 @@ func Configs(recs []*kgo.Record, name string) (good []ConfigRecord, bad []string
 // Shadows decodes the shadow records of rule set name among recs (key
 // ShadowKey(name)), in order, skipping other keys. A tombstone (the config
 // topic) or a record with Retired (the history) is returned as a record
-// with Retired set: the shadow ends there. Records that do not decode are
-// returned in bad with the reason.
+// with Retired set: the shadow ends there. Records that do not decode, or
+// whose version is outside 1..versions.MaxVersion, are returned in bad
+// with the reason. Their signatures are not checked here.
 func Shadows(recs []*kgo.Record, name string) (good []ConfigRecord, bad []string) {
 	key := ShadowKey(name)
 	for _, r := range recs {
@@ -142,8 +161,12 @@ func Shadows(recs []*kgo.Record, name string) (good []ConfigRecord, bad []string
 		}
 		var c ConfigRecord
 		err := json.Unmarshal(r.Value, &c)
-		if err != nil || c.Name != name || !c.Shadow || !c.Retired && (c.Version <= 0 || len(c.Document) == 0) {
+		if err != nil || c.Name != name || !c.Shadow || !c.Retired && len(c.Document) == 0 {
 			bad = append(bad, fmt.Sprintf("offset %d: not a shadow config record of %q", r.Offset, name))
+			continue
+		}
+		if err := versions.CheckVersion(c.Version); err != nil {
+			bad = append(bad, fmt.Sprintf("offset %d: %v", r.Offset, err))
 			continue
 		}
 		good = append(good, c)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/rules"
+	"github.com/adrules/adrules/versions"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -95,7 +96,7 @@ func (h *History) refresh(ctx context.Context) error {
 					return nil
 				}
 				var c ConfigRecord
-				if json.Unmarshal(r.Value, &c) != nil || c.Name != h.name || c.Version <= 0 || c.Shadow || c.Retired {
+				if json.Unmarshal(r.Value, &c) != nil || c.Name != h.name || versions.CheckVersion(c.Version) != nil || c.Shadow || c.Retired {
 					return nil
 				}
 				h.docs[c.Version] = append(h.docs[c.Version], c)
