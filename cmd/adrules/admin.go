@@ -161,7 +161,12 @@ func (a *admin) put(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusUnprocessableEntity, apiError{Error: "this node runs rule set " + a.nc.ruleset + ", not " + rs.Name})
 		return
 	}
-	c, err := publishDoc(r.Context(), &a.nc.kafka, a.nc.clientOpts, rs.Doc, "api")
+	if a.nc.keys.signer == nil && !a.nc.keys.publishUnsigned {
+		reply(w, http.StatusForbidden, apiError{Error: "this node has no signing key (--signing-key): every node would refuse the version it published; publish with adrules config publish --signing-key"})
+		return
+	}
+	// Signed with the node's key (node.keys.signer).
+	c, err := publishDoc(r.Context(), &a.nc.kafka, a.nc.clientOpts, a.nc.keys, rs.Doc, "api")
 	if err != nil {
 		reply(w, http.StatusBadGateway, apiError{Error: "publish: " + err.Error()})
 		return
@@ -203,7 +208,7 @@ func (a *admin) reload(w http.ResponseWriter, r *http.Request) {
 		if !a.n.newer(good[i]) {
 			break
 		}
-		if rs, err := compileRecord(good[i]); err == nil {
+		if rs, err := a.nc.keys.accept(good[i]); err == nil {
 			a.n.swap(rs)
 			break
 		}

@@ -82,7 +82,7 @@ func TestConfigAsEvents(t *testing.T) {
 	// v3 on the topic is invalid (a record written by hand): every node
 	// refuses it and stays on v2.
 	doc := strings.Replace(string(n.ruleSet().Doc.Canonical()), "ad.ctr >", "ad.ctx >", 1)
-	rec := streams.ConfigRecord{Name: "default", Version: 3, SHA256: "x", Author: "mallory", Document: json.RawMessage(doc)}
+	rec := signed(t, streams.ConfigRecord{Name: "default", Version: 3, SHA256: "x", Author: "mallory", Document: json.RawMessage(doc)})
 	cl := kafkatest.Client(t, addrs)
 	if err := streams.Publish(context.Background(), cl, topics, rec); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/adrules/adrules/config"
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/streams"
+	"github.com/adrules/adrules/versions"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -34,15 +35,17 @@ func compileRecord(c streams.ConfigRecord) (*rules.RuleSet, error) {
 	return rules.Compile(doc, c.Version)
 }
 
-// nextVersion returns one more than the highest version in history. Live
-// and shadow versions share one sequence: pass both, so that a version
-// number names one document.
-func nextVersion(hist []streams.ConfigRecord) int64 {
-	var v int64
-	for _, c := range hist {
-		v = max(v, c.Version)
+// publishedVersions returns the live and shadow records of rule set name
+// among recs, in the order they were published (retirements included).
+func publishedVersions(recs []*kgo.Record, name string) []streams.ConfigRecord {
+	var out []streams.ConfigRecord
+	for _, r := range recs {
+		one := []*kgo.Record{r}
+		live, _ := streams.Configs(one, name)
+		shadows, _ := streams.Shadows(one, name)
+		out = append(append(out, live...), shadows...)
 	}
-	return v + 1
+	return out
 }
 
 func author(env map[string]string) string {
@@ -56,32 +59,42 @@ func author(env map[string]string) string {
 }
 
 // publishFile layers, validates and compiles a rules file, then publishes
-// its effective document as the next version: the live one, or with shadow
-// the shadow (challenger) of the rule set of its name.
-func publishFile(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, path, envName string, env map[string]string, shadow bool) (streams.ConfigRecord, error) {
+// its effective document as the next version, signed with keys: the live
+// one, or with shadow the shadow (challenger) of the rule set of its name.
+func publishFile(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, keys keyring, path, envName string, env map[string]string, shadow bool) (streams.ConfigRecord, error) {
 	rs, err := loadRules(path, envName, env)
 	if err != nil {
 		return streams.ConfigRecord{}, err
 	}
-	return publish(ctx, k, opts, rs.Doc, author(env), shadow)
+	return publish(ctx, k, opts, keys, rs.Doc, author(env), shadow)
 }
 
-// publishDoc validates doc and publishes it as the next live version.
-func publishDoc(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, doc *config.Document, who string) (streams.ConfigRecord, error) {
-	return publish(ctx, k, opts, doc, who, false)
+// publishDoc validates doc and publishes it as the next live version,
+// signed with keys.
+func publishDoc(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, keys keyring, doc *config.Document, who string) (streams.ConfigRecord, error) {
+	return publish(ctx, k, opts, keys, doc, who, false)
 }
 
-func publish(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, doc *config.Document, who string, shadow bool) (streams.ConfigRecord, error) {
+// publish numbers doc after the versions in the history (nextVersion),
+// signs it with keys' signer, checks the record as a node with keys' trust
+// list would (a key the list lacks is refused here, not on every node),
+// and publishes it.
+func publish(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, keys keyring, doc *config.Document, who string, shadow bool) (streams.ConfigRecord, error) {
 	recs, err := streams.ReadAll(ctx, k.brokerList(), opts, k.topics.ConfigHistory)
 	if err != nil {
 		return streams.ConfigRecord{}, err
 	}
-	hist, _ := streams.Configs(recs, doc.Name)
-	shadows, _ := streams.Shadows(recs, doc.Name)
-	c := streams.ConfigRecord{Name: doc.Name, Version: nextVersion(append(hist, shadows...)), SHA256: doc.SHA256(), Author: who,
+	v, err := nextVersion(publishedVersions(recs, doc.Name), keys)
+	if err != nil {
+		return streams.ConfigRecord{}, fmt.Errorf("rule set %q: %w", doc.Name, err)
+	}
+	c := streams.ConfigRecord{Name: doc.Name, Version: v, SHA256: doc.SHA256(), Author: who,
 		Document: doc.Canonical(), Shadow: shadow}
-	if _, err := compileRecord(c); err != nil {
+	if err := keys.sign(&c); err != nil {
 		return c, err
+	}
+	if _, err := keys.accept(c); err != nil {
+		return c, fmt.Errorf("not published: nodes with this trust list would refuse it: %w", err)
 	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.brokerList()...)}, opts...)...)
 	if err != nil {
@@ -93,7 +106,7 @@ func publish(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, doc *config.Doc
 
 func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env map[string]string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "Usage: adrules config publish|get|history|rollback|status|retire-shadow [flags]")
+		fmt.Fprintln(stderr, "Usage: adrules config publish|get|history|rollback|status|retire-shadow [--signing-key FILE] [--trust FILE] [flags]")
 		return exitError{2}
 	}
 	sub, args := args[0], args[1:]
@@ -104,12 +117,25 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	name := fs.String("name", "default", "rule set name")
 	envName := fs.String("env", "", "environments overlay applied at publish time")
 	shadow := fs.Bool("shadow", false, "publish: publish FILE as the shadow (challenger) of the live rule set; get: show the shadow")
+	var kf keyFlags
+	kf.registerPublisher(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError{2}
 	}
 	opts, err := k.clientOpts(env)
 	if err != nil {
 		return err
+	}
+	keys, err := kf.load(env)
+	if err != nil {
+		return err
+	}
+	// Without a trust list, what nodes accept is not known here: say so
+	// where it matters.
+	unverified := func(what string) {
+		if !keys.checks() {
+			fmt.Fprintf(stderr, "%s: signatures not checked (no --trust or $ADRULES_TRUST): nodes may refuse it\n", what)
+		}
 	}
 	readRecs := func(topic string) ([]*kgo.Record, error) {
 		return streams.ReadAll(ctx, k.brokerList(), opts, topic)
@@ -125,10 +151,10 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	switch sub {
 	case "publish":
 		if fs.NArg() != 1 {
-			fmt.Fprintln(stderr, "Usage: adrules config publish --brokers LIST [--env NAME] [--shadow] FILE")
+			fmt.Fprintln(stderr, "Usage: adrules config publish --brokers LIST --signing-key FILE [--trust FILE] [--env NAME] [--shadow] FILE")
 			return exitError{2}
 		}
-		c, err := publishFile(ctx, &k, opts, fs.Arg(0), *envName, env, *shadow)
+		c, err := publishFile(ctx, &k, opts, keys, fs.Arg(0), *envName, env, *shadow)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return exitError{1}
@@ -137,7 +163,8 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		if c.Shadow {
 			what = " as the shadow"
 		}
-		fmt.Fprintf(stdout, "published %s v%d%s sha256 %s\n", c.Name, c.Version, what, short(c.SHA256))
+		fmt.Fprintf(stdout, "published %s v%d%s sha256 %s %s\n", c.Name, c.Version, what, short(c.SHA256), keys.signedBy(c))
+		unverified("the version")
 		return nil
 	case "get":
 		if *shadow {
@@ -145,12 +172,13 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			if err != nil {
 				return err
 			}
-			cur, _ := shadowInForce(recs, *name)
+			cur, _ := shadowInForce(recs, *name, keys.accept)
 			if cur == nil {
 				return fmt.Errorf("rule set %q has no shadow", *name)
 			}
 			c := cur.c
-			fmt.Fprintf(stderr, "%s v%d (shadow) sha256 %s by %s at %s\n", c.Name, c.Version, short(c.SHA256), c.Author, c.PublishedAt)
+			fmt.Fprintf(stderr, "%s v%d (shadow) sha256 %s by %s at %s, %s\n", c.Name, c.Version, short(c.SHA256), c.Author, c.PublishedAt, keys.signedBy(c))
+			unverified("the shadow")
 			fmt.Fprintf(stdout, "%s\n", c.Document)
 			return nil
 		}
@@ -158,9 +186,10 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		if err != nil {
 			return err
 		}
-		// The newest valid version: the one nodes run.
+		// The newest valid (and, with a trust list, trusted) version: the
+		// one nodes run.
 		for len(live) > 0 {
-			if _, err := compileRecord(live[len(live)-1]); err == nil {
+			if _, err := keys.accept(live[len(live)-1]); err == nil {
 				break
 			}
 			live = live[:len(live)-1]
@@ -169,7 +198,8 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			return fmt.Errorf("rule set %q: %w", *name, streams.ErrNoConfig)
 		}
 		c := live[len(live)-1]
-		fmt.Fprintf(stderr, "%s v%d sha256 %s by %s at %s\n", c.Name, c.Version, short(c.SHA256), c.Author, c.PublishedAt)
+		fmt.Fprintf(stderr, "%s v%d sha256 %s by %s at %s, %s\n", c.Name, c.Version, short(c.SHA256), c.Author, c.PublishedAt, keys.signedBy(c))
+		unverified("the live version")
 		fmt.Fprintf(stdout, "%s\n", c.Document)
 		return nil
 	case "history":
@@ -177,28 +207,28 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		if err != nil {
 			return err
 		}
-		// Live and shadow versions in the order they were published.
-		for _, r := range recs {
-			one := []*kgo.Record{r}
-			if live, _ := streams.Configs(one, *name); len(live) == 1 {
-				c := live[0]
-				fmt.Fprintf(stdout, "v%-4d %s  %-20s %s\n", c.Version, short(c.SHA256), c.Author, c.PublishedAt)
-			}
-			if sh, _ := streams.Shadows(one, *name); len(sh) == 1 {
-				c, what := sh[0], "shadow"
-				if c.Retired {
-					what = "shadow retired"
-				}
-				fmt.Fprintf(stdout, "v%-4d %-12s  %-20s %s  %s\n", c.Version, short(c.SHA256), c.Author, c.PublishedAt, what)
+		// Live and shadow versions in the order they were published, and
+		// who signed each (a retirement is not signed).
+		for _, c := range publishedVersions(recs, *name) {
+			switch {
+			case !c.Shadow:
+				fmt.Fprintf(stdout, "v%-4d %s  %-20s %s  %s\n", c.Version, short(c.SHA256), c.Author, c.PublishedAt, keys.signedBy(c))
+			case c.Retired:
+				fmt.Fprintf(stdout, "v%-4d %-12s  %-20s %s  shadow retired\n", c.Version, short(c.SHA256), c.Author, c.PublishedAt)
+			default:
+				fmt.Fprintf(stdout, "v%-4d %s  %-20s %s  %s  shadow\n", c.Version, short(c.SHA256), c.Author, c.PublishedAt, keys.signedBy(c))
 			}
 		}
 		return nil
 	case "rollback":
 		if fs.NArg() != 1 {
-			fmt.Fprintln(stderr, "Usage: adrules config rollback --brokers LIST [--name N] VERSION")
+			fmt.Fprintln(stderr, "Usage: adrules config rollback --brokers LIST --signing-key FILE [--trust FILE] [--name N] VERSION")
 			return exitError{2}
 		}
 		v, err := strconv.ParseInt(fs.Arg(0), 10, 64)
+		if err == nil {
+			err = versions.CheckVersion(v)
+		}
 		if err != nil {
 			return fmt.Errorf("version %q: %w", fs.Arg(0), err)
 		}
@@ -207,23 +237,33 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			return err
 		}
 		// A version number names one document, live or shadow: rolling
-		// "back" to a shadow version makes its document live.
-		hist, _ := streams.Configs(recs, *name)
-		shadows, _ := streams.Shadows(recs, *name)
-		for _, c := range append(hist, shadows...) {
+		// "back" to a shadow version makes its document live. With a
+		// trust list, only a version a trusted key signed: a rollback
+		// signs the document anew, it must not launder one nobody
+		// trusted.
+		var untrusted error
+		for _, c := range publishedVersions(recs, *name) {
 			if c.Version != v || c.Retired {
+				continue
+			}
+			if _, err := keys.check(c); err != nil {
+				untrusted = err
 				continue
 			}
 			rs, err := compileRecord(c)
 			if err != nil {
 				return fmt.Errorf("version %d no longer validates: %w", v, err)
 			}
-			n, err := publishDoc(ctx, &k, opts, rs.Doc, author(env))
+			unverified(fmt.Sprintf("v%d, %s", v, keys.signedBy(c)))
+			n, err := publishDoc(ctx, &k, opts, keys, rs.Doc, author(env))
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "published %s v%d (the document of v%d) sha256 %s\n", n.Name, n.Version, v, short(n.SHA256))
+			fmt.Fprintf(stdout, "published %s v%d (the document of v%d) sha256 %s %s\n", n.Name, n.Version, v, short(n.SHA256), keys.signedBy(n))
 			return nil
+		}
+		if untrusted != nil {
+			return fmt.Errorf("version %d is not signed by a trusted key: %w", v, untrusted)
 		}
 		return errors.New("no such version in the history")
 	case "retire-shadow":
@@ -231,7 +271,7 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		if err != nil {
 			return err
 		}
-		cur, last := shadowInForce(recs, *name)
+		cur, last := shadowInForce(recs, *name, keys.accept)
 		if last == nil || last.Retired {
 			return fmt.Errorf("rule set %q has no shadow", *name)
 		}
@@ -296,7 +336,7 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		if err != nil {
 			return err
 		}
-		if cur, _ := shadowInForce(config, *name); cur != nil {
+		if cur, _ := shadowInForce(config, *name, keys.accept); cur != nil {
 			c := cur.c
 			fmt.Fprintf(stderr, "shadow of %s: v%d sha256 %s by %s at %s\n", c.Name, c.Version, short(c.SHA256), c.Author, c.PublishedAt)
 		}
@@ -306,12 +346,13 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	return exitError{2}
 }
 
-// shadowInForce returns the shadow of rule set name that nodes run after
-// the config records recs (nil when none), and the last shadow record.
-func shadowInForce(recs []*kgo.Record, name string) (cur *shadowVersion, last *streams.ConfigRecord) {
+// shadowInForce returns the shadow of rule set name that nodes accepting
+// what accept accepts run after the config records recs (nil when none),
+// and the last shadow record.
+func shadowInForce(recs []*kgo.Record, name string, accept acceptFunc) (cur *shadowVersion, last *streams.ConfigRecord) {
 	good, _ := streams.Shadows(recs, name)
 	for i, c := range good {
-		cur, _ = nextShadow(cur, c)
+		cur, _ = nextShadow(cur, c, accept)
 		last = &good[i]
 	}
 	return cur, last

@@ -5,17 +5,22 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"math"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/adrules/adrules/internal/gen"
+	"github.com/adrules/adrules/versions"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fastjson"
@@ -67,6 +72,12 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, env ma
 	nc.group, nc.nodeID, nc.ruleset = "adrules", "dev", "default"
 	nc.dataDir, nc.httpAddr, nc.rulesFile = filepath.Join(*dataDir, "node"), *httpAddr, *rulesFile
 	nc.partitions, nc.createTopics = *partitions, true
+	// dev makes a publisher key of its own (kept with its data, as the
+	// versions it signed are), signs with it and trusts it alone.
+	key := filepath.Join(*dataDir, "publisher.key")
+	if nc.keys, err = devKeys(key); err != nil {
+		return err
+	}
 
 	// dev makes an admin token when none is set, and prints it.
 	if env["ADRULES_ADMIN_TOKEN"] == "" {
@@ -90,6 +101,8 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, env ma
 	fmt.Fprintf(stdout, "adrules dev: node on http://%s (/metrics, /readyz), rule set %q sha256 %s\n", n.addr, n.rs.Name, n.rs.SHA256[:12])
 	fmt.Fprintf(stdout, "adrules dev: admin API token %s (curl -H 'Authorization: Bearer %s' -X PUT --data-binary @rules.yaml http://%s/api/config)\n",
 		env["ADRULES_ADMIN_TOKEN"], env["ADRULES_ADMIN_TOKEN"], n.addr)
+	fmt.Fprintf(stdout, "adrules dev: versions are signed by key %s (%s); publish one with: adrules config publish --brokers %s --signing-key %s --trust %s rules.yaml\n",
+		nc.keys.signer.Public().ID(), key, addr, key, strings.TrimSuffix(key, ".key")+".pub")
 	fmt.Fprintf(stdout, "adrules dev: watch decisions with: adrules tail --brokers %s   (or kcat -b %s -C -t %s)\n", addr, addr, nc.kafka.topics.Decisions)
 
 	if *rate > 0 {
@@ -164,4 +177,20 @@ func statusLine(ctx context.Context, n *node, w io.Writer) {
 			time.Now().Format("15:04:05"), ev-last, ev, n.metrics.nDecisions.Load(), lag, rs.Name, rs.Version, rs.SHA256[:12], ready)
 		last = ev
 	}
+}
+
+// devKeys returns dev's keyring: the key at path, made (with its public
+// half beside it, .pub) when there is none, signing and alone trusted.
+func devKeys(path string) (keyring, error) {
+	s, err := loadSigner(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
+			s, err = writeKeyPair(strings.TrimSuffix(path, ".key"), "dev")
+		}
+	}
+	if err != nil {
+		return keyring{}, err
+	}
+	trust, err := versions.NewTrustList(s.Public())
+	return keyring{signer: s, trust: trust}, err
 }

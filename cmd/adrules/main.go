@@ -28,14 +28,16 @@ Usage:
       Generate a week of events, backtest the default rules over it, show the result.
   adrules dev [--kafka-addr 127.0.0.1:9092] [--generate-rate N] [--http-addr ADDR]
       The embedded default: an in-process Kafka broker, a node, synthetic traffic.
-  adrules run --brokers LIST [--group ID] [--data-dir DIR] [--http-addr ADDR]
-      A node against a real cluster.
+  adrules run --brokers LIST --trust FILE [--signing-key FILE] [--group ID] [--data-dir DIR] [--http-addr ADDR]
+      A node against a real cluster: it runs only versions signed by a key of its trust list.
+  adrules keygen [--out PREFIX] [--name NAME]
+      Make a publisher's key pair: PREFIX.key (private) and PREFIX.pub (a trust list line).
   adrules produce --brokers LIST [--topic T] FILE.jsonl
       Produce JSON Lines, keyed by ad_id (account_id for proposals).
   adrules tail --brokers LIST [--topic T]
       Print decisions (or another topic) as they come.
-  adrules config publish|get|history|rollback|status --brokers LIST ...
-      Publish a rule set version to the config topic that every node follows
+  adrules config publish|get|history|rollback|status --brokers LIST --signing-key FILE ...
+      Publish a signed rule set version to the config topic that every node follows
       (publish --shadow FILE: a challenger that nodes run beside the live one).
   adrules shadow status --brokers LIST
       Compare the shadow rule set with the live one: agreement, precision, promotion.
@@ -100,6 +102,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdTail(ctx, args, stdout, stderr, env)
 	case "config":
 		return cmdConfig(ctx, args, stdout, stderr, env)
+	case "keygen":
+		return cmdKeygen(args, stdout, stderr)
 	case "replay":
 		return cmdReplay(ctx, args, stdout, stderr, env)
 	case "shadow":

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,8 +11,25 @@ import (
 )
 
 // adrules runs the command in-process and returns its output and error.
+// Unless env says otherwise, the command signs with testSigner's key and
+// trusts it ($ADRULES_SIGNING_KEY, $ADRULES_TRUST), as the test nodes do.
 func adrules(t *testing.T, stdin string, env map[string]string, args ...string) (string, string, error) {
 	t.Helper()
+	_, hasKey := env["ADRULES_SIGNING_KEY"]
+	_, hasTrust := env["ADRULES_TRUST"]
+	if !hasKey || !hasTrust {
+		key, trust := testKeyFiles(t)
+		env = maps.Clone(env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		if !hasKey {
+			env["ADRULES_SIGNING_KEY"] = key
+		}
+		if !hasTrust {
+			env["ADRULES_TRUST"] = trust
+		}
+	}
 	var out, errb bytes.Buffer
 	err := run(context.Background(), args, strings.NewReader(stdin), &out, &errb, env)
 	return out.String(), errb.String(), err

@@ -62,7 +62,7 @@ func newMetrics(reg prometheus.Registerer, stateSize func() float64) *metrics {
 		stateSize: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "adrules_state_bytes", Help: "Approximate size of the Pebble state on disk."}, stateSize),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "adrules_config_refused_total", Help: "Published rule set versions this node refused (invalid); the last good one stays."}),
+			Name: "adrules_config_refused_total", Help: "Published rule set versions this node refused: invalid, out of range, unsigned or not signed by a trusted key; the last good one stays."}),
 		rebuilding: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "adrules_partitions_rebuilding", Help: "Partitions whose state is being rebuilt from their log."}),
 		rerouted: prometheus.NewCounter(prometheus.CounterOpts{

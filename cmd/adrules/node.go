@@ -137,6 +137,9 @@ type nodeConfig struct {
 	createTopics bool
 	// sessionTimeout and idleAfter: streams.Options; 0 takes its defaults.
 	sessionTimeout, idleAfter time.Duration
+	// keys: the publishers whose versions the node runs, and the key it
+	// signs what it publishes with (keyring.validateNode).
+	keys keyring
 }
 
 // node is a running node, for dev's status line and for tests.
@@ -259,6 +262,9 @@ func (n *node) lag() map[string]map[int32]int64 {
 // called once the HTTP server listens.
 func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[string]string, started func(*node)) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := nc.keys.validateNode(); err != nil {
+		return err
+	}
 	// A node takes its rule set from the config topic only: its own
 	// environment never changes rule parameters.
 	if ignored := config.ParamOverrides(env); len(ignored) > 0 {
@@ -352,6 +358,10 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 	n.streams.Store(sn)
 
 	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
+	// Rebuilds replay each record under the version recorded for it,
+	// found by number and sha256 (which binds the document): what ran,
+	// which this node or another accepted then; the signature decides
+	// what runs next, not what ran.
 	history := streams.NewHistory(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, nc.clientOpts...), nc.kafka.topics, nc.ruleset, compileRecord)
 	eng, err := engine.New(rs, sn, sn, store,
 		engine.WithObserver(observer{n.metrics, n}), engine.WithLogger(log), engine.WithKeyCheck(engine.KeyRequired), engine.WithSwitchRecords(),
@@ -396,8 +406,10 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, env map[string
 	fs.BoolVar(&nc.createTopics, "create-topics", true, "create missing topics")
 	fs.DurationVar(&nc.sessionTimeout, "session-timeout", 45*time.Second, "group session timeout: a node that restarts within it gets its partitions back at once (static membership); one that stays down keeps them unprocessed this long")
 	fs.DurationVar(&nc.idleAfter, "idle-after", time.Minute, "a source partition without records this long is idle: stage 2 stops waiting for it once every source is idle (docs/guards.md)")
+	var kf keyFlags
+	kf.registerNode(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: adrules run --brokers LIST [--group ID] [--data-dir DIR] [--http-addr ADDR]\n\nJoins the consumer group and runs both stages for the partitions this node owns.")
+		fmt.Fprintln(stderr, "Usage: adrules run --brokers LIST --trust FILE [--signing-key FILE] [--group ID] [--data-dir DIR] [--http-addr ADDR]\n\nJoins the consumer group and runs both stages for the partitions this node owns,\nunder the newest valid rule set version signed by a key of the trust list.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -408,6 +420,9 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, env map[string
 		return err
 	}
 	nc.clientOpts = opts
+	if nc.keys, err = kf.load(env); err != nil {
+		return err
+	}
 	if nc.nodeID == "" {
 		nc.nodeID = defaultNodeID(nc.dataDir)
 	}
@@ -431,16 +446,17 @@ func defaultNodeID(dataDir string) string {
 func newFlagSet() *flag.FlagSet { return flag.NewFlagSet("", flag.ContinueOnError) }
 
 // nodeRules reads the config topic and its history to their ends and
-// returns the highest valid version of the rule set, the one running nodes
-// keep (node.newer): the config topic alone may hold a lower version than
-// one published earlier (a racing publisher, or compaction after one), or
-// only an invalid record, or a tombstone. Among valid records of one
-// version the later wins, the history's records coming before the config
-// topic's (Publish writes the history first). An invalid version is
-// refused (logged) and never picked; when versions were published but none
-// is valid, the node refuses to start. When none was ever published, it
-// publishes the --rules file (with the environments overlay, never with
-// variables) as the first version: every node then follows the topic.
+// returns the highest valid version of the rule set signed by a trusted
+// key, the one running nodes keep (node.newer): the config topic alone may
+// hold a lower version than one published earlier (a racing publisher, or
+// compaction after one), or only an invalid record, or a tombstone. Among
+// valid records of one version the later wins, the history's records
+// coming before the config topic's (Publish writes the history first). An
+// invalid or untrusted version is refused (logged) and never picked; when
+// versions were published but none is valid and trusted, the node refuses
+// to start. When none was ever published, it publishes the --rules file
+// (with the environments overlay, never with variables), signed with its
+// --signing-key, as the first version: every node then follows the topic.
 func nodeRules(ctx context.Context, nc nodeConfig, env map[string]string, log *slog.Logger) (*rules.RuleSet, error) {
 	name := nc.ruleset
 	var published []streams.ConfigRecord // in the order considered
@@ -458,27 +474,36 @@ func nodeRules(ctx context.Context, nc nodeConfig, env map[string]string, log *s
 		bad += len(refused)
 	}
 	// The highest version first; among records of one version, the later
-	// first. A record is on both topics: try it once.
+	// first.
 	slices.Reverse(published)
 	slices.SortStableFunc(published, func(a, b streams.ConfigRecord) int { return cmp.Compare(b.Version, a.Version) })
+	// A record is on both topics: try it once. A copy with another
+	// signature (or none) is another record: refusing one must not skip
+	// the other.
 	type key struct {
-		version   int64
-		sha, body string
+		version        int64
+		sha, body, sig string
 	}
 	tried := map[key]bool{}
 	for _, c := range published {
-		k := key{c.Version, c.SHA256, string(c.Document)}
+		k := key{c.Version, c.SHA256, string(c.Document), ""}
+		if c.Signature != nil {
+			k.sig = c.Signature.KeyID + "/" + string(c.Signature.Sig)
+		}
 		if tried[k] {
 			continue
 		}
 		tried[k] = true
-		rs, err := compileRecord(c)
+		rs, err := nc.keys.accept(c)
 		if err == nil {
 			return rs, nil
 		}
 		log.Error("published version refused", "version", c.Version, "err", err)
 	}
 	if len(published)+bad > 0 {
+		if nc.keys.checks() {
+			return nil, fmt.Errorf("rule set %q: no published version is valid and signed by a key of the trust list (publish one with adrules config publish --signing-key, or sign an old one anew with adrules config rollback --signing-key)", name)
+		}
 		return nil, fmt.Errorf("rule set %q: no published version is valid", name)
 	}
 	vars := map[string]string{}
@@ -494,18 +519,21 @@ func nodeRules(ctx context.Context, nc nodeConfig, env map[string]string, log *s
 	if boot.Name != name {
 		return nil, fmt.Errorf("--rules %s holds rule set %q, not %q (--ruleset)", nc.rulesFile, boot.Name, name)
 	}
-	c, err := publishDoc(ctx, &nc.kafka, nc.clientOpts, boot.Doc, "bootstrap:"+nc.nodeID)
+	c, err := publishDoc(ctx, &nc.kafka, nc.clientOpts, nc.keys, boot.Doc, "bootstrap:"+nc.nodeID)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("rule set %q: nothing is published, and the node cannot publish --rules %s: %w", name, nc.rulesFile, err)
 	}
-	log.Info("no rule set was published: published the rules file", "file", nc.rulesFile, "version", c.Version, "sha256", short(c.SHA256))
-	return compileRecord(c)
+	log.Info("no rule set was published: published the rules file", "file", nc.rulesFile, "version", c.Version, "sha256", short(c.SHA256), "signer", nc.keys.signedBy(c))
+	return nc.keys.accept(c)
 }
 
 // follow reads the config topic from its start for as long as the node
 // runs, and swaps in every newer valid version of the node's rule set
-// between batches. An invalid version is refused (logged and counted) and
-// the last good one stays; a tombstone changes nothing. Records of the
+// signed by a trusted key between batches. A record that is not signed by
+// a trusted key (unsigned, another key, a signature made for another
+// version) is refused and counted whatever its number, before anything
+// else is done with it; an invalid version is refused (logged and counted)
+// and the last good one stays; a tombstone changes nothing. Records of the
 // shadow's key go to the shadow runner.
 func follow(ctx context.Context, nc nodeConfig, eng *engine.Engine, n *node, log *slog.Logger) {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(nc.kafka.brokerList()...),
@@ -533,6 +561,11 @@ func follow(ctx context.Context, nc nodeConfig, eng *engine.Engine, n *node, log
 			log.Error("config record refused", "reason", b)
 		}
 		for _, c := range good {
+			if _, err := nc.keys.check(c); err != nil {
+				n.metrics.refused.Inc()
+				log.Error("published version refused: not signed by a trusted key; the last good one stays", "version", c.Version, "err", err)
+				continue
+			}
 			if !n.newer(c) {
 				continue
 			}

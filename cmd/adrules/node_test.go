@@ -151,8 +151,9 @@ func TestKillNode(t *testing.T) {
 	kafkatest.Produce(t, cl, topics.Metrics, "account_id", lines[len(lines)-1:])
 
 	data := t.TempDir()
+	key, trust := testKeyFiles(t)
 	start := func() (*exec.Cmd, *bytes.Buffer) {
-		args := append([]string{"run", "--group", group, "--node-id", "k", "--data-dir", data,
+		args := append([]string{"run", "--group", group, "--node-id", "k", "--data-dir", data, "--signing-key", key, "--trust", trust,
 			"--http-addr", "127.0.0.1:0", "--rules", "../../examples/rules.yaml", "--idle-after", "1s"}, topicFlags(addrs, topics)...)
 		cmd := exec.Command(bin, args...)
 		var logs bytes.Buffer

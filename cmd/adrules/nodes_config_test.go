@@ -92,7 +92,7 @@ func TestNodesFollowConfig(t *testing.T) {
 	})
 
 	// An invalid v3, written by hand: refused everywhere.
-	bad := streams.ConfigRecord{Name: "default", Version: 3, SHA256: "0", Author: "x", Document: []byte(`{"name":"default","rules":[{"id":"r","when":"ad.nope","emit":{"type":"t"}}]}`)}
+	bad := signed(t, streams.ConfigRecord{Name: "default", Version: 3, SHA256: "0", Author: "x", Document: []byte(`{"name":"default","rules":[{"id":"r","when":"ad.nope","emit":{"type":"t"}}]}`)})
 	if err := streams.Publish(context.Background(), kafkatest.Client(t, addrs), topics, bad); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestNodeFallsBackToHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, _ := json.Marshal(streams.ConfigRecord{Name: "default", Version: 7, SHA256: rs.SHA256, Author: "a", Document: rs.Doc.Canonical()})
+	rec, _ := json.Marshal(signed(t, streams.ConfigRecord{Name: "default", Version: 7, SHA256: rs.SHA256, Author: "a", Document: rs.Doc.Canonical()}))
 	cl := kafkatest.Client(t, addrs)
 	if err := cl.ProduceSync(context.Background(),
 		&kgo.Record{Topic: topics.ConfigHistory, Key: []byte("default"), Value: rec},
@@ -183,5 +183,6 @@ func testNodeConfig(addrs []string, topics streams.Topics, id, dir string) nodeC
 	nc.rulesFile, nc.ruleset, nc.partitions, nc.createTopics = "../../examples/rules.yaml", "default", 4, true
 	// Stage 2 judges the last proposals once every source is idle: soon.
 	nc.idleAfter = time.Second
+	nc.keys = testKeys()
 	return nc
 }

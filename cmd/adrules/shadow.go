@@ -41,6 +41,8 @@ func cmdShadow(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	}
 	name := fs.String("ruleset", "default", "rule set name")
 	asJSON := fs.Bool("json", false, "print the comparison as JSON")
+	var kf keyFlags
+	kf.registerTrust(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: adrules shadow status --brokers LIST [--ruleset NAME] [--json]\n\nCompares the shadow rule set with the live one since the shadow was published:\nagreement per rule, the precision of each side's winner decisions, the test and the promotion verdict.")
 		fs.PrintDefaults()
@@ -52,7 +54,14 @@ func cmdShadow(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	if err != nil {
 		return err
 	}
-	j, err := judgeShadow(ctx, &k, opts, *name, &judgeState{})
+	keys, err := kf.load(env)
+	if err != nil {
+		return err
+	}
+	if !keys.checks() {
+		fmt.Fprintln(stderr, "signatures not checked (no --trust or $ADRULES_TRUST): the versions judged may be ones nodes refuse")
+	}
+	j, err := judgeShadow(ctx, &k, opts, keys.accept, *name, &judgeState{})
 	if err != nil {
 		return err
 	}
@@ -78,11 +87,12 @@ type judgement struct {
 	report   shadow.Report
 }
 
-// judgeShadow reads the live and shadow versions of rule set name from the
-// config topic and, when there is a shadow, judges it: the metric events,
-// the live decisions and the shadow's decisions from the shadow's start to
-// the current end of each topic.
-func judgeShadow(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, name string, st *judgeState) (*judgement, error) {
+// judgeShadow reads the live and shadow versions of rule set name that
+// accept takes (as nodes do) from the config topic and, when there is a
+// shadow, judges it: the metric events, the live decisions and the
+// shadow's decisions from the shadow's start to the current end of each
+// topic.
+func judgeShadow(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, accept acceptFunc, name string, st *judgeState) (*judgement, error) {
 	recs, err := streams.ReadAll(ctx, k.brokerList(), opts, k.topics.Config)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", k.topics.Config, err)
@@ -90,7 +100,7 @@ func judgeShadow(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, name string
 	j := &judgement{name: name}
 	live, _ := streams.Configs(recs, name)
 	for i := len(live) - 1; i >= 0 && j.liveRS == nil; i-- {
-		if rs, err := compileRecord(live[i]); err == nil {
+		if rs, err := accept(live[i]); err == nil {
 			j.live, j.liveRS = live[i], rs
 		}
 	}
@@ -103,14 +113,14 @@ func judgeShadow(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, name string
 	note := func(version int64, reason string) {
 		refused = append(refused, fmt.Sprintf("v%d: %s", version, reason))
 	}
-	cur, last := foldShadows(recs, name, note)
+	cur, last := foldShadows(recs, name, accept, note)
 	if cur == nil && last != nil && !last.Retired {
 		hist, err := streams.ReadAll(ctx, k.brokerList(), opts, k.topics.ConfigHistory)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", k.topics.ConfigHistory, err)
 		}
 		refused = nil
-		cur, _ = foldShadows(hist, name, note)
+		cur, _ = foldShadows(hist, name, accept, note)
 	}
 	if len(refused) > 0 && (cur == nil || last == nil || last.SHA256 != cur.c.SHA256) {
 		j.invalid = fmt.Errorf("refused by every node: %s", strings.Join(refused, "; "))
@@ -433,7 +443,7 @@ type promotion struct {
 }
 
 func (w *shadowWatcher) once(ctx context.Context) {
-	j, err := judgeShadow(ctx, &w.nc.kafka, w.nc.clientOpts, w.nc.ruleset, &w.state)
+	j, err := judgeShadow(ctx, &w.nc.kafka, w.nc.clientOpts, w.nc.keys.accept, w.nc.ruleset, &w.state)
 	if err != nil {
 		if ctx.Err() == nil && err.Error() != w.lastErr {
 			w.log.Warn("shadow not judged", "err", err)
@@ -491,7 +501,9 @@ func (w *shadowWatcher) promote(ctx context.Context, j *judgement) {
 			w.log.Error("shadow not promoted: its document names rule set " + j.shadowRS.Doc.Name + ", not " + j.name)
 			return
 		}
-		n, err := publishDoc(ctx, &w.nc.kafka, w.nc.clientOpts, j.shadowRS.Doc, "auto_promote:"+w.nc.nodeID)
+		// Signed with the node's key: the shadow's signature covers the
+		// shadow, never a live version.
+		n, err := publishDoc(ctx, &w.nc.kafka, w.nc.clientOpts, w.nc.keys, j.shadowRS.Doc, "auto_promote:"+w.nc.nodeID)
 		if err != nil {
 			w.log.Error("shadow not promoted: publish failed; trying again", "err", err)
 			return

@@ -31,20 +31,24 @@ type shadowVersion struct {
 	rs *rules.RuleSet
 }
 
+// acceptFunc validates and compiles a published version as a node does:
+// keyring.accept, the signature then compileRecord.
+type acceptFunc func(streams.ConfigRecord) (*rules.RuleSet, error)
+
 // nextShadow returns the shadow in force after record r, given the one in
 // force before it (nil: none), as every node decides it: a retirement ends
-// it; a valid version newer than it (or of its number with another
-// document: the newest record wins, as for live versions) replaces it; an
-// older one changes nothing; an invalid one is refused (the error) and cur
-// stays.
-func nextShadow(cur *shadowVersion, r streams.ConfigRecord) (*shadowVersion, error) {
+// it; a version newer than it (or of its number with another document: the
+// newest record wins, as for live versions) that accept takes replaces
+// it; an older one changes nothing; one accept refuses (invalid, unsigned,
+// signed by an untrusted key) is refused (the error) and cur stays.
+func nextShadow(cur *shadowVersion, r streams.ConfigRecord, accept acceptFunc) (*shadowVersion, error) {
 	if r.Retired {
 		return nil, nil
 	}
 	if cur != nil && (r.Version < cur.c.Version || r.Version == cur.c.Version && r.SHA256 == cur.c.SHA256) {
 		return cur, nil
 	}
-	rs, err := compileRecord(r)
+	rs, err := accept(r)
 	if err != nil {
 		return cur, err
 	}
@@ -161,24 +165,24 @@ func (s *shadowRunner) start(ctx context.Context) error {
 
 // fold returns the shadow in force after recs, and the last shadow record.
 func (s *shadowRunner) fold(recs []*kgo.Record, topic string) (cur *shadowVersion, last *streams.ConfigRecord) {
-	return foldShadows(recs, s.nc.ruleset, func(version int64, reason string) {
+	return foldShadows(recs, s.nc.ruleset, s.nc.keys.accept, func(version int64, reason string) {
 		s.refused.Inc()
 		s.log.Error("shadow version refused", "topic", topic, "version", version, "reason", reason)
 	})
 }
 
 // foldShadows returns the shadow of rule set name in force after recs, as
-// every node decides it, and the last shadow record; refused is told of
-// each record or version refused (version 0: a record that does not
-// decode).
-func foldShadows(recs []*kgo.Record, name string, refused func(version int64, reason string)) (cur *shadowVersion, last *streams.ConfigRecord) {
+// every node whose versions accept takes decides it, and the last shadow
+// record; refused is told of each record or version refused (version 0: a
+// record that does not decode).
+func foldShadows(recs []*kgo.Record, name string, accept acceptFunc, refused func(version int64, reason string)) (cur *shadowVersion, last *streams.ConfigRecord) {
 	good, bad := streams.Shadows(recs, name)
 	for _, b := range bad {
 		refused(0, b)
 	}
 	for i, c := range good {
 		var err error
-		if cur, err = nextShadow(cur, c); err != nil {
+		if cur, err = nextShadow(cur, c, accept); err != nil {
 			refused(c.Version, err.Error())
 		}
 		last = &good[i]
@@ -203,7 +207,7 @@ func (s *shadowRunner) follow(recs []*kgo.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range good {
-		next, err := nextShadow(s.cur, c)
+		next, err := nextShadow(s.cur, c, s.nc.keys.accept)
 		switch {
 		case err != nil:
 			s.refused.Inc()

@@ -117,8 +117,8 @@ func TestShadowNode(t *testing.T) {
 	kafkatest.Produce(t, cl, topics.Metrics, "ad_id", parts[1])
 
 	// An invalid shadow v3, written by hand: refused, and v2 goes on.
-	bad := streams.ConfigRecord{Name: "default", Version: 3, SHA256: "0", Author: "x", Shadow: true,
-		Document: []byte(`{"name":"default","rules":[{"id":"r","when":"ad.nope","emit":{"type":"t"}}]}`)}
+	bad := signed(t, streams.ConfigRecord{Name: "default", Version: 3, SHA256: "0", Author: "x", Shadow: true,
+		Document: []byte(`{"name":"default","rules":[{"id":"r","when":"ad.nope","emit":{"type":"t"}}]}`)})
 	if err := streams.Publish(context.Background(), cl, topics, bad); err != nil {
 		t.Fatal(err)
 	}

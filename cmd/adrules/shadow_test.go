@@ -72,14 +72,14 @@ func newShadowCluster(t *testing.T, autoPromote, withShadow bool, shadowDecides 
 	c.shad = load(strings.Replace(src, "roas_threshold: 3.0", "roas_threshold: 3.5", 1))
 	ctx := context.Background()
 	cl := kafkatest.Client(t, addrs)
-	if err := streams.Publish(ctx, cl, topics, streams.ConfigRecord{Name: "default", Version: 1, SHA256: c.live.SHA256(), Author: "test", Document: c.live.Canonical()}); err != nil {
+	if err := streams.Publish(ctx, cl, topics, signed(t, streams.ConfigRecord{Name: "default", Version: 1, SHA256: c.live.SHA256(), Author: "test", Document: c.live.Canonical()})); err != nil {
 		t.Fatal(err)
 	}
 	if !withShadow {
 		return c
 	}
-	b, _ := json.Marshal(streams.ConfigRecord{Name: "default", Version: 2, SHA256: c.shad.SHA256(), Author: "test",
-		PublishedAt: shadowT0.Format(time.RFC3339), Document: c.shad.Canonical(), Shadow: true})
+	b, _ := json.Marshal(signed(t, streams.ConfigRecord{Name: "default", Version: 2, SHA256: c.shad.SHA256(), Author: "test",
+		PublishedAt: shadowT0.Format(time.RFC3339), Document: c.shad.Canonical(), Shadow: true}))
 	for _, topic := range []string{topics.ConfigHistory, topics.Config} {
 		r := &kgo.Record{Topic: topic, Key: []byte(streams.ShadowKey("default")), Value: b, Timestamp: shadowT0}
 		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {

@@ -28,7 +28,7 @@ func versionRecord(t *testing.T, v int64, ctr string) streams.ConfigRecord {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return streams.ConfigRecord{Name: "default", Version: v, SHA256: rs.SHA256, Author: "test", Document: rs.Doc.Canonical()}
+	return signed(t, streams.ConfigRecord{Name: "default", Version: v, SHA256: rs.SHA256, Author: "test", Document: rs.Doc.Canonical()})
 }
 
 // uncompilableRecord is version v of the default rule set with a condition
@@ -52,7 +52,7 @@ func uncompilableRecord(t *testing.T, v int64) streams.ConfigRecord {
 	if _, err := compileRecord(c); err == nil || !strings.Contains(err.Error(), "no_such_field") {
 		t.Fatalf("the crafted record must fail to compile on its expression, got %v", err)
 	}
-	return c
+	return signed(t, c)
 }
 
 // produceConfigs writes cs to topic, in order, under the rule set's name,
@@ -179,6 +179,7 @@ func TestStartupRefusesWhenEveryVersionIsInvalid(t *testing.T) {
 	cl := kafkatest.Client(t, addrs)
 	badHash := versionRecord(t, 1, "0.03")
 	badHash.SHA256 = "0"
+	badHash = signed(t, badHash)
 	for _, c := range []streams.ConfigRecord{badHash, uncompilableRecord(t, 2)} {
 		if err := streams.Publish(context.Background(), cl, topics, c); err != nil {
 			t.Fatal(err)

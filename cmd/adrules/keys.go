@@ -1,0 +1,305 @@
+package main
+
+import (
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/adrules/adrules/rules"
+	"github.com/adrules/adrules/streams"
+	"github.com/adrules/adrules/versions"
+)
+
+// keyring is what a command signs the versions it publishes with, and
+// whose versions it believes.
+type keyring struct {
+	// signer signs what is published; nil: nothing is signed.
+	signer *versions.Signer
+	// trust lists the publishers whose versions count. nil on a node
+	// means acceptUnsigned (runNode refuses anything else); nil on a
+	// command that reads the config topics means unchecked: it cannot
+	// tell which versions nodes accept, and says so.
+	trust *versions.TrustList
+	// acceptUnsigned: a node takes every valid version, signed or not
+	// (--insecure-accept-unsigned).
+	acceptUnsigned bool
+	// publishUnsigned: publishing without a signing key is meant (a node's
+	// --insecure-accept-unsigned, a command's --unsigned).
+	publishUnsigned bool
+}
+
+// checks reports whether signatures are checked.
+func (k keyring) checks() bool { return k.trust != nil && !k.acceptUnsigned }
+
+// check verifies that c is signed by a trusted key, when signatures are
+// checked, and returns that key.
+func (k keyring) check(c streams.ConfigRecord) (versions.PublicKey, error) {
+	if !k.checks() {
+		return versions.PublicKey{}, nil
+	}
+	return k.trust.Verify(c.Signed(), c.Signature)
+}
+
+// accept validates and compiles a published version as a node with this
+// keyring does: its signature first (an untrusted document is never
+// compiled), then compileRecord.
+func (k keyring) accept(c streams.ConfigRecord) (*rules.RuleSet, error) {
+	if _, err := k.check(c); err != nil {
+		return nil, err
+	}
+	return compileRecord(c)
+}
+
+// sign signs c with the signer. Without one it leaves c unsigned when that
+// is meant, and is an error otherwise: every node with a trust list would
+// refuse the version.
+func (k keyring) sign(c *streams.ConfigRecord) error {
+	if k.signer == nil {
+		if k.publishUnsigned {
+			return nil
+		}
+		return errors.New("no signing key: give --signing-key FILE (or $ADRULES_SIGNING_KEY); nodes refuse unsigned versions unless they run with --insecure-accept-unsigned (then publish with --unsigned)")
+	}
+	sig, err := k.signer.Sign(c.Signed())
+	if err != nil {
+		return err
+	}
+	c.Signature = sig
+	return nil
+}
+
+// validateNode checks a node's keyring at start: it must have a trust list
+// or accept unsigned versions explicitly, never both, and a signing key it
+// has must be one it trusts (the versions it publishes would be refused
+// otherwise, by itself first).
+func (k keyring) validateNode() error {
+	switch {
+	case k.trust != nil && k.acceptUnsigned:
+		return errors.New("--trust and --insecure-accept-unsigned contradict each other: give one")
+	case k.trust == nil && !k.acceptUnsigned:
+		return errors.New("no trust list: give --trust FILE (the publishers' public keys, adrules keygen makes them), or --insecure-accept-unsigned to run every valid version, signed or not")
+	case k.signer != nil && k.trust != nil:
+		if _, ok := k.trust.Lookup(k.signer.Public().ID()); !ok {
+			return fmt.Errorf("--signing-key %s (key %s) is not in the trust list: the versions this node publishes would be refused", k.signer.Name(), k.signer.Public().ID())
+		}
+	}
+	return nil
+}
+
+// signedBy says who signed c, for people (config history): the name the
+// trust list gives the key when it verifies, what is wrong otherwise, or,
+// without a trust list, what the record says, unverified.
+func (k keyring) signedBy(c streams.ConfigRecord) string {
+	s := c.Signature
+	switch {
+	case s == nil:
+		return "unsigned"
+	case k.trust == nil:
+		return fmt.Sprintf("signer %s key %.16s (unverified: no --trust)", clipName(s.Signer), s.KeyID)
+	}
+	key, err := k.trust.Verify(c.Signed(), s)
+	switch {
+	case err == nil:
+		return fmt.Sprintf("signed by %s key %s", key.Name, key.ID())
+	case errors.Is(err, versions.ErrUntrusted):
+		return fmt.Sprintf("NOT TRUSTED: key %.16s (says %s)", s.KeyID, clipName(s.Signer))
+	default:
+		return fmt.Sprintf("BAD SIGNATURE: key %.16s (%s)", s.KeyID, clipName(s.Signer))
+	}
+}
+
+// clipName shortens a name a record gives, for printing.
+func clipName(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) > 32 {
+		return s[:32] + "..."
+	}
+	return s
+}
+
+// nextVersion returns the number of the next version of a rule set, given
+// its versions (live and shadow: they share one sequence) in the order
+// they were published. It counts every version when signatures are not
+// checked. When they are, it counts the versions published before the
+// first one a trusted key signed (those of the time before signatures, or
+// of keys since rotated out), then only trusted ones: a writer without a
+// key can neither use numbers up nor push them. It never goes past
+// versions.MaxVersion.
+func nextVersion(hist []streams.ConfigRecord, k keyring) (int64, error) {
+	var highest int64
+	trusted := false
+	for _, c := range hist {
+		if c.Retired {
+			continue // a retirement names a version published before it
+		}
+		if k.checks() {
+			if _, err := k.check(c); err == nil {
+				trusted = true
+			} else if trusted {
+				continue
+			}
+		}
+		highest = max(highest, c.Version)
+	}
+	return versions.Next(highest)
+}
+
+// keyFlags are the flags of the signing key and the trust list.
+type keyFlags struct {
+	signingKey string
+	trust      []string
+	insecure   bool // a node's --insecure-accept-unsigned
+	unsigned   bool // a publisher's --unsigned
+}
+
+// registerNode registers a node's flags: --signing-key, --trust and
+// --insecure-accept-unsigned.
+func (f *keyFlags) registerNode(fs *flag.FlagSet) {
+	f.registerTrust(fs)
+	fs.StringVar(&f.signingKey, "signing-key", "", "private key FILE that signs what this node publishes (its first version, PUT /api/config, shadow promotion); default $ADRULES_SIGNING_KEY")
+	fs.BoolVar(&f.insecure, "insecure-accept-unsigned", false, "run every valid version, signed or not, and publish unsigned without a signing key (no --trust)")
+}
+
+// registerPublisher registers the flags of a command that publishes:
+// --signing-key, --trust and --unsigned.
+func (f *keyFlags) registerPublisher(fs *flag.FlagSet) {
+	f.registerTrust(fs)
+	fs.StringVar(&f.signingKey, "signing-key", "", "private key FILE that signs what is published (adrules keygen); default $ADRULES_SIGNING_KEY")
+	fs.BoolVar(&f.unsigned, "unsigned", false, "publish without a signature, for nodes run with --insecure-accept-unsigned")
+}
+
+// registerTrust registers --trust alone, for a command that only reads.
+func (f *keyFlags) registerTrust(fs *flag.FlagSet) {
+	fs.Func("trust", "FILE of trusted publisher keys, one \"ed25519 BASE64 NAME\" a line (repeatable); default $ADRULES_TRUST (files separated by "+string(os.PathListSeparator)+")", func(s string) error {
+		f.trust = append(f.trust, s)
+		return nil
+	})
+}
+
+// load reads the key files the flags, or else the environment, name.
+func (f keyFlags) load(env map[string]string) (keyring, error) {
+	k := keyring{acceptUnsigned: f.insecure, publishUnsigned: f.insecure || f.unsigned}
+	path := f.signingKey
+	if path == "" {
+		path = env["ADRULES_SIGNING_KEY"]
+	}
+	if path != "" {
+		s, err := loadSigner(path)
+		if err != nil {
+			return k, err
+		}
+		k.signer = s
+	}
+	files := f.trust
+	if len(files) == 0 && env["ADRULES_TRUST"] != "" {
+		files = filepath.SplitList(env["ADRULES_TRUST"])
+	}
+	if len(files) > 0 {
+		t, err := loadTrust(files...)
+		if err != nil {
+			return k, err
+		}
+		k.trust = t
+	}
+	return k, nil
+}
+
+// loadSigner reads a private key file; a key without a Name header is
+// named after the file.
+func loadSigner(path string) (*versions.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	base := filepath.Base(path)
+	s, err := versions.ParseSigner(b, strings.TrimSuffix(base, filepath.Ext(base)))
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// loadTrust reads trust list files into one list.
+func loadTrust(files ...string) (*versions.TrustList, error) {
+	var keys []versions.PublicKey
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("trust list: %w", err)
+		}
+		ks, err := versions.ParseTrustList(b)
+		if err != nil {
+			return nil, fmt.Errorf("trust list %s: %w", f, err)
+		}
+		keys = append(keys, ks...)
+	}
+	t, err := versions.NewTrustList(keys...)
+	if err != nil {
+		return nil, fmt.Errorf("trust list %s: %w", strings.Join(files, ", "), err)
+	}
+	return t, nil
+}
+
+// writeKeyPair writes a new key pair: PREFIX.key (the private key, mode
+// 0600, never over an existing file) and PREFIX.pub (its trust list line).
+func writeKeyPair(prefix, name string) (*versions.Signer, error) {
+	s, err := versions.GenerateKey(rand.Reader, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeNew(prefix+".key", s.MarshalPEM(), 0o600); err != nil {
+		return nil, err
+	}
+	if err := writeNew(prefix+".pub", []byte(s.Public().String()+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func writeNew(path string, b []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// cmdKeygen makes a publisher's key pair.
+func cmdKeygen(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "publisher", "write the private key to OUT.key (mode 0600) and the public key to OUT.pub; existing files are never overwritten")
+	name := fs.String("name", "", "the key's name in trust lists and in config history (default: the base name of --out)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: adrules keygen [--out PREFIX] [--name NAME]\n\nMakes an ed25519 key pair that signs published rule set versions.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+		return exitError{2}
+	}
+	if *name == "" {
+		*name = filepath.Base(*out)
+	}
+	s, err := writeKeyPair(*out, *name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s.key (the private key: keep it secret) and %s.pub (key %s, %s)\n", *out, *out, s.Public().ID(), s.Name())
+	fmt.Fprintf(stdout, "trust it on every node: cat %s.pub >> trusted.keys; adrules run --trust trusted.keys ...\n", *out)
+	fmt.Fprintf(stdout, "publish with it: adrules config publish --signing-key %s.key --brokers LIST rules.yaml\n", *out)
+	return nil
+}
