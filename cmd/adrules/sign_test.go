@@ -1,0 +1,403 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/adrules/adrules/internal/kafkatest"
+	"github.com/adrules/adrules/streams"
+	"github.com/adrules/adrules/versions"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestNodesRefuseUntrustedVersions: issue 11, signed versions, and row 9.
+// Two nodes with the same trust list run v2, published and signed with the
+// CLI. Then, by hand on the config topics: an unsigned v3, a v3 signed by
+// a key they do not trust, v2's record and signature replayed as v4, a
+// shadow's signature on a live v5, and a record numbered
+// 9223372036854775807. Both nodes refuse each of them and count it, stay on
+// v2 and agree; a node starting now runs v2 too. config history says who
+// signed what; config publish and rollback then go on at v3 and v4, and
+// the nodes follow.
+func TestNodesRefuseUntrustedVersions(t *testing.T) {
+	addrs, topics := kafkatest.Brokers(t)
+	flags := configFlags(addrs, topics)
+	nodes := []*runningNode{startRunNode(t, testNodeConfig(addrs, topics, "n1", t.TempDir()))} // bootstraps v1, signed
+	nodes = append(nodes, startRunNode(t, testNodeConfig(addrs, topics, "n2", t.TempDir())))
+	strict := filepath.Join(t.TempDir(), "strict.yaml")
+	writeReplaced(t, "../../examples/rules.yaml", strict, "ctr_threshold: 0.03", "ctr_threshold: 0.045")
+	if out, stderr, err := adrules(t, "", nil, append(append([]string{"config", "publish"}, flags...), strict)...); err != nil || !strings.Contains(out, "published default v2 ") || !strings.Contains(out, "signed by tester") {
+		t.Fatalf("publish v2: %v %s%s", err, out, stderr)
+	}
+	for i, r := range nodes {
+		eventually(t, fmt.Sprintf("node %d on v2", i+1), func() bool { return r.n.ruleSet().Version == 2 })
+	}
+	v2 := nodes[0].n.ruleSet()
+
+	// The forgeries: each a valid document, so that only its signature or
+	// its number can refuse it.
+	loose := versionRecord(t, 3, "0.01") // signed by testSigner: a starting point
+	unsigned := loose
+	unsigned.Signature, unsigned.Author = nil, "mallory"
+	mallory := signedBy(t, seededSigner("mallory", 66), loose)
+	recs, err := streams.ReadAll(context.Background(), addrs, nil, topics.ConfigHistory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, _ := streams.Configs(recs, "default")
+	replayed := live[len(live)-1] // v2, signed by testSigner for number 2
+	if replayed.Version != 2 || replayed.Signature == nil {
+		t.Fatalf("the history's last version: v%d, signed %v", replayed.Version, replayed.Signature != nil)
+	}
+	replayed.Version = 4
+	asLive := versionRecord(t, 5, "0.02")
+	asLive.Shadow = true
+	asLive = signed(t, asLive) // a shadow's signature...
+	asLive.Shadow = false      // ...on a live record
+	overflow := loose
+	overflow.Version, overflow.Signature = math.MaxInt64, nil
+	cl := kafkatest.Client(t, addrs)
+	for _, c := range []streams.ConfigRecord{unsigned, mallory, replayed, asLive, overflow} {
+		if err := streams.Publish(context.Background(), cl, topics, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, r := range nodes {
+		eventually(t, fmt.Sprintf("node %d refusing the five records", i+1), func() bool { return testutil.ToFloat64(r.n.metrics.refused) >= 5 })
+	}
+	time.Sleep(200 * time.Millisecond) // a swap would come right after the count
+	for i, r := range nodes {
+		if got := r.n.ruleSet(); got.Version != 2 || got.SHA256 != v2.SHA256 {
+			t.Fatalf("node %d runs v%d %s after the forgeries, want v2 %s", i+1, got.Version, short(got.SHA256), short(v2.SHA256))
+		}
+		if got := testutil.ToFloat64(r.n.metrics.refused); got != 5 {
+			t.Errorf("node %d counted %v refusals, want 5", i+1, got)
+		}
+	}
+	rs, log, err := startupRules(t, testNodeConfig(addrs, topics, "n3", t.TempDir()))
+	if err != nil || rs.Version != 2 || rs.SHA256 != v2.SHA256 {
+		t.Fatalf("a starting node runs %v (%v), want v2\n%s", rs, err, log)
+	}
+	for _, want := range []string{"unsigned", "not trusted", "bad signature"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("a starting node does not say why it refused a version (%q):\n%s", want, log)
+		}
+	}
+
+	hist, _, err := adrules(t, "", nil, append([]string{"config", "history"}, flags...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("config history:\n%s", hist)
+	for _, want := range []string{
+		`(?m)^v1 .*bootstrap:n1 .*signed by tester key ` + testSigner().Public().ID() + `$`,
+		`(?m)^v2 .*signed by tester key `,
+		`(?m)^v3 .*mallory .*unsigned$`,
+		`(?m)^v3 .*NOT TRUSTED: key ` + seededSigner("mallory", 66).Public().ID() + ` \(says mallory\)$`,
+		`(?m)^v4 .*BAD SIGNATURE: key `,
+		`(?m)^v5 .*BAD SIGNATURE: key `,
+	} {
+		if !regexp.MustCompile(want).MatchString(hist) {
+			t.Errorf("config history does not match %s:\n%s", want, hist)
+		}
+	}
+	if strings.Contains(hist, "9223372036854775807") || strings.Count(hist, "\n") != 6 {
+		t.Errorf("config history lists the record out of range, or not six versions:\n%s", hist)
+	}
+
+	// Row 9: publish and rollback go on after the highest trusted version,
+	// and every node follows.
+	if out, stderr, err := adrules(t, "", nil, append(append([]string{"config", "publish"}, flags...), "../../examples/rules.yaml")...); err != nil || !strings.Contains(out, "published default v3 ") {
+		t.Fatalf("publish after the forgeries: %v %s%s", err, out, stderr)
+	}
+	if out, stderr, err := adrules(t, "", nil, append(append([]string{"config", "rollback"}, flags...), "2")...); err != nil || !strings.Contains(out, "published default v4 (the document of v2)") {
+		t.Fatalf("rollback after the forgeries: %v %s%s", err, out, stderr)
+	}
+	for i, r := range nodes {
+		eventually(t, fmt.Sprintf("node %d on v4", i+1), func() bool { return r.n.ruleSet().Version == 4 && r.n.ruleSet().SHA256 == v2.SHA256 })
+	}
+	// A version nobody trusted is not signed anew by a rollback.
+	if _, stderr, err := adrules(t, "", nil, append(append([]string{"config", "rollback"}, flags...), "5")...); exitCode(err) == 0 || !strings.Contains(err.Error()+stderr, "not signed by a trusted key") {
+		t.Fatalf("rollback to the forged v5: %v %s", err, stderr)
+	}
+	if _, _, err := adrules(t, "", nil, append(append([]string{"config", "rollback"}, flags...), "9223372036854775807")...); err == nil || !errors.Is(err, versions.ErrVersionRange) {
+		t.Fatalf("rollback to a version out of range: %v", err)
+	}
+}
+
+// TestNodeNeedsATrustList: a node refuses to start without a trust list,
+// with a trust list and --insecure-accept-unsigned both, or with a signing
+// key its trust list lacks; `adrules run` says so with its flags. With
+// --insecure-accept-unsigned alone it runs an unsigned version.
+func TestNodeNeedsATrustList(t *testing.T) {
+	stranger := seededSigner("stranger", 9)
+	strangerTrust, _ := versions.NewTrustList(stranger.Public())
+	for _, tc := range []struct {
+		keys keyring
+		want string
+	}{
+		{keyring{}, "no trust list"},
+		{keyring{trust: testKeys().trust, acceptUnsigned: true}, "contradict"},
+		{keyring{signer: testSigner(), trust: strangerTrust}, "is not in the trust list"},
+	} {
+		nc := testNodeConfig([]string{"127.0.0.1:1"}, streams.DefaultTopics(), "x", t.TempDir())
+		nc.keys = tc.keys
+		err := runNode(context.Background(), nc, io.Discard, nil, func(*node) { t.Error("the node started") })
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.keys, err, tc.want)
+		}
+	}
+	_, _, err := adrules(t, "", map[string]string{"ADRULES_TRUST": "", "ADRULES_SIGNING_KEY": ""}, "run", "--brokers", "127.0.0.1:1", "--data-dir", t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "--trust FILE") {
+		t.Fatalf("adrules run without --trust: %v", err)
+	}
+
+	addrs, topics := kafkatest.Brokers(t)
+	kafkatest.Setup(t, addrs, topics)
+	v1 := versionRecord(t, 1, "0.04")
+	v1.Signature = nil
+	produceConfigs(t, kafkatest.Client(t, addrs), topics.Config, v1)
+	nc := testNodeConfig(addrs, topics, "s", t.TempDir())
+	if _, _, err := startupRules(t, nc); err == nil || !strings.Contains(err.Error(), "signed by a key of the trust list") {
+		t.Fatalf("a node with a trust list and only an unsigned version: %v", err)
+	}
+	nc.keys = keyring{acceptUnsigned: true, publishUnsigned: true}
+	rs, _, err := startupRules(t, nc)
+	wantRules(t, rs, err, v1)
+}
+
+// TestNextVersionNeverWraps: the next number comes after the versions
+// published before the first trusted one and after the trusted ones since,
+// never after an untrusted one since; at versions.MaxVersion there is none.
+func TestNextVersionNeverWraps(t *testing.T) {
+	keys := testKeys()
+	rec := func(v int64, sign bool) streams.ConfigRecord {
+		c := streams.ConfigRecord{Name: "default", Version: v, SHA256: strings.Repeat("a", 64)}
+		if sign {
+			c = signed(t, c)
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		what string
+		hist []streams.ConfigRecord
+		keys keyring
+		want int64
+	}{
+		{"nothing published", nil, keys, 1},
+		{"unsigned versions before signatures", []streams.ConfigRecord{rec(1, false), rec(7, false)}, keys, 8},
+		{"then trusted ones", []streams.ConfigRecord{rec(1, false), rec(7, false), rec(8, true)}, keys, 9},
+		{"an untrusted version since is left out", []streams.ConfigRecord{rec(1, true), rec(versions.MaxVersion, false), rec(2, true)}, keys, 3},
+		{"without a trust list, every version counts", []streams.ConfigRecord{rec(1, true), rec(40, false)}, keyring{}, 41},
+		{"a retirement counts for nothing", []streams.ConfigRecord{rec(1, true), {Name: "default", Version: 90, Shadow: true, Retired: true}}, keys, 2},
+	} {
+		if got, err := nextVersion(tc.hist, tc.keys); got != tc.want || err != nil {
+			t.Errorf("%s: %d %v, want %d", tc.what, got, err, tc.want)
+		}
+	}
+	if got, err := nextVersion([]streams.ConfigRecord{rec(versions.MaxVersion, true)}, keys); !errors.Is(err, versions.ErrVersionRange) {
+		t.Fatalf("after MaxVersion: %d %v, want an error and never a wrap", got, err)
+	}
+}
+
+// TestPublishSigning: config publish needs a signing key, or --unsigned;
+// a key the trust list lacks publishes nothing; adrules keygen makes a key
+// pair that publishes once trusted, and config history names it.
+func TestPublishSigning(t *testing.T) {
+	addrs, topics := kafkatest.Brokers(t)
+	kafkatest.Setup(t, addrs, topics)
+	flags := configFlags(addrs, topics)
+	publish := func(env map[string]string, args ...string) (string, string, error) {
+		return adrules(t, "", env, append(append([]string{"config", "publish"}, flags...), append(args, "../../examples/rules.yaml")...)...)
+	}
+	noKey := map[string]string{"ADRULES_SIGNING_KEY": "", "ADRULES_TRUST": ""}
+	if _, stderr, err := publish(noKey); exitCode(err) != 1 || !strings.Contains(stderr, "no signing key") {
+		t.Fatalf("publish without a key: exit %d %s", exitCode(err), stderr)
+	}
+	out, stderr, err := publish(noKey, "--unsigned")
+	if err != nil || !strings.Contains(out, "published default v1 ") || !strings.Contains(out, "unsigned") || !strings.Contains(stderr, "signatures not checked") {
+		t.Fatalf("publish --unsigned: %v %s%s", err, out, stderr)
+	}
+
+	dir := t.TempDir()
+	out, _, err = adrules(t, "", nil, "keygen", "--out", filepath.Join(dir, "alice"))
+	if err != nil || !strings.Contains(out, "alice.pub") {
+		t.Fatalf("keygen: %v %s", err, out)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "alice.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the private key file: %v %v", fi, err)
+	}
+	if _, _, err := adrules(t, "", nil, "keygen", "--out", filepath.Join(dir, "alice")); err == nil {
+		t.Fatal("keygen wrote over an existing key")
+	}
+	alice := map[string]string{"ADRULES_SIGNING_KEY": filepath.Join(dir, "alice.key")} // the trust list: testSigner's alone
+	if _, stderr, err := publish(alice); exitCode(err) != 1 || !strings.Contains(stderr, "would refuse") {
+		t.Fatalf("publish with a key the trust list lacks: exit %d %s", exitCode(err), stderr)
+	}
+	_, trust := testKeyFiles(t)
+	pub, _ := os.ReadFile(filepath.Join(dir, "alice.pub"))
+	f, _ := os.OpenFile(trust, os.O_APPEND|os.O_WRONLY, 0)
+	f.Write(pub) // a rotation: both keys trusted
+	f.Close()
+	alice["ADRULES_TRUST"] = trust
+	if out, stderr, err := publish(alice); err != nil || !strings.Contains(out, "published default v2 ") || !strings.Contains(out, "signed by alice") {
+		t.Fatalf("publish with a trusted key: %v %s%s", err, out, stderr)
+	}
+	if out, stderr, err := publish(nil); err != nil || !strings.Contains(out, "published default v3 ") || !strings.Contains(out, "signed by tester") {
+		t.Fatalf("publish with the other trusted key: %v %s%s", err, out, stderr)
+	}
+	hist, _, err := adrules(t, "", map[string]string{"ADRULES_TRUST": trust}, append([]string{"config", "history"}, flags...)...)
+	if err != nil || !regexp.MustCompile(`(?m)^v1 .* unsigned\n^v2 .* signed by alice key \w{16}\n^v3 .* signed by tester key \w{16}$`).MatchString(hist) {
+		t.Fatalf("history: %v\n%s", err, hist)
+	}
+	// Without a trust list, history says what the records claim.
+	hist, _, _ = adrules(t, "", map[string]string{"ADRULES_TRUST": ""}, append([]string{"config", "history"}, flags...)...)
+	if !strings.Contains(hist, "signer alice key") || !strings.Contains(hist, "unverified") {
+		t.Fatalf("history without a trust list:\n%s", hist)
+	}
+}
+
+// TestAdminPutSigns: PUT /api/config publishes signed with the node's own
+// key; a node without one refuses the write, since every node would refuse
+// the version.
+func TestAdminPutSigns(t *testing.T) {
+	a := &admin{nc: nodeConfig{ruleset: "default", keys: keyring{trust: testKeys().trust}}, n: &node{}}
+	body, _ := os.ReadFile("../../examples/rules.yaml")
+	rec := httptest.NewRecorder()
+	a.put(rec, httptest.NewRequest("PUT", "/api/config", bytes.NewReader(body)))
+	if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "no signing key") {
+		t.Fatalf("PUT on a node without a signing key: %d %s", rec.Code, rec.Body)
+	}
+
+	addrs, topics := kafkatest.Brokers(t)
+	nc := testNodeConfig(addrs, topics, "api", t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	done, started := make(chan error, 1), make(chan *node, 1)
+	go func() {
+		done <- runNode(ctx, nc, io.Discard, map[string]string{"ADRULES_ADMIN_TOKEN": "s3cret"}, func(n *node) { started <- n })
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	n := <-started
+	v2 := bytes.Replace(body, []byte("ctr_threshold: 0.03"), []byte("ctr_threshold: 0.04"), 1)
+	if code, m := request(t, "PUT", "http://"+n.addr+"/api/config", "s3cret", v2); code != 200 || m["version"] != 2.0 {
+		t.Fatalf("PUT: %d %v", code, m)
+	}
+	eventually(t, "the node on v2", func() bool { return n.ruleSet().Version == 2 })
+	recs, err := streams.ReadAll(ctx, addrs, nil, topics.ConfigHistory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, _ := streams.Configs(recs, "default")
+	if len(live) != 2 || live[1].Author != "api" || live[1].Signature == nil || live[1].Signature.KeyID != testSigner().Public().ID() {
+		t.Fatalf("the history: %+v", live)
+	}
+}
+
+// TestDevSigns: adrules dev makes a publisher key of its own (kept in its
+// data directory, the private half mode 0600), signs its first version
+// with it and trusts it alone: a version signed with it is run, one signed
+// with another key is refused; restarted on the same data, dev keeps its
+// key and its version.
+func TestDevSigns(t *testing.T) {
+	dir := t.TempDir()
+	dev := func() (stop func(), kafka, api string) {
+		ctx, cancel := context.WithCancel(context.Background())
+		var out syncBuffer
+		done := make(chan error, 1)
+		go func() {
+			done <- cmdDev(ctx, []string{"--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", dir,
+				"--rules", "../../examples/rules.yaml", "--generate-rate", "0", "--status=false", "--partitions", "1"}, &out, io.Discard, nil)
+		}()
+		re := regexp.MustCompile(`Kafka on (\S+) [\s\S]*node on http://(\S+) [\s\S]*versions are signed by key`)
+		eventually(t, "adrules dev started", func() bool {
+			select {
+			case err := <-done:
+				t.Fatalf("adrules dev: %v\n%s", err, out.String())
+			default:
+			}
+			return re.MatchString(out.String())
+		})
+		m := re.FindStringSubmatch(out.String())
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("adrules dev: %v", err)
+			}
+		}, m[1], m[2]
+	}
+	version := func(api string) float64 {
+		resp, err := http.Get("http://" + api + "/api/config")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		v, _ := m["version"].(float64)
+		return v
+	}
+	stop, kafka, api := dev()
+	if fi, err := os.Stat(filepath.Join(dir, "publisher.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("dev's private key: %v %v", fi, err)
+	}
+	devKey, err := loadSigner(filepath.Join(dir, "publisher.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	devEnv := map[string]string{"ADRULES_SIGNING_KEY": filepath.Join(dir, "publisher.key"), "ADRULES_TRUST": filepath.Join(dir, "publisher.pub")}
+	hist, _, err := adrules(t, "", devEnv, "config", "history", "--brokers", kafka)
+	if err != nil || !regexp.MustCompile(`(?m)^v1 .*bootstrap:dev .*signed by dev key `+devKey.Public().ID()+`$`).MatchString(hist) {
+		t.Fatalf("dev's first version: %v\n%s", err, hist)
+	}
+	strict := filepath.Join(t.TempDir(), "strict.yaml")
+	writeReplaced(t, "../../examples/rules.yaml", strict, "ctr_threshold: 0.03", "ctr_threshold: 0.045")
+	if out, stderr, err := adrules(t, "", devEnv, "config", "publish", "--brokers", kafka, strict); err != nil || !strings.Contains(out, "v2") {
+		t.Fatalf("publish with dev's key: %v %s%s", err, out, stderr)
+	}
+	eventually(t, "dev on v2", func() bool { return version(api) == 2 })
+	// testSigner's key, trusted by the publisher but not by dev.
+	if out, stderr, err := adrules(t, "", nil, "config", "publish", "--brokers", kafka, "../../examples/rules.yaml"); err != nil || !strings.Contains(out, "v3") {
+		t.Fatalf("publish with another key: %v %s%s", err, out, stderr)
+	}
+	eventually(t, "dev refusing v3", func() bool {
+		resp, err := http.Get("http://" + api + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return regexp.MustCompile(`(?m)^adrules_config_refused_total [1-9]`).Match(b)
+	})
+	if v := version(api); v != 2 {
+		t.Fatalf("dev runs v%v after a version signed by another key, want 2", v)
+	}
+	stop()
+
+	stop, _, api = dev()
+	defer stop()
+	if v := version(api); v != 2 {
+		t.Fatalf("dev restarted on its data runs v%v, want 2", v)
+	}
+	again, err := loadSigner(filepath.Join(dir, "publisher.key"))
+	if err != nil || again.Public().ID() != devKey.Public().ID() {
+		t.Fatalf("dev changed its key on a restart: %v", err)
+	}
+}
