@@ -23,8 +23,8 @@
 // signed: they are what the publisher says, and who signed is the key.
 //
 // Keys: a private key is a PKCS#8 PEM block ("PRIVATE KEY", as
-// `openssl genpkey -algorithm ed25519` writes it), with an optional
-// "Name" header; a public key is one line, "ed25519 BASE64 NAME", and a
+// `openssl genpkey -algorithm ed25519` writes it), after an optional line
+// "Name: NAME" (which openssl skips); a public key is one line, "ed25519 BASE64 NAME", and a
 // trust list is such lines (blank lines and lines starting with # are
 // skipped). A key is known by its ID: the first 8 bytes of the sha256 of
 // its 32 public bytes, in hex.

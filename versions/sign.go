@@ -166,15 +166,25 @@ func GenerateKey(rand io.Reader, name string) (*Signer, error) {
 	return NewSigner(name, key)
 }
 
-// pemName is the PEM header that names a private key.
+// pemName names a private key: a line of text before its PEM block
+// ("Name: alice"), which PEM readers such as openssl skip, or a header of
+// the block.
 const pemName = "Name"
 
 // ParseSigner reads a private key file: a PKCS#8 PEM block of an ed25519
-// key. Its name is the block's Name header, or name when it has none.
+// key. Its name is given by a "Name: NAME" line before the block (or a
+// Name header of the block), else it is name.
 func ParseSigner(data []byte, name string) (*Signer, error) {
 	block, _ := pem.Decode(data)
 	if block == nil || block.Type != "PRIVATE KEY" {
 		return nil, errors.New(`no "PRIVATE KEY" PEM block`)
+	}
+	if i := bytes.Index(data, []byte("-----BEGIN")); i > 0 {
+		for _, line := range strings.Split(string(data[:i]), "\n") {
+			if n, ok := strings.CutPrefix(strings.TrimSpace(line), pemName+":"); ok {
+				name = strings.TrimSpace(n)
+			}
+		}
 	}
 	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
@@ -190,14 +200,15 @@ func ParseSigner(data []byte, name string) (*Signer, error) {
 	return NewSigner(name, k)
 }
 
-// MarshalPEM returns the private key as a PKCS#8 PEM block with the
-// signer's name in its Name header: what ParseSigner reads.
+// MarshalPEM returns the private key as a PKCS#8 PEM block after a line
+// that names it ("Name: alice"): what ParseSigner reads, and what openssl
+// reads too (it skips the line).
 func (s *Signer) MarshalPEM() []byte {
 	der, err := x509.MarshalPKCS8PrivateKey(s.key)
 	if err != nil {
 		panic(err) // an ed25519 key always marshals
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Headers: map[string]string{pemName: s.name}, Bytes: der})
+	return append([]byte(pemName+": "+s.name+"\n"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})...)
 }
 
 // Name is the name the signer goes by.

@@ -3,6 +3,7 @@ package versions
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/pem"
 	"errors"
 	"math"
 	"strings"
@@ -111,10 +112,19 @@ func TestKeyFiles(t *testing.T) {
 	if err != nil || back.Name() != "alice" || !back.key.Equal(s.key) {
 		t.Fatalf("private key round trip: %v %v", back, err)
 	}
-	// Without a Name header (openssl genpkey writes none), the name given.
-	noName := bytes.Replace(s.MarshalPEM(), []byte("Name: alice\n\n"), nil, 1)
+	// Without a Name line (openssl genpkey writes none), the name given.
+	noName := bytes.Replace(s.MarshalPEM(), []byte("Name: alice\n"), nil, 1)
+	if !bytes.HasPrefix(noName, []byte("-----BEGIN PRIVATE KEY-----\n")) {
+		t.Fatalf("the key file:\n%s", s.MarshalPEM())
+	}
 	if back, err := ParseSigner(noName, "publisher"); err != nil || back.Name() != "publisher" {
-		t.Fatalf("a key without a Name header: %v %v", back, err)
+		t.Fatalf("a key without a Name line: %v %v", back, err)
+	}
+	// A Name header of the block names it too.
+	block, _ := pem.Decode(noName)
+	block.Headers = map[string]string{"Name": "carol"}
+	if back, err := ParseSigner(pem.EncodeToMemory(block), "publisher"); err != nil || back.Name() != "carol" {
+		t.Fatalf("a key with a Name header: %v %v", back, err)
 	}
 	if _, err := ParseSigner([]byte("not a key"), "x"); err == nil {
 		t.Fatal("parsed garbage")
