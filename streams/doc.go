@@ -40,6 +40,17 @@
 // rebalance. Close leaves the group explicitly, so a node that stops cleanly
 // hands its partitions over at once; Kill does not (a crash, for drills).
 //
+// A membership lost is not an error of the node: when a broker restarts
+// without the group's members, or the group moved on without this one
+// (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS), or its
+// coordinator moves or is loading, the client revokes the node's partitions
+// (the batch in flight aborts) and rejoins by itself, and Poll goes on: the
+// partitions it gets back are restored as after any rebalance. Poll stops
+// the node only on an error that no rejoin or retry mends: an
+// authorization refused, another process holding the node's instance id
+// (FENCED_INSTANCE_ID: two nodes share a node id), a setting the broker
+// rejects.
+//
 // # Partitions, progress and idleness
 //
 // The Node partitions what it produces by key with murmur2, as the Java

@@ -543,13 +543,20 @@ func (n *Node) Poll(ctx context.Context) ([]engine.Record, error) {
 			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 				return
 			}
-			n.o.Logger.Warn("fetch error", "topic", t, "partition", p, "err", err)
-			var ke *kerr.Error
-			if errors.As(err, &ke) && !ke.Retriable && !errors.Is(err, kerr.UnknownTopicOrPartition) {
+			if stopsNode(err) {
 				fatal = err
+				return
 			}
+			// The client retries, or rejoins the group by itself: a
+			// membership it lost revoked the node's partitions first
+			// (OnPartitionsLost), so the batch in flight aborts and is
+			// processed again.
+			n.o.Logger.Warn("fetch error; the client retries or rejoins", "topic", t, "partition", p, "err", err)
 		})
 		if fatal != nil {
+			if errors.Is(fatal, kerr.FencedInstanceID) {
+				return nil, fmt.Errorf("streams: another process runs as node %q in group %q: %w", n.o.NodeID, n.o.Group, fatal)
+			}
 			return nil, fmt.Errorf("streams: fetch: %w", fatal)
 		}
 		var recs []engine.Record
@@ -600,6 +607,35 @@ func (n *Node) Poll(ctx context.Context) ([]engine.Record, error) {
 		}
 		return recs, nil
 	}
+}
+
+// rejoin are the errors, not retriable by the client's own reckoning, that
+// say the group went on without this member or wants it to join again: a
+// broker that restarted without its members, a session that expired, a
+// rebalance. The client rejoins the group by itself (after revoking the
+// member's partitions); nothing is wrong with the node.
+var rejoin = []*kerr.Error{
+	kerr.UnknownMemberID, kerr.IllegalGeneration, kerr.RebalanceInProgress, kerr.MemberIDRequired,
+	kerr.FencedMemberEpoch, kerr.StaleMemberEpoch, kerr.UnreleasedInstanceID,
+}
+
+// stopsNode reports whether err, from a poll, stops a node: an error of Kafka
+// that no retry or rejoin can mend (an authorization refused, another
+// process with the node's instance id, a setting the broker rejects).
+// Errors the client retries (retriable Kafka errors, a connection lost, a
+// coordinator moving or loading) and those after which the client rejoins
+// the group (rejoin) are not: the node carries on.
+func stopsNode(err error) bool {
+	var ke *kerr.Error
+	if !errors.As(err, &ke) || ke.Retriable {
+		return false
+	}
+	for _, r := range rejoin {
+		if ke == r {
+			return false
+		}
+	}
+	return true
 }
 
 // owns keeps the records of partitions the node still holds.

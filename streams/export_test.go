@@ -1,0 +1,4 @@
+package streams
+
+// StopsNode is stopsNode, for the tests.
+var StopsNode = stopsNode
