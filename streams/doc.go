@@ -51,6 +51,20 @@
 // (FENCED_INSTANCE_ID: two nodes share a node id), a setting the broker
 // rejects.
 //
+// # Dead letters
+//
+// A dead letter is the original record's key and value, with the reason
+// and where it came from in headers. It always fits: the producer's batch
+// limit of each topic the node writes is the topic's max.message.bytes
+// (read at the first Poll; franz-go's 1,000,012 bytes while unknown), and a
+// dead letter that would be larger than the dead-letter topic's (a record
+// within a few bytes of its own topic's limit, or a dead-letter topic with
+// a lower limit) keeps a prefix of its value, and of its key if that is
+// large too, with adrules.truncated=true, adrules.size and adrules.sha256
+// of the original value (adrules.key_size and adrules.key_sha256 when the
+// key was cut). The reason is cut to 1 KiB. A dead letter is never refused
+// as too large, so bad input never stops a node.
+//
 // # Partitions, progress and idleness
 //
 // The Node partitions what it produces by key with murmur2, as the Java

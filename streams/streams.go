@@ -3,6 +3,8 @@ package streams
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/internal/jsonl"
@@ -194,6 +197,10 @@ type Node struct {
 	stash []engine.Record
 	// counts are the partition counts of the input topics, from metadata.
 	counts atomic.Pointer[map[string]int32]
+	// maxBytes are the max.message.bytes of the topics the node writes,
+	// from the broker (loadCounts): a batch, and so a record, larger than
+	// its topic's is refused. Nil until known.
+	maxBytes atomic.Pointer[map[string]int32]
 	// idleChecked is when Poll last looked for idle source partitions;
 	// idleNext are those found idle, to say so in the next transaction.
 	idleChecked time.Time
@@ -253,6 +260,7 @@ func NewNode(o Options) (*Node, error) {
 		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(partitionFor)),
+		kgo.ProducerBatchMaxBytesFn(n.batchMax),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			n.assign(m)
 			if o.OnAssigned != nil {
@@ -353,6 +361,61 @@ func (n *Node) loadCounts(ctx context.Context) error {
 		m[name] = int32(len(d.Partitions))
 	}
 	n.counts.Store(&m)
+	if err := n.loadMaxBytes(ctx); err != nil {
+		n.o.Logger.Warn("cannot read the max.message.bytes of the output topics: the producer's default batch limit applies", "err", err)
+	}
+	return nil
+}
+
+// defaultBatchMax is the producer's batch limit when a topic's
+// max.message.bytes is not known: franz-go's default, Kafka's historical
+// max.message.bytes.
+const defaultBatchMax = 1_000_012
+
+// batchMax is the producer's batch limit for a topic
+// (kgo.ProducerBatchMaxBytesFn): the topic's max.message.bytes when known,
+// so no batch is larger than the broker takes. The client asks once per
+// partition, when it first produces to it: after the first Poll read the
+// limits.
+func (n *Node) batchMax(topic string) int32 {
+	if m := n.maxBytes.Load(); m != nil {
+		if v, ok := (*m)[topic]; ok {
+			return min(max(v, 512), 1<<30)
+		}
+	}
+	return defaultBatchMax
+}
+
+// loadMaxBytes reads the max.message.bytes of the topics the node writes.
+func (n *Node) loadMaxBytes(ctx context.Context) error {
+	t := n.o.Topics
+	var names []string
+	for _, name := range []string{t.Metrics, t.Proposals, t.Decisions, t.Verdicts, t.DLQ, t.Switches} {
+		if name != "" && !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	rcs, err := kadm.NewClient(n.sess.Client()).DescribeTopicConfigs(ctx, names...)
+	if err != nil {
+		return err
+	}
+	m := map[string]int32{}
+	for _, rc := range rcs {
+		if rc.Err != nil {
+			return fmt.Errorf("topic %s: %w", rc.Name, rc.Err)
+		}
+		for _, c := range rc.Configs {
+			if c.Key != "max.message.bytes" || c.Value == nil {
+				continue
+			}
+			v, err := strconv.ParseInt(*c.Value, 10, 32)
+			if err != nil {
+				return fmt.Errorf("topic %s: max.message.bytes %q: %w", rc.Name, *c.Value, err)
+			}
+			m[rc.Name] = int32(v)
+		}
+	}
+	n.maxBytes.Store(&m)
 	return nil
 }
 
@@ -875,21 +938,102 @@ func (n *Node) Write(ctx context.Context, out *engine.Output) error {
 			{Key: "adrules.rerouted_from", Value: fmt.Appendf(nil, "%s/%d@%d", rr.From.Topic, rr.From.Partition, rr.From.Offset)},
 		}})
 	}
-	for i := range out.DeadLetters {
-		if t.DLQ == "" {
-			break // dropped: another pipeline dead-letters the same records
+	if len(out.DeadLetters) > 0 && t.DLQ != "" { // "": dropped, another pipeline dead-letters the same records
+		limit := n.deadLetterMax()
+		for i := range out.DeadLetters {
+			n.send(ctx, deadLetter(&out.DeadLetters[i], t.DLQ, limit))
 		}
-		d := &out.DeadLetters[i]
-		// The original bytes exactly, so a dead letter is never larger than
-		// the record the broker already took; what and where in headers.
-		n.send(ctx, &kgo.Record{Topic: t.DLQ, Key: append([]byte(nil), d.Key...), Value: append([]byte(nil), d.Value...), Headers: []kgo.RecordHeader{
-			{Key: "adrules.reason", Value: []byte(d.Reason)},
-			{Key: "adrules.topic", Value: []byte(d.Input.Topic)},
-			{Key: "adrules.partition", Value: strconv.AppendInt(nil, int64(d.Input.Partition), 10)},
-			{Key: "adrules.offset", Value: strconv.AppendInt(nil, d.Input.Offset, 10)},
-		}})
 	}
 	return nil
+}
+
+// deadLetterMax is the largest dead letter the node can write, as a
+// record alone in its batch: the producer's batch limit for the
+// dead-letter topic, which is the topic's max.message.bytes (batchMax)
+// unless the client options set another, and never above the topic's.
+func (n *Node) deadLetterMax() int {
+	t := n.o.Topics.DLQ
+	limit := int(defaultBatchMax)
+	if fn, ok := n.sess.Client().OptValue(kgo.ProducerBatchMaxBytesFn).(func(string) int32); ok && fn != nil {
+		limit = int(fn(t))
+	}
+	if m := n.maxBytes.Load(); m != nil {
+		if v, ok := (*m)[t]; ok {
+			limit = min(limit, int(v))
+		}
+	}
+	return limit
+}
+
+// maxReason caps the reason header of a dead letter (a reason may quote
+// the record's key).
+const maxReason = 1 << 10
+
+// deadLetter returns the record of a dead letter on topic: the original
+// key and value, with the reason and where it came from in headers. When
+// that would be larger than limit (the record took the broker's limit of
+// its own topic, and the headers do not fit beside it, or the dead-letter
+// topic's limit is lower), it keeps a prefix of the value (and of the key,
+// if that is large too) that fits, and says so: adrules.truncated=true,
+// adrules.size and adrules.sha256 of the original value (adrules.key_size
+// and adrules.key_sha256 when the key was cut), so that the original can
+// be found on its topic and checked. A dead letter is never refused as too
+// large.
+func deadLetter(d *engine.DeadLetter, topic string, limit int) *kgo.Record {
+	reason := d.Reason
+	if len(reason) > maxReason {
+		cut := maxReason - len("…")
+		for cut > 0 && !utf8.RuneStart(reason[cut]) {
+			cut--
+		}
+		reason = reason[:cut] + "…"
+	}
+	headers := []kgo.RecordHeader{
+		{Key: "adrules.reason", Value: []byte(reason)},
+		{Key: "adrules.topic", Value: []byte(d.Input.Topic)},
+		{Key: "adrules.partition", Value: strconv.AppendInt(nil, int64(d.Input.Partition), 10)},
+		{Key: "adrules.offset", Value: strconv.AppendInt(nil, d.Input.Offset, 10)},
+	}
+	r := &kgo.Record{Topic: topic, Key: d.Key, Value: d.Value, Headers: headers}
+	if recordBytes(r) <= limit {
+		r.Key, r.Value = append([]byte(nil), d.Key...), append([]byte(nil), d.Value...)
+		return r
+	}
+	sum := sha256.Sum256(d.Value)
+	r.Headers = append(r.Headers,
+		kgo.RecordHeader{Key: "adrules.truncated", Value: []byte("true")},
+		kgo.RecordHeader{Key: "adrules.size", Value: strconv.AppendInt(nil, int64(len(d.Value)), 10)},
+		kgo.RecordHeader{Key: "adrules.sha256", Value: hex.AppendEncode(nil, sum[:])},
+	)
+	r.Key, r.Value = nil, nil
+	room := max(limit-recordBytes(r), 0)
+	key := d.Key
+	if len(key) > room/2 {
+		ksum := sha256.Sum256(d.Key)
+		r.Headers = append(r.Headers,
+			kgo.RecordHeader{Key: "adrules.key_size", Value: strconv.AppendInt(nil, int64(len(d.Key)), 10)},
+			kgo.RecordHeader{Key: "adrules.key_sha256", Value: hex.AppendEncode(nil, ksum[:])},
+		)
+		room = max(limit-recordBytes(r), 0)
+		key = key[:room/2]
+	}
+	r.Key = append([]byte(nil), key...)
+	r.Value = append([]byte(nil), d.Value[:min(len(d.Value), room-len(key))]...)
+	return r
+}
+
+// recordBytes bounds the size of r alone in a record batch, as the broker
+// and the producer count it against their limits: the batch's header, and
+// the record with every length at its widest varint.
+func recordBytes(r *kgo.Record) int {
+	const batchHeader = 61
+	const varint = 5
+	n := batchHeader + varint + 1 + 2*varint + 10 // length, attributes, timestamp and offset deltas (a generous margin)
+	n += varint + len(r.Key) + varint + len(r.Value) + varint
+	for _, h := range r.Headers {
+		n += varint + len(h.Key) + varint + len(h.Value)
+	}
+	return n
 }
 
 func (n *Node) produce(ctx context.Context, topic, key string, v any, headers ...kgo.RecordHeader) error {
