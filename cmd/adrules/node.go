@@ -151,9 +151,24 @@ type node struct {
 	addr    string                        // the HTTP server's address
 	shadow  *shadowRunner                 // the shadow pipeline (docs/shadow.md)
 
+	// stopped: the engine stopped (the node shuts down, or failed):
+	// /healthz and /readyz say 503 from then on.
+	stopped atomic.Bool
+
 	mu       sync.Mutex
 	assigned map[string]map[int32]bool // the partitions this node owns now: restored (true) or not yet
 	swapMu   sync.Mutex                // orders rule set swaps
+}
+
+// healthz answers /healthz: 200 from the moment the HTTP server listens
+// until the engine stops, for whatever reason; 503 while the node shuts
+// down (after a signal, or a fatal error it exits on).
+func (n *node) healthz(w http.ResponseWriter, _ *http.Request) {
+	if n.stopped.Load() {
+		http.Error(w, "stopped: the node is shutting down and processes nothing", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
 }
 
 // ready: the node owns partitions and has restored the state of every one
@@ -161,6 +176,9 @@ type node struct {
 // what its state lacks, partitions in parallel): /readyz is 503 until all
 // are.
 func (n *node) ready() bool {
+	if n.stopped.Load() {
+		return false
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	owned := 0
@@ -173,6 +191,15 @@ func (n *node) ready() bool {
 		}
 	}
 	return owned > 0 && n.metrics.nRebuilding.Load() == 0
+}
+
+// readyz answers /readyz: 200 while the node is ready.
+func (n *node) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !n.ready() {
+		http.Error(w, "not ready: waiting for partitions, rebuilding state, or stopped", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ready")
 }
 
 func (n *node) assign(m map[string][]int32, on bool) {
@@ -257,14 +284,31 @@ func (n *node) lag() map[string]map[int32]int64 {
 	return nil
 }
 
-// runNode runs a node until ctx ends: it joins the group, serves HTTP, and
-// runs both stages for the partitions it owns. started, when not nil, is
-// called once the HTTP server listens.
-func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[string]string, started func(*node)) error {
+// stopTimeout bounds a node's shutdown once its engine stopped: the
+// shadow's batch, the heartbeat's tombstone, leaving the group. Past it,
+// runNode returns anyway (and the process exits): what was left is fenced
+// or aborted by the next session, as after a crash.
+const stopTimeout = 30 * time.Second
+
+// runNode runs a node until ctx ends or it fails: it joins the group,
+// serves HTTP, and runs both stages for the partitions it owns. started,
+// when not nil, is called once the HTTP server listens.
+//
+// It never outlives its engine: when the engine stops on an error (a
+// record the broker refuses, a state that cannot commit), runNode logs it,
+// stops everything the node started (the config follower, the shadow
+// pipeline and its watcher, the heartbeats) and returns the error, so the
+// process exits non-zero and its supervisor restarts it. It returns nil
+// only when ctx ended (a signal) and the current batch was committed.
+func runNode(parent context.Context, nc nodeConfig, stderr io.Writer, env map[string]string, started func(*node)) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if err := nc.keys.validateNode(); err != nil {
 		return err
 	}
+	// The node's context ends when parent does or when the node stops for
+	// any other reason: every goroutine the node starts ends with it.
+	ctx, stop := context.WithCancel(parent)
+	defer stop()
 	// A node takes its rule set from the config topic only: its own
 	// environment never changes rule parameters.
 	if ignored := config.ParamOverrides(env); len(ignored) > 0 {
@@ -314,14 +358,8 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !n.ready() {
-			http.Error(w, "not ready: waiting for partitions or rebuilding state", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
+	mux.HandleFunc("/healthz", n.healthz)
+	mux.HandleFunc("/readyz", n.readyz)
 	(&admin{nc: nc, n: n, token: env["ADRULES_ADMIN_TOKEN"], log: log}).routes(mux)
 	ln, err := net.Listen("tcp", nc.httpAddr)
 	if err != nil {
@@ -354,8 +392,7 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 	if err != nil {
 		return err
 	}
-	defer sn.Close()
-	n.streams.Store(sn)
+	n.streams.Store(sn) // closed when the node stops (below), leaving the group
 
 	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
 	// Rebuilds replay each record under the version recorded for it,
@@ -368,6 +405,7 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 		engine.WithHistory(history), engine.WithPartitioner(sn.PartitionOf),
 		engine.WithProposalTopics(nc.kafka.topics.Proposals), engine.WithRelayTopics(nc.kafka.topics.Actions))
 	if err != nil {
+		sn.Close()
 		return err
 	}
 	n.eng.Store(eng)
@@ -377,13 +415,33 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 	if err := n.shadow.start(ctx); err != nil && ctx.Err() == nil {
 		log.Error("cannot read the shadow at start; the config follower takes it up", "err", err)
 	}
-	defer n.shadow.stop()
-	go follow(ctx, nc, eng, n, log)
-	go watchShadow(ctx, nc, reg, log)
+	var wg sync.WaitGroup
+	wg.Go(func() { follow(ctx, nc, eng, n, log) })
+	wg.Go(func() { watchShadow(ctx, nc, reg, log) })
 	stopBeat := heartbeat(ctx, nc, n, log)
-	defer stopBeat()
 	err = eng.Run(ctx)
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+
+	// The engine stopped: whatever the reason, the node stops too.
+	n.stopped.Store(true)
+	clean := errors.Is(err, context.Canceled) && parent.Err() != nil
+	if !clean {
+		log.Error("node stopping on a fatal error; a supervisor restarts it", "err", err)
+	}
+	stop()
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		wg.Wait()
+		n.shadow.stop()
+		stopBeat()
+		sn.Close()
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(stopTimeout):
+		log.Error("the node did not stop in time: exiting anyway", "after", stopTimeout)
+	}
+	if clean {
 		log.Info("node stopped: the current batch finished and was committed")
 		return nil
 	}
