@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/adrules/adrules/config"
@@ -18,8 +19,9 @@ import (
 const maxBody = 1 << 20
 
 // admin serves the config API on the node's HTTP port. Reads are open;
-// every write needs Authorization: Bearer TOKEN, with the token from
-// ADRULES_ADMIN_TOKEN; without a configured token, writes are refused.
+// every write, and validate, needs Authorization: Bearer TOKEN, with the
+// token from ADRULES_ADMIN_TOKEN; without a configured token, they are
+// refused.
 type admin struct {
 	nc    nodeConfig
 	n     *node
@@ -30,7 +32,9 @@ type admin struct {
 func (a *admin) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/config", a.get)
 	mux.HandleFunc("PUT /api/config", a.write(a.put))
-	mux.HandleFunc("POST /api/config/validate", a.limit(a.validate)) // a dry run changes nothing: no token
+	// A dry run changes nothing, but compiles whatever it is sent: as
+	// costly as a write, so it needs the token too.
+	mux.HandleFunc("POST /api/config/validate", a.write(a.validate))
 	mux.HandleFunc("GET /api/config/history", a.history)
 	mux.HandleFunc("POST /api/config/learning/reload", a.write(a.reload))
 }
@@ -48,16 +52,15 @@ func reply(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
-// write wraps a handler that changes something: it checks the token in
-// constant time and caps the body.
+// write wraps a handler that changes something (or validates): it checks
+// the token in constant time, before reading the body, and caps the body.
 func (a *admin) write(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if a.token == "" {
 			reply(w, http.StatusForbidden, apiError{Error: "writes are disabled: set ADRULES_ADMIN_TOKEN on the node"})
 			return
 		}
-		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
+		if !a.authorized(r) {
 			reply(w, http.StatusUnauthorized, apiError{Error: "a valid Authorization: Bearer token is required"})
 			return
 		}
@@ -66,12 +69,38 @@ func (a *admin) write(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// limit caps the body of a request that needs no token.
-func (a *admin) limit(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-		h(w, r)
+// authorized reports whether r carries the admin token (never, when the
+// node has none), compared in constant time.
+func (a *admin) authorized(r *http.Request) bool {
+	if a.token == "" {
+		return false
 	}
+	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	return ok && strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) == 1
+}
+
+// capUnauthenticated serves at most n requests without the admin token at
+// once; more are answered 503 (Retry-After: 1) before anything else is
+// done. Requests with the token, and those of the paths in exempt (the
+// probes, which do nothing), are never refused: an operator and a
+// supervisor always get through, however many anonymous requests are in
+// flight.
+func (a *admin) capUnauthenticated(h http.Handler, n int, exempt ...string) http.Handler {
+	slots := make(chan struct{}, n)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slices.Contains(exempt, r.URL.Path) || a.authorized(r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			h.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			reply(w, http.StatusServiceUnavailable, apiError{Error: "too many requests without the admin token at once; try again"})
+		}
+	})
 }
 
 // body reads a rules document from the request.

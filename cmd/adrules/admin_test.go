@@ -38,8 +38,8 @@ func request(t *testing.T, method, url, token string, body []byte) (int, map[str
 	return resp.StatusCode, m
 }
 
-// TestAdminAPI: reads are open; writes need the bearer token (compared in
-// constant time), bodies are capped, errors are JSON with the same
+// TestAdminAPI: reads are open; writes and validate need the bearer token
+// (compared in constant time), bodies are capped, errors are JSON with the same
 // positions as adrules check, and PUT publishes to the config topic, which
 // the node then runs.
 func TestAdminAPI(t *testing.T) {
@@ -78,8 +78,13 @@ func TestAdminAPI(t *testing.T) {
 	if code != http.StatusUnprocessableEntity || !strings.Contains(toJSON(m["errors"]), "body:") || !strings.Contains(toJSON(m["errors"]), "rule winner") {
 		t.Fatalf("validate an invalid document: %d %v", code, m)
 	}
-	if code, m := request(t, "POST", api+"/validate", "", v2); code != 200 || m["valid"] != true {
-		t.Fatalf("validate (a dry run, no token needed): %d %v", code, m)
+	if code, m := request(t, "POST", api+"/validate", "s3cret", v2); code != 200 || m["valid"] != true {
+		t.Fatalf("validate: %d %v", code, m)
+	}
+	// A dry run changes nothing, but compiles what it is sent: it needs
+	// the token too.
+	if code, m := request(t, "POST", api+"/validate", "", v2); code != http.StatusUnauthorized {
+		t.Fatalf("validate without a token: %d %v, want 401", code, m)
 	}
 	if code, m := request(t, "PUT", api, "s3cret", bad); code != http.StatusUnprocessableEntity {
 		t.Fatalf("PUT an invalid document: %d %v", code, m)

@@ -140,6 +140,33 @@ type nodeConfig struct {
 	// keys: the publishers whose versions the node runs, and the key it
 	// signs what it publishes with (keyring.validateNode).
 	keys keyring
+	// http bounds the HTTP server; the zero value takes defaultHTTPLimits.
+	http httpLimits
+}
+
+// httpLimits bound the node's HTTP server (docs/operations.md, Limits):
+// how long a client may take to send a request and read its answer, how
+// long an idle connection stays, how large the headers may be, and how
+// many requests without the admin token are served at once.
+type httpLimits struct {
+	readHeader, read, write, idle time.Duration
+	maxHeaderBytes                int
+	// unauthenticated is how many requests without a valid admin token
+	// (probes aside) are served at once; more are answered 503 at once.
+	unauthenticated int
+}
+
+// defaultHTTPLimits: a rules document of 1 MiB (the body limit) at 35
+// KB/s is read within the read timeout.
+func defaultHTTPLimits() httpLimits {
+	return httpLimits{readHeader: 5 * time.Second, read: 30 * time.Second, write: time.Minute, idle: time.Minute,
+		maxHeaderBytes: 16 << 10, unauthenticated: 64}
+}
+
+// server returns the HTTP server of h with limits l.
+func (l httpLimits) server(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: l.readHeader, ReadTimeout: l.read, WriteTimeout: l.write,
+		IdleTimeout: l.idle, MaxHeaderBytes: l.maxHeaderBytes}
 }
 
 // node is a running node, for dev's status line and for tests.
@@ -360,13 +387,18 @@ func runNode(parent context.Context, nc nodeConfig, stderr io.Writer, env map[st
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", n.healthz)
 	mux.HandleFunc("/readyz", n.readyz)
-	(&admin{nc: nc, n: n, token: env["ADRULES_ADMIN_TOKEN"], log: log}).routes(mux)
+	adm := &admin{nc: nc, n: n, token: env["ADRULES_ADMIN_TOKEN"], log: log}
+	adm.routes(mux)
+	limits := nc.http
+	if limits == (httpLimits{}) {
+		limits = defaultHTTPLimits()
+	}
 	ln, err := net.Listen("tcp", nc.httpAddr)
 	if err != nil {
 		return fmt.Errorf("--http-addr: %w", err)
 	}
 	n.addr = ln.Addr().String()
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := limits.server(adm.capUnauthenticated(mux, limits.unauthenticated, "/healthz", "/readyz"))
 	go srv.Serve(ln)
 	defer srv.Close()
 
