@@ -456,6 +456,9 @@ func runNode(parent context.Context, nc nodeConfig, stderr io.Writer, env map[st
 	// The engine stopped: whatever the reason, the node stops too.
 	n.stopped.Store(true)
 	clean := errors.Is(err, context.Canceled) && parent.Err() != nil
+	if err == nil {
+		err = errors.New("the engine stopped: its source ended") // never, on Kafka
+	}
 	if !clean {
 		log.Error("node stopping on a fatal error; a supervisor restarts it", "err", err)
 	}
