@@ -6,8 +6,10 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/adrules/adrules/config"
 	"github.com/expr-lang/expr"
@@ -23,6 +25,12 @@ const (
 	MaxNodes = 2000
 	// MemoryBudget caps what one evaluation may allocate (expr's memory budget).
 	MemoryBudget = 100_000
+	// MaxSource caps the length of one expression's source, in bytes.
+	MaxSource = 16 << 10
+	// MaxDepth caps how deep the brackets ( [ { of one expression nest.
+	// expr's parser recurses once per bracket before it counts a node, so
+	// MaxNodes cannot stop deep nesting: it would overflow the stack first.
+	MaxDepth = 64
 )
 
 // RuleSet is a compiled, immutable rule set. It is safe for concurrent use;
@@ -154,6 +162,10 @@ func Compile(doc *config.Document, version int64) (*RuleSet, error) {
 		if gc, ok := doc.Groups[g]; ok && gc.ContinueOnError != nil {
 			r.stopOnErr = !*gc.ContinueOnError
 		}
+		if l, c, msg := sourceLimits(cr.When); msg != "" {
+			fail(cr.WhenPos.At(l, c), "when: %s", msg)
+			continue
+		}
 		prog, err := expr.Compile(cr.When, opts(expr.AsBool())...)
 		if err != nil {
 			l, c, msg := exprErr(err)
@@ -171,16 +183,22 @@ func Compile(doc *config.Document, version int64) (*RuleSet, error) {
 				if adMetrics[v] {
 					src = "ad." + v
 				}
-				p, err := expr.Compile(src, opts()...)
-				if err != nil {
-					l, c, msg := exprErr(err)
+				l, c, msg := sourceLimits(src)
+				var p *vm.Program
+				if msg == "" {
+					var err error
+					if p, err = expr.Compile(src, opts()...); err != nil {
+						l, c, msg = exprErr(err)
+					}
+				}
+				if msg != "" {
 					pos := doc.PosOf(fmt.Sprintf("rules[%d].emit.values[%d]", i, j))
 					if pos.Line == 0 {
 						pos = cr.Pos
 					} else if l == 1 {
 						pos.Col += c - 1 // a one-line value: point into it
 					}
-					fail(pos, "emit value %q: %s", v, msg)
+					fail(pos, "emit value %s: %s", quoteShort(v), msg)
 					continue
 				}
 				r.values = append(r.values, namedProg{name: v, prog: p})
@@ -214,6 +232,87 @@ func Compile(doc *config.Document, version int64) (*RuleSet, error) {
 		}
 	}
 	return rs, nil
+}
+
+// sourceLimits checks an expression's source against MaxSource and
+// MaxDepth before expr parses it, in one pass that skips string literals
+// and comments. It returns the line and column (from 1, in runes, as expr
+// counts them) of the problem and what it is, or an empty message.
+func sourceLimits(src string) (line, col int, msg string) {
+	if len(src) > MaxSource {
+		return 1, 1, fmt.Sprintf("the expression is %d bytes long; at most %d are allowed", len(src), MaxSource)
+	}
+	const (
+		code = iota
+		quoted
+		raw
+		lineComment
+		blockComment
+	)
+	state, quote, escaped, depth := code, rune(0), false, 0
+	line, col = 1, 0
+	for i, r := range src {
+		col++
+		switch state {
+		case code:
+			switch r {
+			case '"', '\'':
+				state, quote = quoted, r
+			case '`':
+				state = raw
+			case '/':
+				if strings.HasPrefix(src[i+1:], "/") {
+					state = lineComment
+				} else if strings.HasPrefix(src[i+1:], "*") {
+					state = blockComment
+				}
+			case '(', '[', '{':
+				if depth++; depth > MaxDepth {
+					return line, col, fmt.Sprintf("brackets nest more than %d deep", MaxDepth)
+				}
+			case ')', ']', '}':
+				depth = max(depth-1, 0)
+			}
+		case quoted:
+			switch {
+			case escaped:
+				escaped = false
+			case r == '\\':
+				escaped = true
+			case r == quote:
+				state = code
+			}
+		case raw:
+			if r == '`' {
+				state = code
+			}
+		case lineComment:
+			if r == '\n' {
+				state = code
+			}
+		case blockComment:
+			// The / that opened the comment cannot close it: "/*/" is open.
+			if r == '/' && i > 0 && src[i-1] == '*' && !strings.HasSuffix(src[:i], "/*") {
+				state = code
+			}
+		}
+		if r == '\n' {
+			line, col = line+1, 0
+		}
+	}
+	return 0, 0, ""
+}
+
+// quoteShort quotes s for an error message, cut after 64 bytes.
+func quoteShort(s string) string {
+	if len(s) <= 64 {
+		return strconv.Quote(s)
+	}
+	cut := 64
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + fmt.Sprintf("... (%d bytes)", len(s))
 }
 
 var snippetLine = regexp.MustCompile(`\s*\(\d+:\d+\)$`)

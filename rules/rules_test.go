@@ -96,7 +96,7 @@ rules:
 // TestExpressionSizeCapped: a huge expression is refused at load, so no rule
 // file can make a node evaluate something unbounded.
 func TestExpressionSizeCapped(t *testing.T) {
-	big := strings.Repeat("ad.clicks + ", rules.MaxNodes) + "1 > 0"
+	big := strings.Repeat("1+", rules.MaxNodes) + "1 > 0" // within MaxSource
 	_, err := compile(t, "rules:\n  - id: big\n    when: "+big+"\n    emit: {type: t}\n")
 	if err == nil || !strings.Contains(err.Error(), "exceeds maximum allowed nodes") {
 		t.Fatalf("err = %v, want the node limit", err)
