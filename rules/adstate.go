@@ -6,7 +6,9 @@ import (
 	"strings"
 )
 
-// Totals are summed deltas.
+// Totals are summed deltas. Counts saturate at the largest int64 instead
+// of wrapping: an event carries at most MaxCount of each, so only some ten
+// million events at the limit reach it.
 type Totals struct {
 	Impressions int64
 	Clicks      int64
@@ -23,6 +25,9 @@ func (t *Totals) add(ev *Event) {
 	t.Events++
 	t.Spend += ev.Spend
 	t.Revenue += ev.Revenue
+	if t.Impressions|t.Clicks|t.Conversions < 0 {
+		t.saturate()
+	}
 }
 
 func (t *Totals) addTotals(o *Totals) {
@@ -32,6 +37,21 @@ func (t *Totals) addTotals(o *Totals) {
 	t.Events += o.Events
 	t.Spend += o.Spend
 	t.Revenue += o.Revenue
+	if t.Impressions|t.Clicks|t.Conversions|t.Events < 0 {
+		t.saturate()
+	}
+}
+
+// saturate sets the counts that passed math.MaxInt64 to math.MaxInt64.
+// Counts are never negative, so the sum of two is below 1<<64, and it is
+// negative as an int64 exactly when it passed: one test after the adds
+// finds it, and add and addTotals stay small enough to inline.
+func (t *Totals) saturate() {
+	for _, c := range []*int64{&t.Impressions, &t.Clicks, &t.Conversions, &t.Events} {
+		if *c < 0 {
+			*c = math.MaxInt64
+		}
+	}
 }
 
 // Bucket holds the deltas of one ad whose ts falls in one minute.

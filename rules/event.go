@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/valyala/fastjson"
@@ -36,6 +37,26 @@ type Event struct {
 	Budget    float64
 	HasBudget bool
 }
+
+// Limits of what an event or a proposal may carry (docs/events.md). Past
+// them the record is a dead letter with the reason.
+const (
+	// MaxCount is the largest count (impressions, clicks, conversions) of
+	// one event. Ten million events at the limit still sum below int64's
+	// limit, and sums saturate there rather than wrap.
+	MaxCount = 1_000_000_000_000
+	// MaxMoney is the largest amount of money (spend, revenue, budget, a
+	// proposal's budgets) in any currency. Sums of such amounts, and budgets
+	// a rule scales by a sane change_pct, stay finite.
+	MaxMoney = 1e12
+	// MaxIDLen is the longest id, in bytes.
+	MaxIDLen = 256
+)
+
+var (
+	maxCountText = strconv.FormatFloat(MaxCount, 'g', -1, 64)
+	maxMoneyText = strconv.FormatFloat(MaxMoney, 'g', -1, 64)
+)
 
 // DecodeError says why a record is not a valid metric event. Its text is the
 // reason written to the dead-letter output.
@@ -161,7 +182,11 @@ func str(v *fastjson.Value, field string, required bool) (string, error) {
 		if len(b) == 0 && required {
 			return "", &DecodeError{Field: field, Reason: "required field empty"}
 		}
-		return unsafe.String(unsafe.SliceData(b), len(b)), nil
+		id := unsafe.String(unsafe.SliceData(b), len(b))
+		if err := checkID(field, id); err != nil {
+			return "", err
+		}
+		return id, nil
 	case fastjson.TypeNull:
 		if required {
 			return "", &DecodeError{Field: field, Reason: "required field empty"}
@@ -169,6 +194,59 @@ func str(v *fastjson.Value, field string, required bool) (string, error) {
 		return "", nil
 	}
 	return "", &DecodeError{Field: field, Reason: "must be a string, got " + v.Type().String()}
+}
+
+// checkID refuses an id longer than MaxIDLen bytes, or one that is not
+// valid UTF-8, holds a control character or U+FFFD. U+FFFD is what
+// encoders (encoding/json among them) put for invalid bytes and broken
+// surrogates, so two ids that differ only there would print, and be keyed,
+// alike.
+func checkID(field, id string) error {
+	if len(id) > MaxIDLen {
+		return &DecodeError{Field: field, Reason: "must be at most " + strconv.Itoa(MaxIDLen) + " bytes, got " + strconv.Itoa(len(id))}
+	}
+	// Ids are mostly printable ASCII: try 8 bytes at a time, the last 8
+	// overlapping the ones before, and look closer only when that fails.
+	if n := len(id); n >= 8 {
+		for i := 0; ; i = min(i+8, n-8) {
+			b := id[i : i+8] // one bounds check; the compiler makes the rest one load
+			w := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+				uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+			if !printable8(w) {
+				break
+			}
+			if i == n-8 {
+				return nil
+			}
+		}
+	}
+	for i := 0; i < len(id); {
+		c := id[i]
+		if c >= 0x20 && c < 0x7f {
+			i++
+			continue
+		}
+		r, n := rune(c), 1
+		if c >= utf8.RuneSelf {
+			r, n = utf8.DecodeRuneInString(id[i:])
+		}
+		if r < 0x20 || (r >= 0x7f && r < 0xa0) || r == utf8.RuneError {
+			return &DecodeError{Field: field, Reason: fmt.Sprintf("must be valid UTF-8 without control characters or U+FFFD, got %+q", id)}
+		}
+		i += n
+	}
+	return nil
+}
+
+// printable8 reports whether the 8 bytes of w are all printable ASCII
+// (0x20 to 0x7e), with the bit tricks of "Bit Twiddling Hacks" (haszero,
+// hasless), which are exact once no byte has its high bit set.
+func printable8(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	control := (w - 0x20*ones) &^ w & highs // a byte below 0x20
+	x := w ^ 0x7f*ones
+	del := (x - ones) &^ x & highs // a byte 0x7f
+	return w&highs|control|del == 0
 }
 
 func count(v *fastjson.Value, field string) (int64, error) {
@@ -179,13 +257,22 @@ func count(v *fastjson.Value, field string) (int64, error) {
 	if err != nil {
 		// 1e3 and 1000.0 are integers written another way; 12.5 is not.
 		f, ferr := v.Float64()
-		if ferr != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+		switch {
+		case ferr != nil || f != math.Trunc(f):
 			return 0, &DecodeError{Field: field, Reason: "count must be an integer, got " + v.String()}
+		case f < 0:
+			n = -1
+		case f > MaxCount:
+			n = MaxCount + 1
+		default:
+			n = int64(f)
 		}
-		n = int64(f)
 	}
 	if n < 0 {
-		return 0, &DecodeError{Field: field, Reason: "count must not be negative, got " + strconv.FormatInt(n, 10)}
+		return 0, &DecodeError{Field: field, Reason: "count must not be negative, got " + v.String()}
+	}
+	if n > MaxCount {
+		return 0, &DecodeError{Field: field, Reason: "count must be at most " + maxCountText + ", got " + v.String()}
 	}
 	return n, nil
 }
@@ -200,6 +287,9 @@ func money(v *fastjson.Value, field string) (float64, error) {
 	}
 	if f < 0 {
 		return 0, &DecodeError{Field: field, Reason: "money must not be negative, got " + v.String()}
+	}
+	if f > MaxMoney {
+		return 0, &DecodeError{Field: field, Reason: "money must be at most " + maxMoneyText + ", got " + v.String()}
 	}
 	return f, nil
 }
