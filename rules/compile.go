@@ -152,6 +152,16 @@ func Compile(doc *config.Document, version int64) (*RuleSet, error) {
 			groupIdx[g] = gi
 			rs.groups = append(rs.groups, g)
 		}
+		// Stage 2 reads a rule's id and action type back from its
+		// proposals, as a proposal's source and type: they must pass there.
+		if err := checkID("id", cr.ID); err != nil {
+			fail(cr.Pos, "%s", err)
+		}
+		if cr.Action != nil {
+			if err := checkID("action.type", cr.Action.Type); err != nil {
+				fail(cr.Pos, "%s", err)
+			}
+		}
 		r := &rule{
 			id: cr.ID, group: gi, stopOnErr: false,
 			active:     (cr.Enabled == nil || *cr.Enabled) && (cr.EnabledBy == "" || rs.flags[cr.EnabledBy]),

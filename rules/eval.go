@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"math"
 	"reflect"
 	"strconv"
@@ -198,6 +199,9 @@ func (e *Evaluator) propose(r *rule, st *AdState, ev *Event, in Input) (Proposal
 		}
 		old := st.Budget
 		nb := math.Round(old*(1+r.action.ChangePct/100)*100) / 100
+		if !(nb >= 0 && nb <= MaxMoney) { // NaN and infinities too
+			return p, fmt.Sprintf("budget_change: %g scaled by %g%% is %g, past the limit of money (%s)", old, r.action.ChangePct, nb, maxMoneyText)
+		}
 		p.OldBudget, p.NewBudget = &old, &nb
 	}
 	return p, ""

@@ -216,7 +216,9 @@ func insertSorted[T any](s []T, x T, ts func(T) int64) []T {
 	return slices.Insert(s, i, x)
 }
 
-// DecodeProposal parses and validates an external action proposal.
+// DecodeProposal parses and validates an action proposal: required fields
+// present, ids as an event's (checkID), budgets of a budget_change money
+// within MaxMoney.
 func DecodeProposal(data []byte) (Proposal, error) {
 	var p Proposal
 	if err := json.Unmarshal(data, &p); err != nil {
@@ -234,6 +236,14 @@ func DecodeProposal(data []byte) (Proposal, error) {
 	case p.Type == "":
 		return p, &DecodeError{Field: "type", Reason: "required field missing"}
 	}
+	for _, id := range []struct{ name, v string }{
+		{"action_id", p.ActionID}, {"account_id", p.AccountID}, {"campaign_id", p.CampaignID},
+		{"adset_id", p.AdsetID}, {"ad_id", p.AdID}, {"type", p.Type}, {"source", p.Source},
+	} {
+		if err := checkID(id.name, id.v); err != nil {
+			return p, err
+		}
+	}
 	if p.Type == "budget_change" {
 		for _, f := range []struct {
 			name string
@@ -245,6 +255,9 @@ func DecodeProposal(data []byte) (Proposal, error) {
 			}
 			if *b < 0 || math.IsNaN(*b) || math.IsInf(*b, 0) {
 				return p, &DecodeError{Field: name, Reason: fmt.Sprintf("money must be a non-negative number, got %v", *b)}
+			}
+			if *b > MaxMoney {
+				return p, &DecodeError{Field: name, Reason: fmt.Sprintf("money must be at most %s, got %v", maxMoneyText, *b)}
 			}
 		}
 	}

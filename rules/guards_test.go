@@ -1,7 +1,10 @@
 package rules_test
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/adrules/adrules/config"
@@ -293,5 +296,97 @@ func TestTinyBudgetFuzz(t *testing.T) {
 		if v.Status != "approved" || *v.FinalBudget != 0.015 {
 			t.Fatalf("%d: %s final %v, want 0.015", i, verdict(v), *v.FinalBudget)
 		}
+	}
+}
+
+// TestBudgetScalingFinite (row 6): a budget change scales the ad's budget
+// by change_pct; a scaled budget past 1e12 (or not finite) is a counted
+// rule error, never a proposal that cannot be written.
+func TestBudgetScalingFinite(t *testing.T) {
+	rs, err := compile(t, `
+rules:
+  - {id: huge, when: "true", action: {type: budget_change, change_pct: 1e300}}
+  - {id: ok, when: "true", action: {type: budget_change, change_pct: -20}}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st rules.AdState
+	ev := rules.Event{EventID: "e", TS: 1, AccountID: "a", AdID: "x", Budget: 1e12, HasBudget: true}
+	st.Apply(&ev, rules.IDHash("e"), rs.KeepMS(), rs.HorizonMS())
+	var res rules.Result
+	rs.NewEvaluator().Eval(&st, &ev, rules.Input{}, &res)
+	if _, err := json.Marshal(res.Proposals); err != nil {
+		t.Fatalf("proposals cannot be written: %v", err)
+	}
+	if len(res.Errors) != 1 || res.Errors[0].RuleID != "huge" || !strings.Contains(res.Errors[0].Err, "1e+12") {
+		t.Fatalf("errors %+v, want rule huge's new budget refused", res.Errors)
+	}
+	if len(res.Proposals) != 1 || res.Proposals[0].Source != "ok" {
+		t.Fatalf("proposals %+v, want only ok's", res.Proposals)
+	}
+}
+
+// TestDecodeProposalLimits (rows 6, 11): a proposal's budgets are money
+// (at most 1e12), its ids valid UTF-8 of at most 256 bytes, its ts a time
+// the events accept; else a dead letter with a reason. Every verdict of
+// an accepted proposal can be written.
+func TestDecodeProposalLimits(t *testing.T) {
+	base := `"action_id":"p1","ts":1793613600000,"account_id":"a","ad_id":"x","type":"budget_change"`
+	long := strings.Repeat("i", 256)
+	for _, tc := range []struct {
+		name, rec string
+		want      string // "" decodes
+	}{
+		{"budgets 1.7e308", `{` + base + `,"old_budget":1.7e308,"new_budget":1.7e308}`, "old_budget: money must be at most 1e+12, got 1.7e+308"},
+		{"new budget 1e13", `{` + base + `,"old_budget":10,"new_budget":1e13}`, "new_budget: money must be at most 1e+12, got 1e+13"},
+		{"budgets 1e12", `{` + base + `,"old_budget":1e12,"new_budget":1e12}`, ""},
+		{"invalid UTF-8 action_id", `{"action_id":"p` + "\xff" + `","ts":1,"account_id":"a","ad_id":"x","type":"pause"}`, "action_id: must be valid UTF-8"},
+		{"invalid UTF-8 account_id", `{"action_id":"p","ts":1,"account_id":"` + "\xc3" + `","ad_id":"x","type":"pause"}`, "account_id: must be valid UTF-8"},
+		{"invalid UTF-8 ad_id", `{"action_id":"p","ts":1,"account_id":"a","ad_id":"x` + "\x80" + `","type":"pause"}`, "ad_id: must be valid UTF-8"},
+		{"invalid UTF-8 adset_id", `{"action_id":"p","ts":1,"account_id":"a","adset_id":"` + "\xfe" + `","type":"pause"}`, "adset_id: must be valid UTF-8"},
+		{"invalid UTF-8 campaign_id", `{"action_id":"p","ts":1,"account_id":"a","ad_id":"x","campaign_id":"` + "\xff" + `","type":"pause"}`, "campaign_id: must be valid UTF-8"},
+		{"invalid UTF-8 type", `{"action_id":"p","ts":1,"account_id":"a","ad_id":"x","type":"pause` + "\xff" + `"}`, "type: must be valid UTF-8"},
+		{"invalid UTF-8 source", `{"action_id":"p","ts":1,"account_id":"a","ad_id":"x","type":"pause","source":"` + "\xff" + `"}`, "source: must be valid UTF-8"},
+		{"a lone surrogate", `{"action_id":"p\ud800","ts":1,"account_id":"a","ad_id":"x","type":"pause"}`, "action_id: must be valid UTF-8"},
+		{"id of 256 bytes", `{"action_id":"` + long + `","ts":1,"account_id":"a","ad_id":"x","type":"pause"}`, ""},
+		{"id of 257 bytes", `{"action_id":"p","ts":1,"account_id":"` + long + `x","ad_id":"x","type":"pause"}`, "account_id: must be at most 256 bytes, got 257"},
+		{"ts past 9999", `{"action_id":"p","ts":9223372036854775807,"account_id":"a","ad_id":"x","type":"pause"}`, "not a valid proposal"},
+		{"negative ts", `{"action_id":"p","ts":-5,"account_id":"a","ad_id":"x","type":"pause"}`, "not a valid proposal"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := rules.DecodeProposal([]byte(tc.rec))
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				rs := guardSet(t, defaultGuards)
+				v := rs.Check(&p, &rules.AccountState{})
+				if _, err := json.Marshal(v); err != nil {
+					t.Fatalf("verdict %+v cannot be written: %v", v, err)
+				}
+				return
+			}
+			var de *rules.DecodeError
+			if err == nil || !errors.As(err, &de) || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want a decode error %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestRuleIDsPassStage2: a rule's id and action type come back to stage 2
+// as a proposal's source and type, so Compile holds them to a proposal's
+// limits, not only config.Load (whose limit on ids is smaller): they are
+// refused at load, not later as dead letters of the rule set's own output.
+func TestRuleIDsPassStage2(t *testing.T) {
+	long := docWith(strings.Repeat("r", 257), "true")
+	long.Rules[0].Emit, long.Rules[0].Action = nil, &config.Action{Type: "pause"}
+	if _, err := rules.Compile(long, 1); err == nil || !strings.Contains(err.Error(), "id: must be at most 256 bytes, got 257") {
+		t.Errorf("err = %v, want the id refused", err)
+	}
+	_, err := compile(t, "rules:\n  - {id: r, when: \"true\", action: {type: \"pause\\x01\"}}\n")
+	if err == nil || !strings.Contains(err.Error(), "action.type: must be valid UTF-8") {
+		t.Errorf("err = %v, want the action type refused", err)
 	}
 }

@@ -17,11 +17,12 @@ func (t Time) MarshalJSON() ([]byte, error) {
 	return strconv.AppendQuote(nil, FormatTime(int64(t))), nil
 }
 
-// UnmarshalJSON reads RFC 3339 or integer epoch milliseconds.
+// UnmarshalJSON reads RFC 3339 or integer epoch milliseconds, from 1970 to
+// 9999 as an event's times.
 func (t *Time) UnmarshalJSON(b []byte) error {
 	if len(b) > 0 && b[0] != '"' {
 		n, err := strconv.ParseInt(string(b), 10, 64)
-		if err != nil {
+		if err != nil || n < 0 || n > maxTime {
 			return fmt.Errorf("time must be RFC 3339 or integer epoch milliseconds, got %s", b)
 		}
 		*t = Time(n)
