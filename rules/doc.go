@@ -27,6 +27,13 @@
 //
 // # Limits
 //
-// Expressions are capped at MaxNodes nodes and each evaluation at
-// MemoryBudget, so no rule file can hang a node.
+// Every input is checked against a documented limit before the expensive
+// work. An expression's source is capped at MaxSource bytes and MaxDepth
+// nested brackets before expr parses it, and at MaxNodes nodes; each
+// evaluation at MemoryBudget, and at StringBudget bytes of strings, which
+// the builtins that build strings (and + on strings) check before they
+// allocate. Events and proposals carry ids of at most MaxIDLen bytes of
+// valid UTF-8, counts up to MaxCount and money up to MaxMoney; sums of
+// counts saturate instead of wrapping. So no rule file or record can hang
+// or crash a node.
 package rules

@@ -135,12 +135,14 @@ const (
 	envEvent
 	envParams
 	envFlags
+	envBudget  // the evaluator's *budget
 	envWindows // first window; one field per window follows
 )
 
 // envType builds the typed environment rules compile against: ad, event,
-// params, flags and one field per window. Params and flags become struct
-// types, so a misspelt parameter is a compile error, not a nil at run time.
+// params, flags, the string budget and one field per window. Params and
+// flags become struct types, so a misspelt parameter is a compile error,
+// not a nil at run time.
 func envType(params map[string]any, flags map[string]bool, wins []window) (reflect.Type, error) {
 	pt, err := valueType(params)
 	if err != nil {
@@ -156,6 +158,7 @@ func envType(params map[string]any, flags map[string]bool, wins []window) (refle
 		{Name: "Event", Type: reflect.TypeOf(EventView{}), Tag: `expr:"event"`},
 		{Name: "Params", Type: pt, Tag: `expr:"params"`},
 		{Name: "Flags", Type: ft, Tag: `expr:"flags"`},
+		{Name: "Budget", Type: budgetType, Tag: reflect.StructTag(fmt.Sprintf(`expr:%q json:"-"`, budgetVar))},
 	}
 	for i, w := range wins {
 		fields = append(fields, reflect.StructField{

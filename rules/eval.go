@@ -19,6 +19,7 @@ type Evaluator struct {
 	env    any
 	base   unsafe.Pointer
 	offs   []uintptr // field offsets: ad, event, then windows
+	budget budget    // what the program running has built (StringBudget)
 	wins   []Totals
 	halted []bool
 }
@@ -41,7 +42,14 @@ func (rs *RuleSet) NewEvaluator() *Evaluator {
 	for i := range rs.env.NumField() {
 		e.offs = append(e.offs, rs.env.Field(i).Offset)
 	}
+	*(**budget)(unsafe.Add(e.base, e.offs[envBudget])) = &e.budget
 	return e
+}
+
+// run runs one program with a fresh string budget.
+func (e *Evaluator) run(p *vm.Program) (any, error) {
+	e.budget = budget{}
+	return e.vm.Run(p, e.env)
 }
 
 // Result collects what one evaluation produced. Reset it between events, or
@@ -80,7 +88,7 @@ func (e *Evaluator) Eval(st *AdState, ev *Event, in Input, res *Result) {
 				continue
 			}
 		}
-		out, err := e.vm.Run(r.prog, e.env)
+		out, err := e.run(r.prog)
 		if err != nil {
 			e.fail(r, ev, res, err.Error())
 			continue
@@ -124,7 +132,7 @@ func (e *Evaluator) decide(r *rule, st *AdState, ev *Event, in Input) Decision {
 	if len(r.values) > 0 {
 		d.Values = make(map[string]any, len(r.values))
 		for _, v := range r.values {
-			out, err := e.vm.Run(v.prog, e.env)
+			out, err := e.run(v.prog)
 			if err != nil {
 				out = "error: " + err.Error()
 			}
@@ -153,7 +161,7 @@ func (e *Evaluator) explain(l *explainLeaf) string {
 }
 
 func (e *Evaluator) show(p *vm.Program) string {
-	out, err := e.vm.Run(p, e.env)
+	out, err := e.run(p)
 	if err != nil {
 		return "error"
 	}

@@ -2,6 +2,7 @@ package rules_test
 
 import (
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -75,5 +76,93 @@ func TestExpressionLimitsPosition(t *testing.T) {
 	want := "rules.yaml:3:92: rule deep: when: brackets nest more than 64 deep"
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("err = %v, want %s", err, want)
+	}
+}
+
+// TestStringBudget (row 7): string-building builtins and + on strings check
+// what they would allocate against a byte budget per evaluation before
+// allocating, so a rule that passes check cannot run a node out of memory.
+// Each rule below is a counted rule error, and the evaluation allocates
+// less than 8 MiB, most of it what expr's MemoryBudget allows (before:
+// 10 MiB to 100 GB).
+func TestStringBudget(t *testing.T) {
+	for _, when := range []string{
+		`len(repeat(repeat("x", 99999), 1000000)) > 0`, // the issue's rule
+		`len(repeat(repeat("x", 1000), 20000)) > 0`,
+		`let s = repeat("x", 60000); let a = s + s; let b = a + a; let c = b + b; let d = c + c; let e = d + d; let f = e + e; let g = f + f; let h = g + g; len(h) > 0`,
+		`let s = repeat("x", 1000); len(join(map(1..40000, s), "")) > 0`,
+		`let s = repeat("x", 1000); len(join(map(1..40000, s))) > 0`,
+		`let s = repeat("a", 50000); len(replace(replace(replace(s, "a", "aaaaaaaaaa"), "a", "aaaaaaaaaa"), "a", "aaaaaaaaaa")) > 0`,
+		`let s = repeat("x", 1000); len(toJSON(map(1..40000, s))) > 0`,
+		`let s = repeat("x", 1000); len(string(map(1..40000, s))) > 0`,
+		`let s = repeat("x", 90000); len(toBase64(toBase64(toBase64(toBase64(toBase64(toBase64(toBase64(toBase64(toBase64(toBase64(toBase64(toBase64(toBase64(toBase64(toBase64(s)))))))))))))))) > 0`,
+		`let s = repeat("x", 90000); ` + strings.Repeat(`len(split(s, "")) + len(splitAfter(s, "")) + `, 5) + `0 > 0`,
+		`let s = repeat("x", 90000); ` + strings.Repeat("len(upper(s)) + len(lower(s)) + ", 120) + `0 > 0`,
+		`let a = 1..90000; len(concat(a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a)) > 0`,
+		`let a = 1..90000; len(flatten([a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a])) > 0`,
+		`let s = repeat("x", 60000); let a = [s, s]; let b = [a, a]; let c = [b, b]; let d = [c, c]; let e = [d, d]; let f = [e, e]; let g = [f, f]; let h = [g, g]; len(toJSON(h)) > 0`,
+	} {
+		t.Run(when[:min(len(when), 60)], func(t *testing.T) {
+			rs, err := rules.Compile(docWith("hog", when), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var st rules.AdState
+			ev := rules.Event{EventID: "e", TS: 1, AccountID: "a", AdID: "x", Impressions: 1}
+			st.Apply(&ev, rules.IDHash("e"), rs.KeepMS(), rs.HorizonMS())
+			e := rs.NewEvaluator()
+			var res rules.Result
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			e.Eval(&st, &ev, rules.Input{}, &res)
+			runtime.ReadMemStats(&after)
+			if len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Err, "budget") {
+				t.Fatalf("errors = %+v, decisions %d: want one over its budget", res.Errors, len(res.Decisions))
+			}
+			if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
+				t.Fatalf("the evaluation allocated %d bytes", n)
+			}
+		})
+	}
+}
+
+// TestStringFunctions: within the budget, the budgeted functions and + on
+// strings give what expr's own give, and type errors stay compile errors.
+func TestStringFunctions(t *testing.T) {
+	doc := docWith("s", `
+		repeat("ab", 3) == "ababab" && ("ab" | repeat(2)) == "abab" &&
+		event.ad_id + "_" + event.account_id == "x_a" &&
+		join(["a", "b"], ",") == "a,b" && join(["a", "b"]) == "ab" && join(params.list, "-") == "p-q" &&
+		params.list[0] + "!" == "p!" && params.list[0] + params.list[1] == "pq" && params.n + 1 == 3 &&
+		upper("abc") == "ABC" && lower("ABC") == "abc" &&
+		replace("aXbX", "X", "yy") == "ayybyy" && replace("aXbX", "X", "y", 1) == "aybX" &&
+		split("a,b,c", ",") == ["a", "b", "c"] && split("a,b,c", ",", 2) == ["a", "b,c"] &&
+		splitAfter("a,b", ",") == ["a,", "b"] &&
+		toJSON([1, "x"]) == "[\n  1,\n  \"x\"\n]" && toJSON({a: 1.5}) == "{\n  \"a\": 1.5\n}" &&
+		string(1) == "1" && string([1, 2]) == "[1 2]" && string("s") == "s" &&
+		toBase64("hi") == "aGk=" && fromBase64("aGk=") == "hi" &&
+		concat([1], [2, 3]) == [1, 2, 3] && flatten([[1], [2, [3]]]) == [1, 2, 3] &&
+		len(toJSON(ad)) > 0 && len(string(event)) > 0 && len(string(date("2026-01-01"))) > 0 &&
+		1 + 2 == 3 && 1.5 + 2 == 3.5`)
+	doc.Params = map[string]any{"list": []any{"p", "q"}, "n": 2}
+	rs, err := rules.Compile(doc, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st rules.AdState
+	ev := rules.Event{EventID: "e", TS: 1, AccountID: "a", AdID: "x", Impressions: 1}
+	st.Apply(&ev, rules.IDHash("e"), rs.KeepMS(), rs.HorizonMS())
+	var res rules.Result
+	rs.NewEvaluator().Eval(&st, &ev, rules.Input{}, &res)
+	if len(res.Errors) > 0 || len(res.Decisions) != 1 {
+		t.Fatalf("errors %+v, decisions %d: want the rule to fire", res.Errors, len(res.Decisions))
+	}
+	for _, when := range []string{
+		`repeat(1, 2) == ""`, `upper(1) == ""`, `len(join(1)) > 0`, `"a" + 1 == "a1"`,
+		`len(concat(1, [2])) > 0`, `len(replace("a", "b")) > 0`, `len(toBase64(1)) > 0`,
+	} {
+		if _, err := rules.Compile(docWith("s", when), 1); err == nil {
+			t.Errorf("%s compiled", when)
+		}
 	}
 }
