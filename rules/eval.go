@@ -1,11 +1,13 @@
 package rules
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/expr-lang/expr/vm"
@@ -131,20 +133,42 @@ func (e *Evaluator) decide(r *rule, st *AdState, ev *Event, in Input) Decision {
 	}
 	if len(r.values) > 0 {
 		d.Values = make(map[string]any, len(r.values))
+		room := maxValuesBytes
 		for _, v := range r.values {
 			out, err := e.run(v.prog)
 			if err != nil {
 				out = "error: " + err.Error()
 			}
-			d.Values[v.name] = jsonValue(out)
+			var n int
+			d.Values[v.name], n = jsonValue(out, room)
+			room -= n
 		}
 	}
 	d.Explain = make([]string, 0, len(r.explain))
-	for _, l := range r.explain {
-		d.Explain = append(d.Explain, e.explain(&l))
+	room := maxExplainBytes
+	for i := range r.explain {
+		line := e.explain(&r.explain[i])
+		if room -= len(line); room < 0 {
+			d.Explain = append(d.Explain, fmt.Sprintf("... %d more left out: explain holds at most %d bytes", len(r.explain)-i, maxExplainBytes))
+			break
+		}
+		d.Explain = append(d.Explain, line)
 	}
 	return d
 }
+
+// What one decision may hold, so that it always fits a Kafka record (the
+// broker's limit is 1 MB by default) with room to spare.
+const (
+	// maxValuesBytes caps the JSON of a decision's values: a value past
+	// what is left is written as an error.
+	maxValuesBytes = 64 << 10
+	// maxExplainBytes caps a decision's explain lines: the lines past it
+	// are left out, and a last line says how many.
+	maxExplainBytes = 64 << 10
+	// maxShownBytes caps one value shown in an explain line.
+	maxShownBytes = 256
+)
 
 // explain renders one sub-condition as "left value op right value result",
 // e.g. "ad.ctr 0.0345 > 0.03 true".
@@ -165,6 +189,7 @@ func (e *Evaluator) show(p *vm.Program) string {
 	if err != nil {
 		return "error"
 	}
+	var s string
 	switch v := out.(type) {
 	case float64:
 		return strconv.FormatFloat(v, 'g', 6, 64)
@@ -173,24 +198,64 @@ func (e *Evaluator) show(p *vm.Program) string {
 	case bool:
 		return strconv.FormatBool(v)
 	case string:
+		if len(v) > maxShownBytes {
+			return strconv.Quote(cut(v, maxShownBytes)) + fmt.Sprintf("... (%d bytes)", len(v))
+		}
 		return strconv.Quote(v)
+	default:
+		b, _ := json.Marshal(out)
+		s = string(b)
 	}
-	b, _ := jsonMarshal(out)
-	return string(b)
+	if len(s) > maxShownBytes {
+		return cut(s, maxShownBytes) + fmt.Sprintf("... (%d bytes)", len(s))
+	}
+	return s
 }
 
-// jsonValue keeps values JSON can write: NaN and infinities become nil.
-// Strings are cloned: they may share a decoder's memory.
-func jsonValue(v any) any {
+// cut returns s cut to at most n bytes, at a rune's start.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// jsonValue returns v as a decision writes it, and the bytes it takes, at
+// most room: NaN and infinities become nil; strings are cloned (they may
+// share a decoder's memory); anything else is encoded here, as
+// json.RawMessage. A value that JSON cannot write, or larger than room, is
+// written as an error instead.
+func jsonValue(v any, room int) (any, int) {
 	switch x := v.(type) {
+	case nil:
+		return nil, 4
+	case bool, int:
+		return v, 20
 	case float64:
 		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return nil
+			return nil, 4
 		}
+		return v, 24
 	case string:
-		return strings.Clone(x)
+		if n := 6*len(x) + 2; n <= room { // JSON writes a byte in at most 6
+			return strings.Clone(x), n
+		}
 	}
-	return v
+	b, err := json.Marshal(v)
+	switch {
+	case err != nil:
+		return "error: " + err.Error(), len(err.Error()) + 16
+	case len(b) > room:
+		msg := fmt.Sprintf("error: a value of %d bytes, and only %d are left of the %d a decision's values may take", len(b), max(room, 0), maxValuesBytes)
+		return msg, len(msg) + 2
+	}
+	if _, ok := v.(string); ok {
+		return strings.Clone(v.(string)), len(b)
+	}
+	return json.RawMessage(b), len(b)
 }
 
 func (e *Evaluator) propose(r *rule, st *AdState, ev *Event, in Input) (Proposal, string) {

@@ -1,7 +1,9 @@
 package rules_test
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -164,5 +166,47 @@ func TestStringFunctions(t *testing.T) {
 		if _, err := rules.Compile(docWith("s", when), 1); err == nil {
 			t.Errorf("%s compiled", when)
 		}
+	}
+}
+
+// TestDecisionsAlwaysWritable: whatever its values and explain hold, a
+// decision can be written as JSON and fits a Kafka record with room to
+// spare. Before, a value holding an infinity or a map of groupBy could not
+// be written (json: unsupported value: +Inf), which stopped the node, and
+// values or explain lines of many kilobytes each made a record larger than
+// the broker takes.
+func TestDecisionsAlwaysWritable(t *testing.T) {
+	big := `repeat("x", 90000)`
+	when := strings.Repeat(`event.ad_id != params.s && `, 240) + `true`
+	doc := docWith("r", when, "[1e308 * 10]", "groupBy([1, 2], # > 1)", "ad", "1..90000",
+		big, big+` + ""`, `upper(`+big+`)`, `[`+big+`]`, `{a: `+big+`}`, "ctr", "1.5", `"short"`)
+	doc.Params = map[string]any{"s": strings.Repeat("s", 90000)}
+	rs, err := rules.Compile(doc, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st rules.AdState
+	ev := rules.Event{EventID: "e", TS: 1, AccountID: "a", AdID: "x", Impressions: 1}
+	st.Apply(&ev, rules.IDHash("e"), rs.KeepMS(), rs.HorizonMS())
+	var res rules.Result
+	rs.NewEvaluator().Eval(&st, &ev, rules.Input{}, &res)
+	if len(res.Decisions) != 1 {
+		t.Fatalf("decisions %d, errors %+v", len(res.Decisions), res.Errors)
+	}
+	d := res.Decisions[0]
+	b, err := json.Marshal(d)
+	if err != nil {
+		t.Fatalf("the decision cannot be written: %v", err)
+	}
+	if len(b) > 256<<10 {
+		t.Fatalf("the decision is %d bytes", len(b))
+	}
+	for name, want := range map[string]string{"ctr": "0", "1.5": "1.5", `"short"`: "short", "[1e308 * 10]": "error: "} {
+		if got := fmt.Sprint(d.Values[name]); !strings.HasPrefix(got, want) {
+			t.Errorf("value %s = %q, want %q", name, got, want)
+		}
+	}
+	if last := d.Explain[len(d.Explain)-1]; !strings.Contains(last, "left out") {
+		t.Errorf("explain ends with %.100q, want a line saying what was left out", last)
 	}
 }

@@ -105,5 +105,3 @@ func ID(parts ...string) string {
 	var sum [sha256.Size]byte
 	return hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
