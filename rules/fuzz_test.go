@@ -1,8 +1,11 @@
 package rules_test
 
 import (
+	"encoding/json"
 	"math"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/adrules/adrules/config"
 	"github.com/adrules/adrules/rules"
@@ -17,6 +20,12 @@ func FuzzDecode(f *testing.F) {
 		`{"event_id":"e","ts":1793613600000,"account_id":"a","ad_id":"x","impressions":1e3,"clicks":0,"spend":0,"revenue":2,"created_at":"2026-11-01T10:00:00.5+02:00","budget":10}`,
 		`{"event_id":"e","ts":"x","account_id":"a","ad_id":"x","impressions":-1,"clicks":0.5,"spend":"NaN"}`,
 		`[1]`, `not json`, `{}`, `{"ts":null}`,
+		// Issue 11: a budget that scaled to +Inf (row 6), invalid UTF-8
+		// in ids (row 11), counts whose sums wrapped (row 12).
+		`{"event_id":"e","ts":1,"account_id":"a","ad_id":"x","impressions":1,"clicks":0,"spend":1,"budget":1.7e308}`,
+		"{\"event_id\":\"e\",\"ts\":1,\"account_id\":\"a\",\"ad_id\":\"x\xff\",\"impressions\":1,\"clicks\":0,\"spend\":1}",
+		`{"event_id":"e","ts":1,"account_id":"a\ud800\u0041","ad_id":"x","impressions":1,"clicks":0,"spend":1}`,
+		`{"event_id":"e","ts":1,"account_id":"a","ad_id":"x","impressions":9223372036854775807,"clicks":9223372036854775807,"spend":0}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -29,19 +38,29 @@ func FuzzDecode(f *testing.F) {
 		if ev.EventID == "" || ev.AdID == "" || ev.AccountID == "" {
 			t.Fatalf("accepted an empty required id: %+v", ev)
 		}
+		for _, id := range []string{ev.EventID, ev.AccountID, ev.AdID, ev.CampaignID, ev.AdsetID, ev.VideoID} {
+			if len(id) > rules.MaxIDLen || !utf8.ValidString(id) || strings.ContainsRune(id, utf8.RuneError) {
+				t.Fatalf("accepted a bad id %q: %+v", id, ev)
+			}
+		}
 		if ev.Impressions < 0 || ev.Clicks < 0 || ev.Conversions < 0 || ev.TS < 0 || ev.CreatedAt < 0 {
 			t.Fatalf("accepted a negative count or time: %+v", ev)
 		}
+		if max(ev.Impressions, ev.Clicks, ev.Conversions) > rules.MaxCount {
+			t.Fatalf("accepted a count past MaxCount: %+v", ev)
+		}
 		for _, m := range []float64{ev.Spend, ev.Revenue, ev.Budget} {
-			if m < 0 || math.IsNaN(m) || math.IsInf(m, 0) {
+			if m < 0 || math.IsNaN(m) || math.IsInf(m, 0) || m > rules.MaxMoney {
 				t.Fatalf("accepted bad money: %+v", ev)
 			}
 		}
 	})
 }
 
-// FuzzCompileEval: any expression either fails to compile with an error, or
-// compiles and evaluates without panicking, within its memory budget.
+// FuzzCompileEval: any expression, as a when or as an emit value, either
+// fails to compile with an error, or compiles and evaluates without
+// panicking, within its memory and string budgets, to decisions that can be
+// written.
 func FuzzCompileEval(f *testing.F) {
 	for _, s := range []string{
 		"ad.ctr > 0.03 || ad.roas > params.t",
@@ -51,6 +70,16 @@ func FuzzCompileEval(f *testing.F) {
 		"ad.impressions % event.clicks == 0",
 		"flags.f ? ad.cpa < 5 : ad.cpm > 1",
 		"now() > 0",
+		// Issue 11: nesting that overflowed expr's parser (row 1), strings
+		// that ran a node out of memory (row 7).
+		strings.Repeat("(", 524248) + "true" + strings.Repeat(")", 524248),
+		strings.Repeat("[", 5000) + strings.Repeat("]", 5000),
+		`len(repeat(repeat("x", 99999), 1000000)) > 0`,
+		`let s = repeat("x", 60000); let a = s + s; let b = a + a; len(b + b) > 0`,
+		`let s = repeat("x", 1000); len(toJSON(map(1..40000, s))) > 0`,
+		`let a = 1..90000; len(concat(a, a, a, a)) > 0`,
+		"[1e308 * 10]",
+		"groupBy([1, 2], # > 1)",
 	} {
 		f.Add(s)
 	}
@@ -61,17 +90,35 @@ func FuzzCompileEval(f *testing.F) {
 			Rules:   []config.Rule{{ID: "r", When: when, Emit: &config.Emit{Type: "t", Values: []string{"ctr"}}}},
 		}
 		doc.Defaults()
-		rs, err := rules.Compile(doc, 1)
-		if err != nil {
-			return
+		if rs, err := rules.Compile(doc, 1); err == nil {
+			res := evalOnce(rs)
+			if len(res.Decisions)+len(res.Errors) > 1 {
+				t.Fatalf("one rule produced %d decisions and %d errors", len(res.Decisions), len(res.Errors))
+			}
+			writable(t, res)
 		}
-		var st rules.AdState
-		ev := rules.Event{EventID: "e", TS: 1793613600000, AccountID: "a", AdID: "ad_1", Impressions: 100, Clicks: 3, Spend: 2}
-		st.Apply(&ev, rules.IDHash("e"), rs.KeepMS(), rs.HorizonMS())
-		var res rules.Result
-		rs.NewEvaluator().Eval(&st, &ev, rules.Input{}, &res)
-		if len(res.Decisions)+len(res.Errors) > 1 {
-			t.Fatalf("one rule produced %d decisions and %d errors", len(res.Decisions), len(res.Errors))
+		// The same expression as an emit value: a decision can always be
+		// written, whatever its values.
+		doc.Rules[0].When, doc.Rules[0].Emit.Values = "true", []string{when}
+		if rs, err := rules.Compile(doc, 1); err == nil {
+			writable(t, evalOnce(rs))
 		}
 	})
+}
+
+func evalOnce(rs *rules.RuleSet) rules.Result {
+	var st rules.AdState
+	ev := rules.Event{EventID: "e", TS: 1793613600000, AccountID: "a", AdID: "ad_1", Impressions: 100, Clicks: 3, Spend: 2}
+	st.Apply(&ev, rules.IDHash("e"), rs.KeepMS(), rs.HorizonMS())
+	var res rules.Result
+	rs.NewEvaluator().Eval(&st, &ev, rules.Input{}, &res)
+	return res
+}
+
+func writable(t *testing.T, res rules.Result) {
+	for _, d := range res.Decisions {
+		if b, err := json.Marshal(d); err != nil || len(b) > 256<<10 {
+			t.Fatalf("a decision of %d bytes, or not written: %v", len(b), err)
+		}
+	}
 }
