@@ -163,6 +163,11 @@ func Compile(doc *config.Document, version int64) (*RuleSet, error) {
 				fail(cr.Pos, "%s", err)
 			}
 		}
+		if cr.Emit != nil { // a decision's type: held to the same, so it stays small
+			if err := checkID("emit.type", cr.Emit.Type); err != nil {
+				fail(cr.Pos, "%s", err)
+			}
+		}
 		r := &rule{
 			id: cr.ID, group: gi, stopOnErr: false,
 			active:     (cr.Enabled == nil || *cr.Enabled) && (cr.EnabledBy == "" || rs.flags[cr.EnabledBy]),

@@ -134,7 +134,11 @@ func (e *Evaluator) decide(r *rule, st *AdState, ev *Event, in Input) Decision {
 	if len(r.values) > 0 {
 		d.Values = make(map[string]any, len(r.values))
 		room := maxValuesBytes
-		for _, v := range r.values {
+		for i, v := range r.values {
+			if room -= 6*len(v.name) + 4; room < 0 { // the key, escaped, quoted, and ":" ","
+				d.Values["..."] = fmt.Sprintf("%d more left out: values hold at most %d bytes", len(r.values)-i, maxValuesBytes)
+				break
+			}
 			out, err := e.run(v.prog)
 			if err != nil {
 				out = "error: " + err.Error()
@@ -161,7 +165,8 @@ func (e *Evaluator) decide(r *rule, st *AdState, ev *Event, in Input) Decision {
 // broker's limit is 1 MB by default) with room to spare.
 const (
 	// maxValuesBytes caps the JSON of a decision's values: a value past
-	// what is left is written as an error.
+	// what is left is written as an error, and when even a key does not
+	// fit, the rest are left out, under the key "...".
 	maxValuesBytes = 64 << 10
 	// maxExplainBytes caps a decision's explain lines: the lines past it
 	// are left out, and a last line says how many.
@@ -247,7 +252,8 @@ func jsonValue(v any, room int) (any, int) {
 	b, err := json.Marshal(v)
 	switch {
 	case err != nil:
-		return "error: " + err.Error(), len(err.Error()) + 16
+		msg := "error: " + err.Error()
+		return msg, 6*len(msg) + 2
 	case len(b) > room:
 		msg := fmt.Sprintf("error: a value of %d bytes, and only %d are left of the %d a decision's values may take", len(b), max(room, 0), maxValuesBytes)
 		return msg, len(msg) + 2

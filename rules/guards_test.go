@@ -379,6 +379,7 @@ func TestDecodeProposalLimits(t *testing.T) {
 // as a proposal's source and type, so Compile holds them to a proposal's
 // limits, not only config.Load (whose limit on ids is smaller): they are
 // refused at load, not later as dead letters of the rule set's own output.
+// An emit type is held to the same limits.
 func TestRuleIDsPassStage2(t *testing.T) {
 	long := docWith(strings.Repeat("r", 257), "true")
 	long.Rules[0].Emit, long.Rules[0].Action = nil, &config.Action{Type: "pause"}
@@ -388,5 +389,10 @@ func TestRuleIDsPassStage2(t *testing.T) {
 	_, err := compile(t, "rules:\n  - {id: r, when: \"true\", action: {type: \"pause\\x01\"}}\n")
 	if err == nil || !strings.Contains(err.Error(), "action.type: must be valid UTF-8") {
 		t.Errorf("err = %v, want the action type refused", err)
+	}
+	// A decision's type too, so that a decision stays small.
+	_, err = compile(t, "rules:\n  - {id: r, when: \"true\", emit: {type: "+strings.Repeat("t", 257)+"}}\n")
+	if err == nil || !strings.Contains(err.Error(), "emit.type: must be at most 256 bytes, got 257") {
+		t.Errorf("err = %v, want the emit type refused", err)
 	}
 }

@@ -209,4 +209,22 @@ func TestDecisionsAlwaysWritable(t *testing.T) {
 	if last := d.Explain[len(d.Explain)-1]; !strings.Contains(last, "left out") {
 		t.Errorf("explain ends with %.100q, want a line saying what was left out", last)
 	}
+
+	// Many values with long names: the keys count too.
+	var values []string
+	for i := range 300 {
+		values = append(values, fmt.Sprint(i)+strings.Repeat(" ", 1000))
+	}
+	rs, err = rules.Compile(docWith("r", "true", values...), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = rules.Result{}
+	rs.NewEvaluator().Eval(&st, &ev, rules.Input{}, &res)
+	if b, err = json.Marshal(res.Decisions[0]); err != nil || len(b) > 256<<10 {
+		t.Fatalf("a decision of %d bytes (%v)", len(b), err)
+	}
+	if v := fmt.Sprint(res.Decisions[0].Values["..."]); !strings.Contains(v, "left out") {
+		t.Errorf(`values["..."] = %q, want what was left out`, v)
+	}
 }
