@@ -16,6 +16,26 @@
 // partition's next offset in one Pebble batch, so the state and the offset
 // can never disagree.
 //
+// # Memory follows the active ads
+//
+// With EvictAfter, each Commit sweeps a slice of the ads and accounts held
+// in memory (a few hundred, plus twice as many as it wrote) and drops those
+// whose newest event lies further behind the partition's event time than
+// the rule set looks back; the next use of one reloads it. Evicting happens
+// only right after a commit, when nothing is dirty, so it changes no state
+// and no result, only memory.
+//
+// It deletes nothing from Pebble. An ad's meta record holds its lifetime
+// totals and its once marks, needed for as long as the ad may report. Its
+// buckets within the longest window plus the dedupe horizon of its own
+// newest event, and its ids within the horizon, are what a late event of
+// that ad reads, and such an event is accepted however far behind the
+// partition's event time it arrives. What lies behind those (at most 15
+// buckets and 15 ids, which expiry deletes in batches of 16) is deleted at
+// the ad's next event, as before; deleting it at eviction would make what
+// a later rule set with longer windows sees depend on when batches were
+// cut. An account's record likewise stays.
+//
 // # Keys are grouped by partition
 //
 // Every key of a partition shares its prefix, and every key of an ad shares

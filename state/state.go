@@ -55,8 +55,8 @@ func (d *DB) Close() error { return d.db.Close() }
 // use two Partitions of the same topic and partition at once.
 func (d *DB) Partition(topic string, partition int32) (*Partition, error) {
 	p := &Partition{
-		db: d, prefix: partitionPrefix(topic, partition), offset: -1, evTime: math.MinInt64,
-		ads: map[string]*rules.AdState{}, accounts: map[string]*rules.AccountState{},
+		db: d, prefix: partitionPrefix(topic, partition), offset: -1, evTime: math.MinInt64, latest: math.MinInt64,
+		ads: newResident[rules.AdState](), accounts: newResident[rules.AccountState](),
 	}
 	for _, x := range []struct {
 		kind byte
@@ -104,8 +104,8 @@ type Partition struct {
 	db       *DB
 	prefix   []byte
 	offset   int64
-	ads      map[string]*rules.AdState
-	accounts map[string]*rules.AccountState
+	ads      *resident[rules.AdState]
+	accounts *resident[rules.AccountState]
 	touched  []*rules.AdState
 	accts    []*rules.AccountState
 	acctSeen map[*rules.AccountState]bool
@@ -114,6 +114,12 @@ type Partition struct {
 	// the last SetEventTime; committedEvTime as of the last Commit.
 	evTime, committedEvTime int64
 	queue                   *rules.Queue
+	// adMS and accountMS are how long an ad or account stays in memory
+	// once silent (EvictAfter); latest is the largest MaxTS of an ad or
+	// account committed, so that a partition whose event time nobody sets
+	// (stage 2) still has a clock to measure silence by.
+	adMS, accountMS int64
+	latest          int64
 }
 
 // Offset returns the next offset to process, or -1.
@@ -166,16 +172,18 @@ func (p *Partition) Queue() (*rules.Queue, error) {
 	return q, nil
 }
 
-// Ad returns an ad's state, loading it from Pebble on first use.
+// Ad returns an ad's state, loading it from Pebble on first use. The state
+// returned is the caller's until the next Commit, which may evict it
+// (EvictAfter); after that the caller asks again.
 func (p *Partition) Ad(adID string) (*rules.AdState, error) {
-	st, ok := p.ads[adID]
+	st, ok := p.ads.byID[adID]
 	if !ok {
 		var err error
 		adID = strings.Clone(adID) // the caller's string may share a decoder's memory
 		if st, err = p.loadAd(adID); err != nil {
 			return nil, err
 		}
-		p.ads[adID] = st
+		p.ads.add(adID, st)
 	}
 	if !st.Dirty.Listed {
 		st.Dirty.Listed = true
@@ -184,16 +192,17 @@ func (p *Partition) Ad(adID string) (*rules.AdState, error) {
 	return st, nil
 }
 
-// Account returns an account's stage-2 state, loading it on first use.
+// Account returns an account's stage-2 state, loading it on first use; like
+// Ad's, it is the caller's until the next Commit.
 func (p *Partition) Account(accountID string) (*rules.AccountState, error) {
-	st, ok := p.accounts[accountID]
+	st, ok := p.accounts.byID[accountID]
 	if !ok {
 		var err error
 		accountID = strings.Clone(accountID)
 		if st, err = p.loadAccount(accountID); err != nil {
 			return nil, err
 		}
-		p.accounts[accountID] = st
+		p.accounts.add(accountID, st)
 	}
 	if p.acctSeen == nil {
 		p.acctSeen = map[*rules.AccountState]bool{}
@@ -206,15 +215,18 @@ func (p *Partition) Account(accountID string) (*rules.AccountState, error) {
 }
 
 // Commit writes every changed ad and account and the next offset in one
-// Pebble batch.
+// Pebble batch; then it evicts from memory some of the ads and accounts
+// silent for long enough (EvictAfter).
 func (p *Partition) Commit(next int64) error {
 	b := p.db.db.NewBatch()
 	defer b.Close()
+	adScan, acctScan := evictScan+2*len(p.touched), evictScan+2*len(p.accts)
 	for _, st := range p.touched {
 		if err := p.writeAd(b, st); err != nil {
 			return err
 		}
 		st.Dirty = rules.Dirty{}
+		p.latest = max(p.latest, st.MaxTS)
 	}
 	p.touched = p.touched[:0]
 	for _, st := range p.accts {
@@ -222,6 +234,7 @@ func (p *Partition) Commit(next int64) error {
 		if err := b.Set(p.accountKey(st.AccountID), p.buf, nil); err != nil {
 			return err
 		}
+		p.latest = max(p.latest, st.MaxTS)
 	}
 	p.accts = p.accts[:0]
 	clear(p.acctSeen)
@@ -243,7 +256,48 @@ func (p *Partition) Commit(next int64) error {
 	if p.queue != nil {
 		p.queue.Clean()
 	}
+	p.evict(adScan, acctScan)
 	return nil
+}
+
+// EvictAfter makes every Commit drop from memory the ads whose newest event
+// lies more than adMS behind the partition's event time, and the accounts
+// whose newest approval lies more than accountMS behind it. 0 or less, the
+// default, keeps them for as long as the Partition lives.
+//
+// Evicting changes nothing but memory: an ad or account is evicted only
+// right after a commit wrote all of it, so it reloads from Pebble, on its
+// next use, as it was (an ad's event ids in ts order rather than arrival
+// order, which no result depends on). Nothing is deleted from Pebble: see
+// the package doc. The engine passes how far back its rule set looks
+// (engine.Evicter), so an evicted ad is read again only if it reports
+// again.
+func (p *Partition) EvictAfter(adMS, accountMS int64) { p.adMS, p.accountMS = adMS, accountMS }
+
+// evictScan is how many ads (and accounts) each Commit looks at for
+// eviction, besides twice as many as it wrote: the sweep outruns the
+// loading of new ones, however small the batches, and costs each commit
+// work in proportion to its own.
+const evictScan = 256
+
+// evict looks at the next adScan ads and acctScan accounts held in memory,
+// where the last commit's sweep stopped, and evicts those silent for
+// longer than EvictAfter says.
+func (p *Partition) evict(adScan, acctScan int) {
+	now := max(p.evTime, p.latest)
+	if now == math.MinInt64 {
+		return // no event time yet: nothing has been silent for any time
+	}
+	if p.adMS > 0 {
+		p.ads.sweep(adScan, func(st *rules.AdState) bool {
+			return st.Dirty == rules.Dirty{} && st.MaxTS < now-p.adMS
+		})
+	}
+	if p.accountMS > 0 {
+		p.accounts.sweep(acctScan, func(st *rules.AccountState) bool {
+			return st.MaxTS < now-p.accountMS
+		})
+	}
 }
 
 // writeQueue adds what changed in the queue to b: proposals queued and
@@ -277,7 +331,75 @@ func (p *Partition) writeQueue(b *pebble.Batch) error {
 }
 
 // Ads returns how many ads the partition holds in memory.
-func (p *Partition) Ads() int { return len(p.ads) }
+func (p *Partition) Ads() int { return len(p.ads.byID) }
+
+// Accounts returns how many accounts the partition holds in memory.
+func (p *Partition) Accounts() int { return len(p.accounts.byID) }
+
+// resident holds the ads (or accounts) of a partition in memory: by id, and
+// in a list, in no order, that Commit sweeps a slice of at a time for those
+// to evict. A scan of the whole map at every commit would cost each batch
+// in proportion to every ad the partition ever saw.
+type resident[T any] struct {
+	byID map[string]*T
+	list []residentEntry[T]
+	next int // where the next sweep starts in list
+	// peak is the most held since byID was made: Go maps never give back
+	// the memory of deleted entries, so when most are evicted the map is
+	// made again.
+	peak int
+}
+
+type residentEntry[T any] struct {
+	id string
+	v  *T
+}
+
+func newResident[T any]() *resident[T] { return &resident[T]{byID: map[string]*T{}} }
+
+func (r *resident[T]) add(id string, v *T) {
+	r.byID[id] = v
+	r.list = append(r.list, residentEntry[T]{id, v})
+	r.peak = max(r.peak, len(r.byID))
+}
+
+// minRemake is the fewest entries a map or list must have had before a
+// sweep that leaves a quarter of them makes it again.
+const minRemake = 1024
+
+// sweep looks at n entries (at most all of them) from where the last sweep
+// stopped and evicts those old says to evict.
+func (r *resident[T]) sweep(n int, old func(*T) bool) {
+	n = min(n, len(r.list))
+	for range n {
+		if r.next >= len(r.list) {
+			r.next = 0
+		}
+		e := r.list[r.next]
+		if !old(e.v) {
+			r.next++
+			continue
+		}
+		delete(r.byID, e.id)
+		// The last entry takes its place, and is looked at next.
+		last := len(r.list) - 1
+		r.list[r.next] = r.list[last]
+		r.list[last] = residentEntry[T]{}
+		r.list = r.list[:last]
+	}
+	if r.peak >= minRemake && len(r.byID) < r.peak/4 {
+		m := make(map[string]*T, len(r.byID))
+		for id, v := range r.byID {
+			m[id] = v
+		}
+		r.byID, r.peak = m, len(m)
+	}
+	if cap(r.list) >= minRemake && len(r.list) < cap(r.list)/4 {
+		list := make([]residentEntry[T], len(r.list))
+		copy(list, r.list)
+		r.list = list
+	}
+}
 
 func (p *Partition) writeAd(b *pebble.Batch, st *rules.AdState) error {
 	d := &st.Dirty
