@@ -19,7 +19,8 @@
 // # Memory follows the active ads
 //
 // With EvictAfter, each Commit sweeps a slice of the ads and accounts held
-// in memory (a few hundred, plus twice as many as it wrote) and drops those
+// in memory (a few hundred, twice as many as it wrote, and one in 128 of
+// those held, so the sweep goes round within 128 commits) and drops those
 // whose newest event lies further behind the partition's event time than
 // the rule set looks back; the next use of one reloads it. Evicting happens
 // only right after a commit, when nothing is dirty, so it changes no state
@@ -30,8 +31,8 @@
 // buckets within the longest window plus the dedupe horizon of its own
 // newest event, and its ids within the horizon, are what a late event of
 // that ad reads, and such an event is accepted however far behind the
-// partition's event time it arrives. What lies behind those (at most 15
-// buckets and 15 ids, which expiry deletes in batches of 16) is deleted at
+// partition's event time it arrives. What lies behind those (the few that
+// expiry, which deletes in batches of 16, has not reached) is deleted at
 // the ad's next event, as before; deleting it at eviction would make what
 // a later rule set with longer windows sees depend on when batches were
 // cut. An account's record likewise stays.

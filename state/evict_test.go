@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"weak"
 
 	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/rules"
@@ -88,6 +89,46 @@ func TestEvictSilentAds(t *testing.T) {
 	if got := p.Ads(); got != silent+active {
 		t.Fatalf("%d ads in memory after reloading every silent one, want %d", got, silent+active)
 	}
+}
+
+// TestEvictedAdsAreFreed: nothing of the partition keeps an evicted ad
+// alive (the list of ads a commit writes, say).
+func TestEvictedAdsAreFreed(t *testing.T) {
+	const n = 3000
+	db := open(t, vfs.NewMem())
+	defer closeDB(t, db)
+	p := partition(t, db, "t", 0)
+	p.EvictAfter(hourMS, hourMS)
+	refs := make([]weak.Pointer[rules.AdState], n)
+	for i := range n {
+		id := fmt.Sprint("ad", i)
+		ev := rules.Event{EventID: id, TS: t0, AccountID: "act", AdID: id, Impressions: 1}
+		apply(t, p, &ev, hourMS, hourMS)
+		refs[i] = weak.Make(ad(t, p, id))
+	}
+	p.SetEventTime(t0)
+	commit(t, p, n)
+	for k := 1; p.Ads() > 1; k++ {
+		if k > 200 {
+			t.Fatalf("%d ads still in memory after %d commits", p.Ads(), k)
+		}
+		ts := t0 + 2*hourMS + int64(k)*minuteMS
+		ev := rules.Event{EventID: fmt.Sprint("active", k), TS: ts, AccountID: "act", AdID: "active", Impressions: 1}
+		apply(t, p, &ev, hourMS, hourMS)
+		p.SetEventTime(ts)
+		commit(t, p, int64(n+k))
+	}
+	runtime.GC()
+	alive := 0
+	for _, r := range refs {
+		if r.Value() != nil {
+			alive++
+		}
+	}
+	if alive > 0 {
+		t.Fatalf("%d of %d evicted ads are still reachable", alive, n)
+	}
+	runtime.KeepAlive(p) // the partition, of course, is
 }
 
 // TestEvictSilentAccounts: an account without approvals for longer than
@@ -286,20 +327,21 @@ func requireSameLive(t testing.TB, got, want *rules.AdState, horizonMS int64) {
 	}
 }
 
-// BenchmarkEvictSilentAds: the heap of a partition whose ads all report
-// for a day, then go silent while a hundred others go on reporting for
-// three days, with and without eviction. heap-MB is the heap in use after
-// a GC once event time has passed the silent ads' reach; silent-heap-MB
-// before. ADRULES_BENCH_ADS sets the number of silent ads (default
-// 100,000).
+// BenchmarkEvictSilentAds: the heap of a partition whose ads report
+// hourly for twelve hours and go silent, while a hundred others go on
+// reporting every ten minutes for sixteen more days (the default rule set
+// looks back fourteen), with and without eviction. silent-heap-MB is the heap
+// in use after a GC when the ads go silent, heap-MB at the end, ads-held
+// the ads in memory at the end. ADRULES_BENCH_ADS sets the number of ads
+// that go silent (default 20,000).
 func BenchmarkEvictSilentAds(b *testing.B) {
-	silent := 100_000
+	silent := 20_000
 	if s := os.Getenv("ADRULES_BENCH_ADS"); s != "" {
 		fmt.Sscan(s, &silent)
 	}
 	const (
 		active        = 100
-		keep, horizon = 8 * dayMS, 7 * dayMS // the default rule set's
+		keep, horizon = 14 * dayMS, 7 * dayMS // the default rule set's
 	)
 	for _, evict := range []bool{false, true} {
 		b.Run(fmt.Sprintf("ads=%d/evict=%v", silent, evict), func(b *testing.B) {
@@ -316,34 +358,33 @@ func BenchmarkEvictSilentAds(b *testing.B) {
 				if evict {
 					p.EvictAfter(keep, 2*dayMS)
 				}
-				ids := make([]string, silent)
-				for i := range ids {
-					ids[i] = fmt.Sprintf("ad_%07d", i)
-				}
 				next := int64(0)
-				// A day of hourly reports from every ad, committed hourly.
-				for h := range 24 {
+				step := func(ids []string, ts int64, k int) {
 					for i, id := range ids {
-						ev := rules.Event{EventID: fmt.Sprintf("%s-%d", id, h), TS: t0 + int64(h)*hourMS + int64(i), AccountID: "act", AdID: id, Impressions: 100, Clicks: 2, Spend: 1.5}
+						ev := rules.Event{EventID: fmt.Sprintf("%s-%d", id, k), TS: ts + int64(i), AccountID: "act", AdID: id, Impressions: 100, Clicks: 2, Spend: 1.5}
 						if !apply(b, p, &ev, keep, horizon) {
 							b.Fatalf("event %s not applied", ev.EventID)
 						}
 					}
-					p.SetEventTime(t0 + int64(h)*hourMS + int64(silent))
-					next += int64(silent)
+					p.SetEventTime(ts + int64(len(ids)))
+					next += int64(len(ids))
 					commit(b, p, next)
 				}
+				ids := make([]string, silent)
+				for i := range ids {
+					ids[i] = fmt.Sprintf("ad_%07d", i)
+				}
+				for h := range 12 {
+					step(ids, t0+int64(h)*hourMS, h)
+				}
+				ids = nil
 				before = heapInUse()
-				// Then only the active ones, hourly, past the silent ones'
-				// reach.
-				for h := 24; h < 24+int(keep/hourMS)+3*24; h++ {
-					for i := range active {
-						ev := rules.Event{EventID: fmt.Sprintf("active%d-%d", i, h), TS: t0 + int64(h)*hourMS + int64(i), AccountID: "act", AdID: fmt.Sprint("active", i), Impressions: 100}
-						apply(b, p, &ev, keep, horizon)
-					}
-					p.SetEventTime(t0 + int64(h)*hourMS + active)
-					next += active
-					commit(b, p, next)
+				actives := make([]string, active)
+				for i := range actives {
+					actives[i] = fmt.Sprint("active", i)
+				}
+				for k := range int((keep + 2*dayMS) / (10 * minuteMS)) {
+					step(actives, t0+12*hourMS+int64(k)*10*minuteMS, k)
 				}
 				after, held = heapInUse(), p.Ads()
 				runtime.KeepAlive(p)

@@ -220,7 +220,8 @@ func (p *Partition) Account(accountID string) (*rules.AccountState, error) {
 func (p *Partition) Commit(next int64) error {
 	b := p.db.db.NewBatch()
 	defer b.Close()
-	adScan, acctScan := evictScan+2*len(p.touched), evictScan+2*len(p.accts)
+	adScan := evictScan + 2*len(p.touched) + len(p.ads.list)/evictSweeps
+	acctScan := evictScan + 2*len(p.accts) + len(p.accounts.list)/evictSweeps
 	for _, st := range p.touched {
 		if err := p.writeAd(b, st); err != nil {
 			return err
@@ -228,6 +229,7 @@ func (p *Partition) Commit(next int64) error {
 		st.Dirty = rules.Dirty{}
 		p.latest = max(p.latest, st.MaxTS)
 	}
+	clear(p.touched) // the array must not keep evicted ads alive
 	p.touched = p.touched[:0]
 	for _, st := range p.accts {
 		p.buf = encodeAccount(p.buf[:0], st)
@@ -236,6 +238,7 @@ func (p *Partition) Commit(next int64) error {
 		}
 		p.latest = max(p.latest, st.MaxTS)
 	}
+	clear(p.accts)
 	p.accts = p.accts[:0]
 	clear(p.acctSeen)
 	if p.evTime != p.committedEvTime {
@@ -274,11 +277,15 @@ func (p *Partition) Commit(next int64) error {
 // again.
 func (p *Partition) EvictAfter(adMS, accountMS int64) { p.adMS, p.accountMS = adMS, accountMS }
 
-// evictScan is how many ads (and accounts) each Commit looks at for
-// eviction, besides twice as many as it wrote: the sweep outruns the
-// loading of new ones, however small the batches, and costs each commit
-// work in proportion to its own.
-const evictScan = 256
+// Each Commit looks at evictScan ads (and accounts) for eviction, twice
+// as many as it wrote, and one in evictSweeps of those it holds: the sweep
+// outruns the loading of new ones, however small the batches, goes round
+// every ad held within evictSweeps commits, and costs a commit a few
+// nanoseconds an ad looked at.
+const (
+	evictScan   = 256
+	evictSweeps = 128
+)
 
 // evict looks at the next adScan ads and acctScan accounts held in memory,
 // where the last commit's sweep stopped, and evicts those silent for
