@@ -47,6 +47,6 @@
 // # What it never does
 //
 // It reads no clock, makes no decision and knows nothing of Kafka or
-// metrics. It satisfies engine.PartitionState structurally; the wiring in
-// cmd adapts it with engine.StoreFunc.
+// metrics. It satisfies engine.PartitionState and engine.Evicter
+// structurally; the wiring in cmd adapts it with engine.StoreFunc.
 package state
