@@ -280,8 +280,9 @@ func (p *Partition) EvictAfter(adMS, accountMS int64) { p.adMS, p.accountMS = ad
 // Each Commit looks at evictScan ads (and accounts) for eviction, twice
 // as many as it wrote, and one in evictSweeps of those it holds: the sweep
 // outruns the loading of new ones, however small the batches, goes round
-// every ad held within evictSweeps commits, and costs a commit a few
-// nanoseconds an ad looked at.
+// every ad held within evictSweeps commits, and costs a commit about a
+// tenth of a microsecond an ad looked at (1% of a commit's time with
+// 200,000 ads held and 1,000 written).
 const (
 	evictScan   = 256
 	evictSweeps = 128
@@ -377,8 +378,7 @@ const minRemake = 1024
 // sweep looks at n entries (at most all of them) from where the last sweep
 // stopped and evicts those old says to evict.
 func (r *resident[T]) sweep(n int, old func(*T) bool) {
-	n = min(n, len(r.list))
-	for range n {
+	for range min(n, len(r.list)) {
 		if r.next >= len(r.list) {
 			r.next = 0
 		}
