@@ -20,11 +20,11 @@
 //
 // With EvictAfter, each Commit sweeps a slice of the ads and accounts held
 // in memory (a few hundred, twice as many as it wrote, and one in 128 of
-// those held, so the sweep goes round within 128 commits) and drops those
-// whose newest event lies further behind the partition's event time than
-// the rule set looks back; the next use of one reloads it. Evicting happens
-// only right after a commit, when nothing is dirty, so it changes no state
-// and no result, only memory.
+// those held when it last went round, so it goes round within 128
+// commits) and drops those whose newest event lies further behind the
+// partition's event time than the rule set looks back; the next use of one
+// reloads it. Evicting happens only right after a commit, when nothing is
+// dirty, so it changes no state and no result, only memory.
 //
 // It deletes nothing from Pebble. An ad's meta record holds its lifetime
 // totals and its once marks, needed for as long as the ad may report. Its

@@ -91,6 +91,42 @@ func TestEvictSilentAds(t *testing.T) {
 	}
 }
 
+// TestEvictionKeepsUp: however many ads fall silent at once, and however
+// small the commits that follow, each is evicted within two rounds of the
+// sweep (256 commits) of being silent long enough.
+func TestEvictionKeepsUp(t *testing.T) {
+	const n = 250_000
+	db := open(t, vfs.NewMem())
+	defer closeDB(t, db)
+	p := partition(t, db, "t", 0)
+	p.EvictAfter(hourMS, hourMS)
+	for i := range n {
+		id := fmt.Sprint("ad", i)
+		ev := rules.Event{EventID: id, TS: t0, AccountID: "act", AdID: id, Impressions: 1}
+		apply(t, p, &ev, hourMS, hourMS)
+	}
+	p.SetEventTime(t0)
+	commit(t, p, n)
+	for k := 1; ; k++ {
+		// One event a minute: the silent ads can be evicted from commit 61.
+		ts := t0 + int64(k)*minuteMS
+		ev := rules.Event{EventID: fmt.Sprint("active", k), TS: ts, AccountID: "act", AdID: "active", Impressions: 1}
+		apply(t, p, &ev, hourMS, hourMS)
+		p.SetEventTime(ts)
+		commit(t, p, int64(n+k))
+		if p.Ads() == 1 {
+			t.Logf("all evicted at commit %d", k)
+			break
+		}
+		if k == 60 && p.Ads() != n+1 {
+			t.Fatalf("commit %d: %d ads in memory, want all %d: evicted too soon", k, p.Ads(), n+1)
+		}
+		if k == 60+256 {
+			t.Fatalf("commit %d: %d ads still in memory, want 1", k, p.Ads())
+		}
+	}
+}
+
 // TestEvictedAdsAreFreed: nothing of the partition keeps an evicted ad
 // alive (the list of ads a commit writes, say).
 func TestEvictedAdsAreFreed(t *testing.T) {

@@ -220,8 +220,7 @@ func (p *Partition) Account(accountID string) (*rules.AccountState, error) {
 func (p *Partition) Commit(next int64) error {
 	b := p.db.db.NewBatch()
 	defer b.Close()
-	adScan := evictScan + 2*len(p.touched) + len(p.ads.list)/evictSweeps
-	acctScan := evictScan + 2*len(p.accts) + len(p.accounts.list)/evictSweeps
+	adScan, acctScan := evictScan+2*len(p.touched), evictScan+2*len(p.accts)
 	for _, st := range p.touched {
 		if err := p.writeAd(b, st); err != nil {
 			return err
@@ -278,11 +277,11 @@ func (p *Partition) Commit(next int64) error {
 func (p *Partition) EvictAfter(adMS, accountMS int64) { p.adMS, p.accountMS = adMS, accountMS }
 
 // Each Commit looks at evictScan ads (and accounts) for eviction, twice
-// as many as it wrote, and one in evictSweeps of those it holds: the sweep
-// outruns the loading of new ones, however small the batches, goes round
-// every ad held within evictSweeps commits, and costs a commit about a
-// tenth of a microsecond an ad looked at (1% of a commit's time with
-// 200,000 ads held and 1,000 written).
+// as many as it wrote, and one in evictSweeps of those it held when the
+// sweep last went round: the sweep outruns the loading of new ones,
+// however small the batches, goes round every ad held within evictSweeps
+// commits, and costs a commit about a tenth of a microsecond an ad looked
+// at (1% of a commit's time with 200,000 ads held and 1,000 written).
 const (
 	evictScan   = 256
 	evictSweeps = 128
@@ -351,7 +350,10 @@ func (p *Partition) Accounts() int { return len(p.accounts.byID) }
 type resident[T any] struct {
 	byID map[string]*T
 	list []residentEntry[T]
-	next int // where the next sweep starts in list
+	// next is where the next sweep starts in list; round is how many
+	// there were when the sweep last started from the beginning. Entries
+	// from next on have not been looked at since.
+	next, round int
 	// peak is the most held since byID was made: Go maps never give back
 	// the memory of deleted entries, so when most are evicted the map is
 	// made again.
@@ -375,12 +377,16 @@ func (r *resident[T]) add(id string, v *T) {
 // sweep that leaves a quarter of them makes it again.
 const minRemake = 1024
 
-// sweep looks at n entries (at most all of them) from where the last sweep
-// stopped and evicts those old says to evict.
+// sweep looks at n entries and one in evictSweeps of the round (at most
+// all of them) from where the last sweep stopped, and evicts those old
+// says to evict.
 func (r *resident[T]) sweep(n int, old func(*T) bool) {
-	for range min(n, len(r.list)) {
+	if r.next == 0 {
+		r.round = len(r.list)
+	}
+	for range min(n+r.round/evictSweeps, len(r.list)) {
 		if r.next >= len(r.list) {
-			r.next = 0
+			r.next, r.round = 0, len(r.list)
 		}
 		e := r.list[r.next]
 		if !old(e.v) {
