@@ -508,7 +508,7 @@ func (p *partition) process(rs *rules.RuleSet, c cfg) {
 	if p.rs != rs {
 		p.rs, p.eval = rs, rs.NewEvaluator()
 		if ev, ok := p.st.(Evicter); ok {
-			ev.EvictAfter(rs.KeepMS(), accountKeepMS(rs))
+			ev.EvictAfter(rs.KeepMS(), rs.AccountKeepMS())
 		}
 	}
 	evTime := p.evTime
@@ -713,26 +713,6 @@ func (p *partition) relay(r *Record, in rules.Input, c cfg) error {
 	p.stats.Proposals++
 	p.out.Proposals = append(p.out.Proposals, prop)
 	return nil
-}
-
-// Evicter is what a PartitionState can do besides: forget, at its commits,
-// the ads and accounts that have been silent for longer than the rule set
-// looks back, and reload them from what it committed when they come back.
-// The engine calls it whenever a partition starts using a rule set, so
-// memory follows the active ads. Evicting must change no result.
-type Evicter interface {
-	// EvictAfter: an ad whose newest event lies more than adMS behind the
-	// partition's event time, or an account whose newest approval lies
-	// more than accountMS behind, may leave memory at the next Commit.
-	EvictAfter(adMS, accountMS int64)
-}
-
-// accountKeepMS is how far behind an account's newest approval the guards
-// look: rules.RuleSet.Check keeps twice the longest of a day and the
-// budget velocity window. Were the two to drift apart, an account would
-// only be reloaded sooner or later than it need be.
-func accountKeepMS(rs *rules.RuleSet) int64 {
-	return 2 * max(24*time.Hour.Milliseconds(), rs.Guards().VelocityMS)
 }
 
 // StoreFunc adapts a function to Store.

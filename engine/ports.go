@@ -144,6 +144,18 @@ type PartitionState interface {
 	Commit(next int64) error
 }
 
+// Evicter is what a PartitionState can do besides: forget, at its commits,
+// the ads and accounts that have been silent for longer than the rule set
+// looks back, and reload them from what it committed when they come back.
+// The engine calls it whenever a partition starts using a rule set, so
+// memory follows the active ads. Evicting must change no result.
+type Evicter interface {
+	// EvictAfter: an ad whose newest event lies more than adMS behind the
+	// partition's event time, or an account whose newest approval lies
+	// more than accountMS behind, may leave memory at the next Commit.
+	EvictAfter(adMS, accountMS int64)
+}
+
 // History says which rule set version processed each record of a
 // partition, as recorded by the switch points (ConfigApplied): a rebuild
 // replays every record under the version that processed it, so the state

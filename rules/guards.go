@@ -147,9 +147,16 @@ func (rs *RuleSet) Check(p *Proposal, st *AccountState) Verdict {
 	st.MaxTS = max(st.MaxTS, t)
 	// Keep twice the longest window: a proposal up to one window late
 	// still sees every approval its own windows reach.
-	st.expire(2 * max(dayMS, g.VelocityMS))
+	st.expire(rs.AccountKeepMS())
 	return v
 }
+
+// AccountKeepMS is how far behind an account's newest approval the guards
+// look: twice the longest of a day and the budget velocity window, so a
+// proposal up to one window late still sees every approval its own windows
+// reach. An account's history older than that is dropped, and an account
+// silent for longer may leave memory (engine.Evicter).
+func (rs *RuleSet) AccountKeepMS() int64 { return 2 * max(dayMS, rs.guards.VelocityMS) }
 
 func exceeds(newBudget, base, maxPct float64) bool {
 	if base == 0 {
