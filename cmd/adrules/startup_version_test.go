@@ -200,3 +200,45 @@ func TestStartupRefusesWhenEveryVersionIsInvalid(t *testing.T) {
 		t.Fatalf("the history holds %d versions, want the 2 published: the node must not bootstrap", len(hist))
 	}
 }
+
+// TestNodeSurvivesHostileVersion (issue 11, row 2): a trusted publisher's
+// version whose condition nests 450,000 brackets deep, correctly hashed and
+// signed, is refused by a running node, which keeps its version and goes
+// on following the topic; a starting node refuses it too. (Compiled, the
+// condition overflowed expr's parser stack and killed every node.)
+func TestNodeSurvivesHostileVersion(t *testing.T) {
+	addrs, topics := kafkatest.Brokers(t)
+	kafkatest.Setup(t, addrs, topics)
+	cl := kafkatest.Client(t, addrs, kgo.ProducerBatchMaxBytes(2<<20))
+	v1, v2 := versionRecord(t, 1, "0.03"), versionRecord(t, 2, "0.05")
+	for _, c := range []streams.ConfigRecord{v1, v2} {
+		if err := streams.Publish(context.Background(), cl, topics, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := startRunNode(t, testNodeConfig(addrs, topics, "running", t.TempDir()))
+	rs, err := loadRules("../../examples/rules.yaml", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := *rs.Doc
+	doc.Rules = slices.Clone(doc.Rules)
+	const depth = 450_000
+	doc.Rules[0].When = strings.Repeat("(", depth) + "true" + strings.Repeat(")", depth)
+	hostile := signed(t, streams.ConfigRecord{Name: "default", Version: 3, SHA256: doc.SHA256(), Author: "test", Document: doc.Canonical()})
+	if err := streams.Publish(context.Background(), cl, topics, hostile); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the running node refusing v3", func() bool { return testutil.ToFloat64(r.n.metrics.refused) >= 1 })
+	if got := r.n.ruleSet(); got.Version != 2 {
+		t.Fatalf("the running node runs v%d after a hostile v3, want v2", got.Version)
+	}
+	// It still follows the topic.
+	v4 := versionRecord(t, 4, "0.04")
+	if err := streams.Publish(context.Background(), cl, topics, v4); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the running node on v4", func() bool { return r.n.ruleSet().Version == 4 })
+	got, _, err := startupRules(t, testNodeConfig(addrs, topics, "starting", t.TempDir()))
+	wantRules(t, got, err, v4)
+}
