@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/adrules/adrules/config"
@@ -141,14 +142,14 @@ func (s *everything) Write(_ context.Context, o *engine.Output) error {
 // evicted ones included.
 type loadCounter struct {
 	*state.Partition
-	loads *int
+	loads *atomic.Int64 // partitions run in parallel
 }
 
 func (c loadCounter) Ad(id string) (*rules.AdState, error) {
 	n := c.Partition.Ads()
 	st, err := c.Partition.Ad(id)
 	if c.Partition.Ads() > n {
-		*c.loads++
+		c.loads.Add(1)
 	}
 	return st, err
 }
@@ -159,6 +160,7 @@ func (c loadCounter) Ad(id string) (*rules.AdState, error) {
 // how many the partitions held at the end.
 func evictRun(t *testing.T, rs *rules.RuleSet, parts [][]engine.Record, seed uint64, maxBatch, crashAt int, evict bool) (out []string, fs vfs.FS, loads, held int) {
 	fs = vfs.NewMem()
+	var loaded atomic.Int64
 	rnd := rand.New(rand.NewPCG(seed, 1))
 	sink := &everything{crashAt: crashAt}
 	for attempt := 0; ; attempt++ {
@@ -176,9 +178,9 @@ func evictRun(t *testing.T, rs *rules.RuleSet, parts [][]engine.Record, seed uin
 				open[p] = ps
 			}
 			if evict {
-				return loadCounter{ps, &loads}, nil
+				return loadCounter{ps, &loaded}, nil
 			}
-			return struct{ engine.PartitionState }{loadCounter{ps, &loads}}, nil
+			return struct{ engine.PartitionState }{loadCounter{ps, &loaded}}, nil
 		})
 		committed := func(p int) int64 {
 			ps, err := store.Partition("ad-metrics", int32(p))
@@ -203,7 +205,7 @@ func evictRun(t *testing.T, rs *rules.RuleSet, parts [][]engine.Record, seed uin
 		if err != nil {
 			t.Fatal(err)
 		}
-		return sink.lines, fs, loads, held
+		return sink.lines, fs, int(loaded.Load()), held
 	}
 }
 
