@@ -31,12 +31,14 @@ const StringBudget = 100_000
 // budget counts what one evaluation has built through the budgeted
 // functions: bytes of strings, and elements of the arrays that concat,
 // flatten, split and splitAfter build (at most MemoryBudget, the limit expr
-// itself gives them, but checked before allocating). An Evaluator resets
-// its budget before every program it runs. It has no exported fields, and
-// String is its only method: a rule that reaches it through $env can do
-// nothing with it.
+// itself gives them, but checked before allocating); and the steps its
+// loops took (StepBudget). An Evaluator resets bytes and elements before
+// every program it runs, and steps before every rule. It has no exported
+// fields, and String is its only method: a rule that reaches it through
+// $env can do nothing with it.
 type budget struct {
 	bytes, elems int
+	steps        int
 }
 
 // String keeps string($env) deterministic: fmt would print the pointer.

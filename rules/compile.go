@@ -133,7 +133,7 @@ func Compile(doc *config.Document, version int64) (*RuleSet, error) {
 	opts := func(extra ...expr.Option) []expr.Option {
 		return append([]expr.Option{
 			expr.Env(envVal), expr.DisableBuiltin("now"), expr.MaxNodes(MaxNodes), expr.Patch(patch),
-			budgetOptions(), expr.Patch(newBudgetPatcher()),
+			budgetOptions(), stepsOptions(), expr.Patch(newStepPatcher()), expr.Patch(newBudgetPatcher()),
 		}, extra...)
 	}
 

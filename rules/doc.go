@@ -32,7 +32,8 @@
 // nested brackets before expr parses it, and at MaxNodes nodes; each
 // evaluation at MemoryBudget, and at StringBudget bytes of strings, which
 // the builtins that build strings (and + on strings) check before they
-// allocate. Events and proposals carry ids of at most MaxIDLen bytes of
+// allocate; each rule's evaluation of an event at StepBudget steps, which
+// every loop charges before it runs. Events and proposals carry ids of at most MaxIDLen bytes of
 // valid UTF-8, counts up to MaxCount and money up to MaxMoney; sums of
 // counts saturate instead of wrapping. So no rule file or record can hang
 // or crash a node.

@@ -21,7 +21,7 @@ type Evaluator struct {
 	env    any
 	base   unsafe.Pointer
 	offs   []uintptr // field offsets: ad, event, then windows
-	budget budget    // what the program running has built (StringBudget)
+	budget budget    // what the program running has built (StringBudget), and the rule's steps (StepBudget)
 	wins   []Totals
 	halted []bool
 }
@@ -48,9 +48,10 @@ func (rs *RuleSet) NewEvaluator() *Evaluator {
 	return e
 }
 
-// run runs one program with a fresh string budget.
+// run runs one program with a fresh string budget; the steps it takes add
+// to the rule's.
 func (e *Evaluator) run(p *vm.Program) (any, error) {
-	e.budget = budget{}
+	e.budget.bytes, e.budget.elems = 0, 0
 	return e.vm.Run(p, e.env)
 }
 
@@ -90,6 +91,7 @@ func (e *Evaluator) Eval(st *AdState, ev *Event, in Input, res *Result) {
 				continue
 			}
 		}
+		e.budget.steps = 0 // one budget for the rule's when, values and explain lines
 		out, err := e.run(r.prog)
 		if err != nil {
 			e.fail(r, ev, res, err.Error())

@@ -59,8 +59,8 @@ func FuzzDecode(f *testing.F) {
 
 // FuzzCompileEval: any expression, as a when or as an emit value, either
 // fails to compile with an error, or compiles and evaluates without
-// panicking, within its memory and string budgets, to decisions that can be
-// written.
+// panicking, within its memory, string and step budgets, to decisions that
+// can be written.
 func FuzzCompileEval(f *testing.F) {
 	for _, s := range []string{
 		"ad.ctr > 0.03 || ad.roas > params.t",
@@ -80,6 +80,10 @@ func FuzzCompileEval(f *testing.F) {
 		`let a = 1..90000; len(concat(a, a, a, a)) > 0`,
 		"[1e308 * 10]",
 		"groupBy([1, 2], # > 1)",
+		// Issue 11: nested loops that ran for minutes an event.
+		"let x = 1..30000; all(x, {all(x, true)})",
+		"let x = 1..1000; any(x, {any(x, {any(x, # < 0)})}) || count(x, {sum(x) > 0}) > 0",
+		"len(map(1..40000, {" + strings.Repeat("# + ", 500) + "0})) > 0",
 	} {
 		f.Add(s)
 	}
