@@ -33,7 +33,8 @@
 // evaluation at MemoryBudget, and at StringBudget bytes of strings, which
 // the builtins that build strings (and + on strings) check before they
 // allocate; each rule's evaluation of an event at StepBudget steps, which
-// every loop charges before it runs. Events and proposals carry ids of at most MaxIDLen bytes of
+// every loop, and every walk of an array or a string, charges before it
+// runs. Events and proposals carry ids of at most MaxIDLen bytes of
 // valid UTF-8, counts up to MaxCount and money up to MaxMoney; sums of
 // counts saturate instead of wrapping. So no rule file or record can hang
 // or crash a node.

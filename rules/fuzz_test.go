@@ -80,10 +80,15 @@ func FuzzCompileEval(f *testing.F) {
 		`let a = 1..90000; len(concat(a, a, a, a)) > 0`,
 		"[1e308 * 10]",
 		"groupBy([1, 2], # > 1)",
-		// Issue 11: nested loops that ran for minutes an event.
+		// Issue 11: nested loops that ran for minutes an event ...
 		"let x = 1..30000; all(x, {all(x, true)})",
 		"let x = 1..1000; any(x, {any(x, {any(x, # < 0)})}) || count(x, {sum(x) > 0}) > 0",
 		"len(map(1..40000, {" + strings.Repeat("# + ", 500) + "0})) > 0",
+		// ... and walks of arrays and strings that did.
+		"len(uniq(1..99999)) > 0",
+		"let x = map(1..30000, #); all(x, {# in x && x == x})",
+		`let s = repeat("x", 99999); all(1..99999, {not (s matches "x{1,100}y") && len(s) > 0})`,
+		`let x = 1..50000; all(1..40000, {median(x) > 0 && len(keys(groupBy(x, #))) > 0})`,
 	} {
 		f.Add(s)
 	}

@@ -1,9 +1,12 @@
 package rules
 
 import (
+	"os"
 	"reflect"
+	"strings"
 	"testing"
 
+	"github.com/adrules/adrules/config"
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
 )
@@ -40,10 +43,29 @@ func TestStepsKeepResults(t *testing.T) {
 		"map(map(1..3, {{a: #}}), .a)", "find([{a: 1}, {a: 2}], .a == 2)?.a",
 		"reduce(1..3, #acc)", "all(1..3, 1 / (# - 2) > 0)", "map(1..3, 10 / (# - 2))",
 		"reduce([], #acc)", "sum(['a'])",
+		// Operators and builtins that walk what they are given.
+		"1 in [1, 2]", "'a' in ['a']", "3 in 1..5", "3.0 in 1..5", "let x = 1..5; 3 in x", "let x = map(1..5, #); 3 in x",
+		"'k' in {k: 1}", "let m = {k: 1}; 'k' in m", "'z' not in params.list", "event.ad_id in params.list", "nil in [nil]",
+		"[1, 2] == [1, 2]", "map(1..3, #) == map(1..3, #)", "map(1..3, #) != [1, 2]", "'ab' < 'b'", "'ab' >= 'b'",
+		"event.ad_id == 'x'", "params.list == params.list", "map(1..3, #) == nil", "params.list[0] <= params.list[1]",
+		"'abc' contains 'b'", "'abc' startsWith 'a'", "'abc' endsWith 'c'", "params.list[0] contains params.list[1]",
+		"'abc' matches '^a.c$'", "let p = '^a' + 'b'; 'abc' matches p", "'abc' matches ('[' + ']')", "event.ad_id matches 'x{1,100}'",
+		"len('héllo')", "len([1, 2])", "len(params.list)", "len(params.list[0])", "map(params.list, len(#))",
+		"trim('  a  ')", "trim('xxaxx', 'x')", "trimPrefix('abc', 'a')", "trimSuffix('abc', 'c')",
+		"indexOf('abcabc', 'c')", "lastIndexOf('abcabc', 'c')", "hasPrefix('abc', 'ab')", "hasSuffix('abc', 'bc')",
+		"split('a,b', ',')", "split('a,b,c', ',', 2)", "splitAfter('a,b', ',')", "join(['a', 'b'], '-')", "join(params.list)",
+		"max(1, 2)", "max([1, 5, 2])", "min(map(1..5, #))", "max(1..3, [7, [8]])", "mean(1..4)", "median([3, 1, 2])", "median(1..4)",
+		"sort(keys({a: 1, b: 2}))", "sort(values({a: 1, b: 2}))", "len(toPairs({a: 1}))", "fromPairs([['a', 1]])",
+		"fromBase64('aGk=')", "int('42')", "float('1.5')", "int(1.5)", "int('x')", "date('2024-01-02').Year()",
+		"duration('1h').Hours()", "fromJSON('[1, 2]')", "fromJSON('[')", "uniq([1, 2, 1, 3])", "uniq(map(1..5, # % 2))",
+		"all(params.list, {# in params.list})", "filter(params.list, # matches '^[ab]$')", "map(1..3, {[#] == [#]})",
+		"let x = 1..3; map(x, {x == x})",
 		// Compile errors: the same message, at the same place.
 		"all(nil, true)", "all(1, true)", "all(1..3, 1)", "map(1..3, # + 'a')", "filter(1..3, # > 'a')",
 		"sortBy(1..3, #, 1)", "count(1..3, 1)", "find(ad, true)", "1 + all(1..3, true)", "map(1..3, #) + 1",
 		"let x = 1..3; all(x, {all(x, # > 'a')})", "reduce(1..3, #acc, 'a') + 1",
+		"'a' contains 1", "1 matches 'x'", "'a' matches '['", "len(1)", "uniq(1)", "median('a')", "trim(1)", "indexOf(1, 'a')",
+		"'a' in 1", "[1] < [2]", "params.list startsWith 'a'", "join(1..3)", "len(params.list) + 'a'",
 	} {
 		t.Run(src, func(t *testing.T) {
 			opts := func(steps bool) []expr.Option {
@@ -76,5 +98,37 @@ func TestStepsKeepResults(t *testing.T) {
 			}
 			t.Logf("%#v, %v, %d steps", got, gotErr, steps)
 		})
+	}
+}
+
+// TestDefaultRulesTakeNoSteps: the default rule set neither loops nor walks
+// an array or a long string, so its programs charge nothing: the step
+// budget costs it nothing per event.
+func TestDefaultRulesTakeNoSteps(t *testing.T) {
+	data, err := os.ReadFile("../examples/rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := config.Load("rules.yaml", data, config.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Compile(doc, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs.rules {
+		progs := []*vm.Program{r.prog}
+		for _, v := range r.values {
+			progs = append(progs, v.prog)
+		}
+		for _, l := range r.explain {
+			progs = append(progs, l.prog, l.left, l.right)
+		}
+		for _, p := range progs {
+			if p != nil && strings.Contains(p.Disassemble(), stepsFunc) {
+				t.Errorf("rule %s: a program charges steps:\n%s", r.id, p.Disassemble())
+			}
+		}
 	}
 }

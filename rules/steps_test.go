@@ -1,10 +1,12 @@
 package rules_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/adrules/adrules/config"
 	"github.com/adrules/adrules/rules"
 )
 
@@ -12,7 +14,12 @@ import (
 // returns what came out and how long the evaluation took.
 func evalWhen(t *testing.T, when string, values ...string) (rules.Result, time.Duration) {
 	t.Helper()
-	rs, err := rules.Compile(docWith("r", when, values...), 1)
+	return evalDoc(t, docWith("r", when, values...))
+}
+
+func evalDoc(t *testing.T, doc *config.Document) (rules.Result, time.Duration) {
+	t.Helper()
+	rs, err := rules.Compile(doc, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,5 +135,87 @@ func TestStepBudgetPerRule(t *testing.T) {
 		if e := d.Explain[0]; !strings.HasSuffix(e, " error") {
 			t.Errorf("rule %s: explain %q, want an error: the when and the value took the budget", d.RuleID, e)
 		}
+	}
+}
+
+// TestStepBudgetWalks: the steps of a loop count its closure's nodes, but a
+// node that walks an array or a string does as much work as a loop over it:
+// each such operator and builtin charges the size of what it walks before
+// it runs, inside a loop or not. Before, each rule below ran from 3 seconds
+// to many minutes an event, within the budget of its loops (uniq is
+// quadratic: uniq(1..99999) alone took minutes).
+func TestStepBudgetWalks(t *testing.T) {
+	const (
+		x  = "let x = 1..30000; "
+		xa = "let x = map(1..30000, #); "
+		s  = `let s = repeat("x", 99999); `
+	)
+	for _, when := range []string{
+		"len(uniq(1..99999)) > 0",
+		x + "all(x, {# in x})",
+		xa + "all(x, {# in x})",
+		xa + "all(x, {x == x})",
+		"let x = 1..50000; all(1..40000, {median(x) > 0})",
+		"let x = 1..50000; all(1..40000, {mean(x) > 0})",
+		"let x = 1..50000; all(1..40000, {max(x) > 0})",
+		"let x = 1..50000; all(1..40000, {min(x, x) > 0})",
+		"let x = 1..50000; all(1..40000, {len(uniq(x)) > 0})",
+		"let a = map(1..30000, ''); all(1..30000, {join(a) == ''})",
+		x + "let m = groupBy(x, #); all(x, {len(keys(m)) > 0})",
+		x + "let m = groupBy(x, #); all(x, {len(values(m)) > 0})",
+		x + "let m = groupBy(x, #); all(x, {len(toPairs(m)) > 0})",
+		s + `all(1..99999, {not (s matches "x+y")})`,
+		s + `all(1..99999, {len(s) > 0})`,
+		`let j = toJSON(1..3000); all(1..90000, {len(fromJSON(j)) > 0})`,
+		`all(1..99999, {not (params.s contains "y")})`,
+		`all(1..99999, {params.s < params.t})`,
+		`all(1..99999, {not (params.t startsWith params.s)})`,
+		`all(1..99999, {indexOf(params.s, "y") < 0})`,
+		`all(1..99999, {len(split(params.s, "y")) > 0})`,
+		`all(1..99999, {len(trim(params.s, "y")) > 0})`,
+		`all(1..99999, {!hasSuffix(params.t, params.s)})`,
+	} {
+		t.Run(when[:min(len(when), 70)], func(t *testing.T) {
+			doc := docWith("r", when)
+			doc.Params = map[string]any{"s": strings.Repeat("x", 1<<20), "t": strings.Repeat("x", 1<<20-1) + "y"}
+			res, took := evalDoc(t, doc)
+			overBudget(t, res, took)
+		})
+	}
+}
+
+// TestStepBudgetRealRules: rules like real ones, over a list of 10,000 ad
+// ids in params, stay far within the budget.
+func TestStepBudgetRealRules(t *testing.T) {
+	ids := make([]any, 10000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("ad_%d", i)
+	}
+	for _, when := range []string{
+		`event.ad_id in params.ids`,
+		`any(params.ids, {# == event.ad_id})`,
+		`event.ad_id matches "^ad_[0-9]+$" && event.ad_id startsWith "ad_"`,
+		`count(params.thresholds, {ad.ctr >= #}) >= 2`,
+		`len(filter(params.ids, {# startsWith "ad_99"})) == 111`,
+		`all(params.thresholds, {any(params.thresholds, {# >= 0})}) && len(params.ids) == 10000`,
+		`sum(map(params.thresholds, {# * 2})) > 0 && max(params.thresholds) < 1 && median(params.thresholds) > 0`,
+		`indexOf(join(params.tags, ","), "video") >= 0 && "video" in params.tags`,
+	} {
+		t.Run(when, func(t *testing.T) {
+			doc := docWith("r", when)
+			doc.Params = map[string]any{"ids": ids, "thresholds": []any{0.01, 0.02, 0.05}, "tags": []any{"video", "brand"}}
+			rs, err := rules.Compile(doc, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var st rules.AdState
+			ev := rules.Event{EventID: "e", TS: 1, AccountID: "a", AdID: "ad_9999", Impressions: 100, Clicks: 3}
+			st.Apply(&ev, rules.IDHash("e"), rs.KeepMS(), rs.HorizonMS())
+			var res rules.Result
+			rs.NewEvaluator().Eval(&st, &ev, rules.Input{}, &res)
+			if len(res.Errors) != 0 || len(res.Decisions) != 1 {
+				t.Fatalf("errors %+v, decisions %d: want the rule to fire", res.Errors, len(res.Decisions))
+			}
+		})
 	}
 }
