@@ -245,6 +245,8 @@ func takeSteps(args ...any) (any, error) {
 		switch v := deref(reflect.ValueOf(xs[0])); v.Kind() {
 		case reflect.Slice, reflect.Array, reflect.Map, reflect.String:
 			n = v.Len()
+		case reflect.Int: // the length of a literal range
+			n = max(int(v.Int()), 0)
 		}
 		s := mul(n, per)
 		if s > left {
@@ -390,8 +392,11 @@ func (p *stepPatcher) charge(node *ast.Node, name string, per int, operands []as
 	at := *node
 	args := make([]ast.Node, len(operands))
 	var lets []*ast.VariableDeclaratorNode
+	_, loop := loops[name]
 	for i, o := range operands {
-		if isLiteral(o) {
+		// A loop over a literal range is charged its length (see
+		// copyArg); a walker's cost needs the values.
+		if isLiteral(o) || (loop && rangeLen(o) >= 0) {
 			args[i] = o
 			continue
 		}
@@ -425,8 +430,11 @@ func (p *stepPatcher) charge(node *ast.Node, name string, per int, operands []as
 }
 
 // copyArg returns a second node for an operand passed to stepsFunc too: a
-// node appears once in a tree.
+// node appears once in a tree. A literal range passes its length.
 func (p *stepPatcher) copyArg(n ast.Node) ast.Node {
+	if l := rangeLen(n); l >= 0 {
+		return p.made(&ast.IntegerNode{Value: l}, n)
+	}
 	switch n := n.(type) {
 	case *ast.IdentifierNode:
 		return p.ident(n.Value, n)
@@ -440,6 +448,24 @@ func (p *stepPatcher) copyArg(n ast.Node) ast.Node {
 		return p.made(&ast.BoolNode{Value: n.Value}, n)
 	}
 	return p.made(&ast.NilNode{}, n)
+}
+
+// rangeLen is the length of a range of two literals, like 1..9, or -1 for
+// any other node. Such a range, the collection of a loop, stays where it
+// is, so that expr's optimizer still sees it (sum(1..9) becomes 45, and
+// sum(1..200000) is not refused for the range's memory).
+func rangeLen(n ast.Node) int {
+	if r, ok := n.(*ast.BinaryNode); ok && r.Operator == ".." {
+		from, ok1 := r.Left.(*ast.IntegerNode)
+		to, ok2 := r.Right.(*ast.IntegerNode)
+		if ok1 && ok2 {
+			if to.Value < from.Value {
+				return 0
+			}
+			return min(to.Value-from.Value+1, huge) // saturates
+		}
+	}
+	return -1
 }
 
 func isLiteral(n ast.Node) bool {

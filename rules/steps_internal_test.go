@@ -26,7 +26,7 @@ func TestStepsKeepResults(t *testing.T) {
 		"one(1..10, # == 5)", "one(1..10, # > 5)",
 		"filter(1..20, # % 3 == 0)", "map(1..5, # * 2)", "map(1..5, #index)", "map([], #)",
 		"count(1..10, # > 3)", "count([true, false, true])", "count(1..10, # > 3) > 2", "count(1..10, # > 3) > 0",
-		"sum(1..100)", "sum(1..10, # * 2)", "sum([1, 2.5])", "sum(map(1..10, # * 2))", "sum([])",
+		"sum(1..100)", "sum(1..10, # * 2)", "sum(1..200000)", "reduce(1..200000, # + #acc)", "sum(5..1)", "all(1..0, false)", "sum([1, 2.5])", "sum(map(1..10, # * 2))", "sum([])",
 		"find(1..10, # > 5)", "find(1..10, # > 50)", "findIndex(1..10, # > 5)", "findIndex(1..10, # > 50)",
 		"findLast(1..10, # < 5)", "findLastIndex(1..10, # < 5)", "findLast([], true)",
 		"groupBy(1..10, # % 3)", "groupBy([], #)", "sortBy([3, 1, 2], #)", "sortBy([3, 1, 2], #, 'desc')",
