@@ -1,6 +1,16 @@
 // Package streams connects the engine to Kafka with franz-go: a Node that is
 // the engine's Source and Sink on a consumer group in a transactional
-// session, topic creation, and the security options of a client.
+// session, topic creation, and the Cluster every command and node talks
+// through.
+//
+// # One client per cluster
+//
+// A Cluster owns the long-lived client of a Connection (brokers, Security,
+// Topics): metadata, admin requests and produce go through it, and what
+// needs a client of its own (a group member, a consumer of given
+// partitions) gets one from Cluster.NewClient with the same brokers and
+// security. Commands build one Cluster from their flags and hand it to the
+// code that talks to Kafka; no other code dials.
 //
 // # Exactly once, as a read_committed consumer sees it
 //
