@@ -279,7 +279,7 @@ func (e *Engine) Process(ctx context.Context, recs []Record) error {
 		if e.cfg.switches && p.applied != rs && p.first >= 0 {
 			// From the first record the version applied to: records of
 			// the batch skipped as already applied ran under another.
-			e.out.Applied = append(e.out.Applied, ConfigApplied{Type: "config_applied", RulesetVersion: rs.Version, RulesetSHA256: rs.SHA256,
+			e.out.Applied = append(e.out.Applied, ConfigApplied{Type: TypeConfigApplied, RulesetVersion: rs.Version, RulesetSHA256: rs.SHA256,
 				Input: rules.Input{Topic: p.key.topic, Partition: p.key.partition, Offset: p.first}})
 			p.applied = rs
 		}

@@ -85,11 +85,15 @@ type Reroute struct {
 	Value []byte
 }
 
+// TypeConfigApplied is the type of a ConfigApplied record: what tells it
+// from the decisions it is written among.
+const TypeConfigApplied = "config_applied"
+
 // ConfigApplied records that a partition switched rule set versions at an
 // input offset: written with the decisions, so a replay of the same logs
 // can reproduce production exactly.
 type ConfigApplied struct {
-	Type           string      `json:"type"` // "config_applied"
+	Type           string      `json:"type"` // TypeConfigApplied
 	RulesetVersion int64       `json:"ruleset_version"`
 	RulesetSHA256  string      `json:"ruleset_sha256"`
 	Input          rules.Input `json:"input"` // the first record the version applied to

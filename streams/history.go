@@ -28,12 +28,12 @@ type History struct {
 	opts    []kgo.Opt // seed brokers and security
 	topics  Topics
 	name    string
-	compile func(ConfigRecord) (*rules.RuleSet, error)
+	compile versions.Accept
 
 	mu       sync.Mutex
 	switches map[tp][]switchPoint
 	next     map[string]int64 // per topic read (switches, config history): the next offset to read
-	docs     map[int64][]ConfigRecord
+	docs     map[int64][]versions.Record
 	compiled map[versionKey]*rules.RuleSet
 }
 
@@ -51,9 +51,9 @@ type versionKey struct {
 // NewHistory reads the switch points and documents of rule set name on
 // demand with clients made of opts (seed brokers, TLS, SASL); compile
 // turns a published version into a rule set as every node does.
-func NewHistory(opts []kgo.Opt, topics Topics, name string, compile func(ConfigRecord) (*rules.RuleSet, error)) *History {
+func NewHistory(opts []kgo.Opt, topics Topics, name string, compile versions.Accept) *History {
 	return &History{opts: opts, topics: topics, name: name, compile: compile,
-		switches: map[tp][]switchPoint{}, next: map[string]int64{}, docs: map[int64][]ConfigRecord{}, compiled: map[versionKey]*rules.RuleSet{}}
+		switches: map[tp][]switchPoint{}, next: map[string]int64{}, docs: map[int64][]versions.Record{}, compiled: map[versionKey]*rules.RuleSet{}}
 }
 
 var _ engine.History = (*History)(nil)
@@ -92,18 +92,14 @@ func (h *History) refresh(ctx context.Context) error {
 		}
 		err := h.readNew(ctx, topic, func(r engine.Record) error {
 			if topic == h.topics.ConfigHistory {
-				if string(r.Key) != h.name || r.Value == nil {
-					return nil
+				live, _ := versions.Live([]versions.Entry{{Key: r.Key, Value: r.Value, Offset: r.Offset}}, h.name)
+				for _, c := range live {
+					h.docs[c.Version] = append(h.docs[c.Version], c)
 				}
-				var c ConfigRecord
-				if json.Unmarshal(r.Value, &c) != nil || c.Name != h.name || versions.CheckVersion(c.Version) != nil || c.Shadow || c.Retired {
-					return nil
-				}
-				h.docs[c.Version] = append(h.docs[c.Version], c)
 				return nil
 			}
 			var a engine.ConfigApplied
-			if err := json.Unmarshal(r.Value, &a); err != nil || a.Type != "config_applied" {
+			if err := json.Unmarshal(r.Value, &a); err != nil || a.Type != engine.TypeConfigApplied {
 				return nil // not a switch point: nothing to learn from it
 			}
 			h.add(a)
@@ -213,7 +209,7 @@ func (h *History) ruleSet(sp switchPoint) (*rules.RuleSet, error) {
 	if sp.version <= 0 {
 		return nil, fmt.Errorf("rule set sha256 %.12s ran as version %d, which is not published on %s: it cannot be replayed", sp.sha, sp.version, h.topics.ConfigHistory)
 	}
-	var doc *ConfigRecord
+	var doc *versions.Record
 	for i, c := range h.docs[sp.version] {
 		if c.SHA256 == sp.sha || sp.sha == "" {
 			doc = &h.docs[sp.version][i]

@@ -15,34 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-func TestConfigsAndShadows(t *testing.T) {
-	rec := func(key, value string) *kgo.Record {
-		r := &kgo.Record{Key: []byte(key)}
-		if value != "" {
-			r.Value = []byte(value)
-		}
-		return r
-	}
-	recs := []*kgo.Record{
-		rec("default", `{"name":"default","version":1,"document":{"name":"default"}}`),
-		rec("default.shadow", `{"name":"default","version":2,"document":{"name":"default"},"shadow":true}`),
-		rec("default.shadow/promote", `{"claim":"n1"}`),                                              // another key: skipped
-		rec("default", `{"name":"default","version":3,"document":{"name":"default"},"shadow":true}`), // a shadow under the live key: bad
-		rec("default.shadow", `{"name":"default","version":2,"shadow":true,"retired":true}`),
-		rec("default.shadow", ""), // a tombstone: retired
-		rec("default.shadow", `{"name":"default","version":4,"document":{"name":"default"}}`), // no shadow flag: bad
-		rec("other.shadow", `{"name":"other","version":5,"document":{"name":"other"},"shadow":true}`),
-	}
-	live, bad := streams.Configs(recs, "default")
-	if len(live) != 1 || live[0].Version != 1 || len(bad) != 1 {
-		t.Fatalf("Configs: %+v, bad %q", live, bad)
-	}
-	sh, bad := streams.Shadows(recs, "default")
-	if len(sh) != 3 || sh[0].Version != 2 || sh[0].Retired || !sh[1].Retired || !sh[2].Retired || len(bad) != 1 {
-		t.Fatalf("Shadows: %+v, bad %q", sh, bad)
-	}
-}
-
 // countObserver counts stage-1 records and dead letters of processed
 // batches (a warm-up replay is not a batch).
 type countObserver struct{ events, rejected, dups atomic.Int64 }

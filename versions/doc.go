@@ -1,8 +1,27 @@
-// Package versions holds what the config log means that every node must
-// decide alike (DESIGN.md section 7). For now it holds two of those
-// concepts: the range of version numbers, and the signatures of published
-// versions; the version in force, shadows and compiling a record move here
-// later.
+// Package versions holds what the config log means, which every node and
+// every command that reads the log must decide alike (DESIGN.md section
+// 7): the record of a published version (Record, its JSON on the config
+// and config history topics, decoded from their entries by Live, Shadows
+// and Published), compiling a record as every node does (Compile),
+// accepting one under a trust list (Policy), the live version in force
+// (Newest, and Replaces for a node that follows the topic), the shadow in
+// force (ShadowInForce, NextShadow, NeedsHistory), the next version number
+// (Policy.Next), resolving a backtest's --baseline (Baseline), and the
+// range of version numbers and the signatures of published versions.
+//
+// A node, `adrules config`, the shadow judge, the admin API and backtests
+// all call these functions: none decides what runs on its own, so what a
+// tool shows is what nodes run.
+//
+// # The version in force
+//
+// The live version of a rule set is the highest version accepted among the
+// records of the history topic, then those of the config topic; among the
+// records of one version the later wins; a refused record is never picked;
+// a tombstone never removes the live version. The shadow in force is the
+// fold of the config topic's shadow records (a newer accepted version
+// replaces it, a retirement ends it), or the history's when the topic ends
+// on a refused record.
 //
 // # Version numbers
 //
@@ -29,8 +48,10 @@
 // skipped). A key is known by its ID: the first 8 bytes of the sha256 of
 // its 32 public bytes, in hex.
 //
-// # Invariants
+// # What it never does
 //
-// The package is pure: no I/O, no clock; randomness only from the reader
-// passed to GenerateKey. It imports only the standard library.
+// The package is pure: no Kafka (streams reads the topics and hands their
+// records over as Entry values), no I/O, no clock (a record's publish time
+// is what it says); randomness only from the reader passed to GenerateKey.
+// It imports only config, rules and the standard library.
 package versions

@@ -23,10 +23,11 @@ func CheckVersion(v int64) error {
 	return nil
 }
 
-// Next returns the version number after highest (0 when nothing was
+// NextAfter returns the version number after highest (0 when nothing was
 // published), or an error wrapping ErrVersionRange when highest is
 // MaxVersion or beyond: the sequence ends there, it never wraps.
-func Next(highest int64) (int64, error) {
+// Policy.Next finds highest among published records.
+func NextAfter(highest int64) (int64, error) {
 	if highest < 0 || highest >= MaxVersion {
 		return 0, fmt.Errorf("%w: no version comes after %d (the highest is %d)", ErrVersionRange, highest, MaxVersion)
 	}

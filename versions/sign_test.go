@@ -182,15 +182,15 @@ func TestVersionRange(t *testing.T) {
 			t.Errorf("%d: %v", v, err)
 		}
 	}
-	if n, err := Next(0); n != 1 || err != nil {
-		t.Errorf("Next(0) = %d, %v", n, err)
+	if n, err := NextAfter(0); n != 1 || err != nil {
+		t.Errorf("NextAfter(0) = %d, %v", n, err)
 	}
-	if n, err := Next(MaxVersion - 1); n != MaxVersion || err != nil {
-		t.Errorf("Next(MaxVersion-1) = %d, %v", n, err)
+	if n, err := NextAfter(MaxVersion - 1); n != MaxVersion || err != nil {
+		t.Errorf("NextAfter(MaxVersion-1) = %d, %v", n, err)
 	}
 	for _, h := range []int64{MaxVersion, math.MaxInt64, -1} {
-		if n, err := Next(h); !errors.Is(err, ErrVersionRange) {
-			t.Errorf("Next(%d) = %d, %v: want an error, never a wrap", h, n, err)
+		if n, err := NextAfter(h); !errors.Is(err, ErrVersionRange) {
+			t.Errorf("NextAfter(%d) = %d, %v: want an error, never a wrap", h, n, err)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/adrules/adrules/config"
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/streams"
+	"github.com/adrules/adrules/versions"
 )
 
 // maxBody caps admin request bodies: a rules file is kilobytes.
@@ -210,7 +211,7 @@ func (a *admin) history(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusBadGateway, apiError{Error: err.Error()})
 		return
 	}
-	hist, _ := streams.Configs(recs, a.nc.ruleset)
+	hist, _ := versions.Live(streams.Entries(recs), a.nc.ruleset)
 	out := []map[string]any{}
 	for _, c := range hist {
 		out = append(out, map[string]any{"version": c.Version, "sha256": c.SHA256, "author": c.Author, "published_at": c.PublishedAt})
@@ -218,29 +219,23 @@ func (a *admin) history(w http.ResponseWriter, r *http.Request) {
 	reply(w, http.StatusOK, out)
 }
 
-// reload re-reads the config topic to its end and switches to its newest
-// valid version, if newer: the predecessor's reload endpoint, kept.
+// reload re-reads the config history and config topics to their ends
+// and switches to the version nodes run (versions.Newest, as a starting
+// node chooses it), if it replaces the running one: the predecessor's
+// reload endpoint, kept.
 func (a *admin) reload(w http.ResponseWriter, r *http.Request) {
 	eng := a.n.eng.Load()
 	if eng == nil {
 		reply(w, http.StatusServiceUnavailable, apiError{Error: "the node is starting"})
 		return
 	}
-	recs, err := streams.ReadAll(r.Context(), a.nc.kafka.brokerList(), a.nc.clientOpts, a.nc.kafka.topics.Config)
+	live, err := readLive(r.Context(), &a.nc.kafka, a.nc.clientOpts, a.nc.ruleset, nil)
 	if err != nil {
 		reply(w, http.StatusBadGateway, apiError{Error: err.Error()})
 		return
 	}
-	good, _ := streams.Configs(recs, a.nc.ruleset)
-	// The newest valid record, as a starting node would choose.
-	for i := len(good) - 1; i >= 0; i-- {
-		if !a.n.newer(good[i]) {
-			break
-		}
-		if rs, err := a.nc.keys.accept(good[i]); err == nil {
-			a.n.swap(rs)
-			break
-		}
+	if c, rs, ok := versions.Newest(live, a.nc.keys.Accept, nil); ok && a.n.newer(c) {
+		a.n.swap(rs)
 	}
 	rs := eng.RuleSet()
 	reply(w, http.StatusOK, map[string]any{"name": rs.Name, "version": rs.Version, "sha256": rs.SHA256})

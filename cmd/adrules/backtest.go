@@ -21,6 +21,7 @@ import (
 	"github.com/adrules/adrules/internal/report"
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/streams"
+	"github.com/adrules/adrules/versions"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -69,6 +70,8 @@ func cmdBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	baseline := fs.String("baseline", "", "the other side: a rules file, live, or a published version number")
 	var k kafkaFlags
 	k.register(fs, "")
+	var kf keyFlags
+	kf.registerTrust(fs)
 	topic := fs.String("topic", "", "metric events topic (default: --topic-metrics)")
 	actionsTopic := fs.String("actions-topic", "", "external proposals topic to read beside the events (default: none)")
 	fromS := fs.String("from", "", "start of the range: RFC 3339 time or partition:offset pairs (default: start of the log)")
@@ -114,7 +117,7 @@ func cmdBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		opts = append([]kgo.Opt{kgo.SeedBrokers(k.brokerList()...)}, opts...)
 	}
 	if *baseline != "" {
-		brs, label, err := baselineRules(ctx, *baseline, rs.Name, *envName, env, &k)
+		brs, label, err := baselineRules(ctx, *baseline, rs.Name, *envName, env, &k, kf, stderr)
 		if err != nil {
 			fmt.Fprintln(stderr, "--baseline:", err)
 			return exitError{1}
@@ -140,10 +143,13 @@ func cmdBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	return err
 }
 
-// baselineRules resolves --baseline: a rules file, "live" (the newest
-// valid version on the config topic) or a version number (from the config
-// history). name is the rule set's name on the config topic.
-func baselineRules(ctx context.Context, spec, name, envName string, env map[string]string, k *kafkaFlags) (*rules.RuleSet, string, error) {
+// baselineRules resolves --baseline: a rules file, "live" (the version the
+// nodes run: versions.Newest over the config history and config topics,
+// with the trust list of --trust or $ADRULES_TRUST; without one,
+// signatures are not checked and stderr says so) or a version number
+// (from the config history, versions.Baseline). name is the rule set's
+// name on the config topic.
+func baselineRules(ctx context.Context, spec, name, envName string, env map[string]string, k *kafkaFlags, kf keyFlags, stderr io.Writer) (*rules.RuleSet, string, error) {
 	v, verr := strconv.ParseInt(spec, 10, 64)
 	if spec != "live" && verr != nil {
 		rs, err := loadRules(spec, envName, env)
@@ -156,46 +162,38 @@ func baselineRules(ctx context.Context, spec, name, envName string, env map[stri
 	if err != nil {
 		return nil, "", err
 	}
-	topic := k.topics.ConfigHistory
-	if spec == "live" {
-		topic = k.topics.Config
-	}
-	recs, err := streams.ReadAll(ctx, k.brokerList(), copts, topic)
+	keys, err := kf.policy(env)
 	if err != nil {
 		return nil, "", err
 	}
-	good, _ := streams.Configs(recs, name)
-	if spec != "live" {
-		// Live and shadow versions share one numbering: a shadow's
-		// number names its document too.
-		shadows, _ := streams.Shadows(recs, name)
-		for _, c := range shadows {
-			if !c.Retired {
-				good = append(good, c)
-			}
-		}
-	}
-	for i := len(good) - 1; i >= 0; i-- {
-		c := good[i]
-		if spec != "live" && c.Version != v {
-			continue
-		}
-		rs, err := compileRecord(c)
-		if err != nil {
-			if spec == "live" {
-				continue // nodes refuse it too: they run an older one
-			}
-			return nil, "", err
-		}
-		if spec == "live" {
-			return rs, "live", nil
-		}
-		return rs, "published", nil
-	}
+	var published []versions.Record
+	topic := k.topics.ConfigHistory
 	if spec == "live" {
-		return nil, "", fmt.Errorf("rule set %q: no valid version on %s", name, topic)
+		if !keys.Checks() {
+			fmt.Fprintln(stderr, "--baseline live: signatures not checked (no --trust or $ADRULES_TRUST): nodes may refuse it")
+		}
+		topic = k.topics.Config
+		published, err = readLive(ctx, k, copts, name, nil)
+	} else {
+		var recs []*kgo.Record
+		recs, err = streams.ReadAll(ctx, k.brokerList(), copts, topic)
+		published = versions.Published(streams.Entries(recs), name)
 	}
-	return nil, "", fmt.Errorf("rule set %q has no version %d on %s", name, v, topic)
+	if err != nil {
+		return nil, "", err
+	}
+	_, rs, err := versions.Baseline(published, spec, keys.Accept)
+	switch {
+	case errors.Is(err, versions.ErrNoValid):
+		return nil, "", fmt.Errorf("rule set %q: no valid version on %s", name, topic)
+	case errors.Is(err, versions.ErrNoSuchVersion):
+		return nil, "", fmt.Errorf("rule set %q has no version %d on %s", name, v, topic)
+	case err != nil:
+		return nil, "", err
+	case spec == "live":
+		return rs, "live", nil
+	}
+	return rs, "published", nil
 }
 
 // topicRange is what the flags say of a topic backtest's input.

@@ -13,6 +13,7 @@ import (
 	"github.com/adrules/adrules/internal/gen"
 	"github.com/adrules/adrules/internal/kafkatest"
 	"github.com/adrules/adrules/streams"
+	"github.com/adrules/adrules/versions"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -82,7 +83,7 @@ func TestConfigAsEvents(t *testing.T) {
 	// v3 on the topic is invalid (a record written by hand): every node
 	// refuses it and stays on v2.
 	doc := strings.Replace(string(n.ruleSet().Doc.Canonical()), "ad.ctr >", "ad.ctx >", 1)
-	rec := signed(t, streams.ConfigRecord{Name: "default", Version: 3, SHA256: "x", Author: "mallory", Document: json.RawMessage(doc)})
+	rec := signed(t, versions.Record{Name: "default", Version: 3, SHA256: "x", Author: "mallory", Document: json.RawMessage(doc)})
 	cl := kafkatest.Client(t, addrs)
 	if err := streams.Publish(context.Background(), cl, topics, rec); err != nil {
 		t.Fatal(err)

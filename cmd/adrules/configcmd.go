@@ -12,40 +12,75 @@ import (
 	"time"
 
 	"github.com/adrules/adrules/config"
-	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/streams"
 	"github.com/adrules/adrules/versions"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// compileRecord validates and compiles a published version exactly as every
-// node does: the document must load, hash to its sha256 and compile.
-func compileRecord(c streams.ConfigRecord) (*rules.RuleSet, error) {
-	name := fmt.Sprintf("%s v%d", c.Name, c.Version)
-	if c.Shadow {
-		name = fmt.Sprintf("%s v%d", streams.ShadowKey(c.Name), c.Version)
+// readLive reads the config history topic, then the config topic, to their
+// ends and returns the live records of rule set name in the order every
+// node considers them (versions.Newest). bad (nil: not told) is told of
+// each record under name that does not decode, with its topic.
+func readLive(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, name string, bad func(topic, reason string)) ([]versions.Record, error) {
+	var published []versions.Record
+	for _, topic := range []string{k.topics.ConfigHistory, k.topics.Config} {
+		recs, err := streams.ReadAll(ctx, k.brokerList(), opts, topic)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", topic, err)
+		}
+		live, refused := versions.Live(streams.Entries(recs), name)
+		if bad != nil {
+			for _, b := range refused {
+				bad(topic, b)
+			}
+		}
+		published = append(published, live...)
 	}
-	doc, err := config.Load(name, c.Document, config.Options{})
-	if err != nil {
-		return nil, err
-	}
-	if got := doc.SHA256(); got != c.SHA256 {
-		return nil, fmt.Errorf("%s: the document hashes to %s, not to its sha256 %s", name, short(got), c.SHA256)
-	}
-	return rules.Compile(doc, c.Version)
+	return published, nil
 }
 
-// publishedVersions returns the live and shadow records of rule set name
-// among recs, in the order they were published (retirements included).
-func publishedVersions(recs []*kgo.Record, name string) []streams.ConfigRecord {
-	var out []streams.ConfigRecord
-	for _, r := range recs {
-		one := []*kgo.Record{r}
-		live, _ := streams.Configs(one, name)
-		shadows, _ := streams.Shadows(one, name)
-		out = append(append(out, live...), shadows...)
+// shadowRead is the shadow of a rule set in force, as read from Kafka.
+type shadowRead struct {
+	cur  *versions.Shadow // nil: none
+	last *versions.Record // the config topic's last shadow record; nil: none
+	// fromHistory: the config topic's fold ended on a refused record
+	// (versions.NeedsHistory), and the history decided.
+	fromHistory bool
+	recs        []*kgo.Record // the config topic's records
+}
+
+// readShadow reads the config topic to its end and returns the shadow of
+// rule set name in force as every node decides it (versions.ShadowInForce
+// with accept), the history deciding when versions.NeedsHistory says so.
+// refused (nil: not told) is told of each record refused, with the topic
+// it was read on (version 0: a record that does not decode).
+func readShadow(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, name string, accept versions.Accept, refused func(topic string, version int64, reason string)) (shadowRead, error) {
+	recs, err := streams.ReadAll(ctx, k.brokerList(), opts, k.topics.Config)
+	if err != nil {
+		return shadowRead{}, fmt.Errorf("read %s: %w", k.topics.Config, err)
 	}
-	return out
+	fold := func(recs []*kgo.Record, topic string) (*versions.Shadow, *versions.Record) {
+		good, bad := versions.Shadows(streams.Entries(recs), name)
+		var told func(versions.Record, error)
+		if refused != nil {
+			for _, b := range bad {
+				refused(topic, 0, b)
+			}
+			told = func(c versions.Record, err error) { refused(topic, c.Version, err.Error()) }
+		}
+		return versions.ShadowInForce(good, accept, told)
+	}
+	r := shadowRead{recs: recs}
+	r.cur, r.last = fold(recs, k.topics.Config)
+	if versions.NeedsHistory(r.cur, r.last) {
+		hist, err := streams.ReadAll(ctx, k.brokerList(), opts, k.topics.ConfigHistory)
+		if err != nil {
+			return shadowRead{}, fmt.Errorf("read %s: %w", k.topics.ConfigHistory, err)
+		}
+		r.cur, _ = fold(hist, k.topics.ConfigHistory)
+		r.fromHistory = true
+	}
+	return r, nil
 }
 
 func author(env map[string]string) string {
@@ -61,39 +96,39 @@ func author(env map[string]string) string {
 // publishFile layers, validates and compiles a rules file, then publishes
 // its effective document as the next version, signed with keys: the live
 // one, or with shadow the shadow (challenger) of the rule set of its name.
-func publishFile(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, keys keyring, path, envName string, env map[string]string, shadow bool) (streams.ConfigRecord, error) {
+func publishFile(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, keys keyring, path, envName string, env map[string]string, shadow bool) (versions.Record, error) {
 	rs, err := loadRules(path, envName, env)
 	if err != nil {
-		return streams.ConfigRecord{}, err
+		return versions.Record{}, err
 	}
 	return publish(ctx, k, opts, keys, rs.Doc, author(env), shadow)
 }
 
 // publishDoc validates doc and publishes it as the next live version,
 // signed with keys.
-func publishDoc(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, keys keyring, doc *config.Document, who string) (streams.ConfigRecord, error) {
+func publishDoc(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, keys keyring, doc *config.Document, who string) (versions.Record, error) {
 	return publish(ctx, k, opts, keys, doc, who, false)
 }
 
-// publish numbers doc after the versions in the history (nextVersion),
+// publish numbers doc after the versions in the history (Policy.Next),
 // signs it with keys' signer, checks the record as a node with keys' trust
 // list would (a key the list lacks is refused here, not on every node),
 // and publishes it.
-func publish(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, keys keyring, doc *config.Document, who string, shadow bool) (streams.ConfigRecord, error) {
+func publish(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, keys keyring, doc *config.Document, who string, shadow bool) (versions.Record, error) {
 	recs, err := streams.ReadAll(ctx, k.brokerList(), opts, k.topics.ConfigHistory)
 	if err != nil {
-		return streams.ConfigRecord{}, err
+		return versions.Record{}, err
 	}
-	v, err := nextVersion(publishedVersions(recs, doc.Name), keys)
+	v, err := keys.Next(versions.Published(streams.Entries(recs), doc.Name))
 	if err != nil {
-		return streams.ConfigRecord{}, fmt.Errorf("rule set %q: %w", doc.Name, err)
+		return versions.Record{}, fmt.Errorf("rule set %q: %w", doc.Name, err)
 	}
-	c := streams.ConfigRecord{Name: doc.Name, Version: v, SHA256: doc.SHA256(), Author: who,
+	c := versions.Record{Name: doc.Name, Version: v, SHA256: doc.SHA256(), Author: who,
 		Document: doc.Canonical(), Shadow: shadow}
 	if err := keys.sign(&c); err != nil {
 		return c, err
 	}
-	if _, err := keys.accept(c); err != nil {
+	if _, err := keys.Accept(c); err != nil {
 		return c, fmt.Errorf("not published: nodes with this trust list would refuse it: %w", err)
 	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.brokerList()...)}, opts...)...)
@@ -133,20 +168,12 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	// Without a trust list, what nodes accept is not known here: say so
 	// where it matters.
 	unverified := func(what string) {
-		if !keys.checks() {
+		if !keys.Checks() {
 			fmt.Fprintf(stderr, "%s: signatures not checked (no --trust or $ADRULES_TRUST): nodes may refuse it\n", what)
 		}
 	}
 	readRecs := func(topic string) ([]*kgo.Record, error) {
 		return streams.ReadAll(ctx, k.brokerList(), opts, topic)
-	}
-	read := func(topic string) ([]streams.ConfigRecord, error) {
-		recs, err := readRecs(topic)
-		if err != nil {
-			return nil, err
-		}
-		good, _ := streams.Configs(recs, *name)
-		return good, nil
 	}
 	switch sub {
 	case "publish":
@@ -168,36 +195,29 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return nil
 	case "get":
 		if *shadow {
-			recs, err := readRecs(k.topics.Config)
+			sh, err := readShadow(ctx, &k, opts, *name, keys.Accept, nil)
 			if err != nil {
 				return err
 			}
-			cur, _ := shadowInForce(recs, *name, keys.accept)
-			if cur == nil {
+			if sh.cur == nil {
 				return fmt.Errorf("rule set %q has no shadow", *name)
 			}
-			c := cur.c
+			c := sh.cur.Record
 			fmt.Fprintf(stderr, "%s v%d (shadow) sha256 %s by %s at %s, %s\n", c.Name, c.Version, short(c.SHA256), c.Author, c.PublishedAt, keys.signedBy(c))
 			unverified("the shadow")
 			fmt.Fprintf(stdout, "%s\n", c.Document)
 			return nil
 		}
-		live, err := read(k.topics.Config)
+		live, err := readLive(ctx, &k, opts, *name, nil)
 		if err != nil {
 			return err
 		}
 		// The newest valid (and, with a trust list, trusted) version: the
 		// one nodes run.
-		for len(live) > 0 {
-			if _, err := keys.accept(live[len(live)-1]); err == nil {
-				break
-			}
-			live = live[:len(live)-1]
-		}
-		if len(live) == 0 {
+		c, _, ok := versions.Newest(live, keys.Accept, nil)
+		if !ok {
 			return fmt.Errorf("rule set %q: %w", *name, streams.ErrNoConfig)
 		}
-		c := live[len(live)-1]
 		fmt.Fprintf(stderr, "%s v%d sha256 %s by %s at %s, %s\n", c.Name, c.Version, short(c.SHA256), c.Author, c.PublishedAt, keys.signedBy(c))
 		unverified("the live version")
 		fmt.Fprintf(stdout, "%s\n", c.Document)
@@ -209,7 +229,7 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		}
 		// Live and shadow versions in the order they were published, and
 		// who signed each (a retirement is not signed).
-		for _, c := range publishedVersions(recs, *name) {
+		for _, c := range versions.Published(streams.Entries(recs), *name) {
 			switch {
 			case !c.Shadow:
 				fmt.Fprintf(stdout, "v%-4d %s  %-20s %s  %s\n", c.Version, short(c.SHA256), c.Author, c.PublishedAt, keys.signedBy(c))
@@ -242,15 +262,15 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		// signs the document anew, it must not launder one nobody
 		// trusted.
 		var untrusted error
-		for _, c := range publishedVersions(recs, *name) {
+		for _, c := range versions.Published(streams.Entries(recs), *name) {
 			if c.Version != v || c.Retired {
 				continue
 			}
-			if _, err := keys.check(c); err != nil {
+			if _, err := keys.Check(c); err != nil {
 				untrusted = err
 				continue
 			}
-			rs, err := compileRecord(c)
+			rs, err := versions.Compile(c)
 			if err != nil {
 				return fmt.Errorf("version %d no longer validates: %w", v, err)
 			}
@@ -267,18 +287,17 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		}
 		return errors.New("no such version in the history")
 	case "retire-shadow":
-		recs, err := readRecs(k.topics.Config)
+		sh, err := readShadow(ctx, &k, opts, *name, keys.Accept, nil)
 		if err != nil {
 			return err
 		}
-		cur, last := shadowInForce(recs, *name, keys.accept)
-		if last == nil || last.Retired {
+		if sh.last == nil || sh.last.Retired {
 			return fmt.Errorf("rule set %q has no shadow", *name)
 		}
 		// The version in force, or, when the last one was refused, that one.
-		v := last.Version
-		if cur != nil {
-			v = cur.c.Version
+		v := sh.last.Version
+		if sh.cur != nil {
+			v = sh.cur.Record.Version
 		}
 		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.brokerList()...)}, opts...)...)
 		if err != nil {
@@ -332,30 +351,18 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			fmt.Fprintf(stdout, "%-24s %-8s %s v%d %s  heartbeat %s ago  http %s%s\n", h.Node, state, h.Ruleset, h.Version, short(h.SHA256), age, h.HTTP, sh)
 		}
 		fmt.Fprintf(stderr, "%d live nodes\n", live)
-		config, err := readRecs(k.topics.Config)
+		sh, err := readShadow(ctx, &k, opts, *name, keys.Accept, nil)
 		if err != nil {
 			return err
 		}
-		if cur, _ := shadowInForce(config, *name, keys.accept); cur != nil {
-			c := cur.c
+		if sh.cur != nil {
+			c := sh.cur.Record
 			fmt.Fprintf(stderr, "shadow of %s: v%d sha256 %s by %s at %s\n", c.Name, c.Version, short(c.SHA256), c.Author, c.PublishedAt)
 		}
 		return nil
 	}
 	fmt.Fprintf(stderr, "adrules config: unknown command %q\n", sub)
 	return exitError{2}
-}
-
-// shadowInForce returns the shadow of rule set name that nodes accepting
-// what accept accepts run after the config records recs (nil when none),
-// and the last shadow record.
-func shadowInForce(recs []*kgo.Record, name string, accept acceptFunc) (cur *shadowVersion, last *streams.ConfigRecord) {
-	good, _ := streams.Shadows(recs, name)
-	for i, c := range good {
-		cur, _ = nextShadow(cur, c, accept)
-		last = &good[i]
-	}
-	return cur, last
 }
 
 // short returns the first 12 characters of a hash, for people.

@@ -192,5 +192,5 @@ func devKeys(path string) (keyring, error) {
 		return keyring{}, err
 	}
 	trust, err := versions.NewTrustList(s.Public())
-	return keyring{signer: s, trust: trust}, err
+	return keyring{Policy: versions.Policy{Trust: trust}, signer: s}, err
 }

@@ -7,10 +7,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-
-	"github.com/adrules/adrules/config"
-	"github.com/adrules/adrules/streams"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // fuzzSeeds are rules documents the fuzz targets start from: the shipped
@@ -45,45 +41,6 @@ func FuzzValidate(f *testing.F) {
 		}
 		if !json.Valid(w.Body.Bytes()) {
 			t.Fatalf("the answer is not JSON: %q", w.Body)
-		}
-	})
-}
-
-// FuzzConfigRecord: a config record as a node reads it from the topic,
-// decoded (streams.Configs), its signature checked, its document loaded,
-// hashed and compiled (keyring.accept), never crashes a node, whatever the
-// record's bytes; and a document signed by a trusted publisher (a key
-// that leaked, or a careless one) is either accepted or refused with an
-// error, never a crash or a hang.
-func FuzzConfigRecord(f *testing.F) {
-	fuzzSeeds(f)
-	keys := testKeys()
-	f.Fuzz(func(t *testing.T, data []byte) {
-		// The bytes as a record's value.
-		good, _ := streams.Configs([]*kgo.Record{{Key: []byte("default"), Value: data}}, "default")
-		for _, c := range good {
-			keys.accept(c)
-		}
-		// The bytes as a document, published and signed as a trusted
-		// publisher would.
-		c := streams.ConfigRecord{Name: "default", Version: 7, Author: "fuzz", Document: data}
-		if doc, err := config.Load("fuzz", data, config.Options{}); err == nil {
-			c.Name, c.SHA256, c.Document = doc.Name, doc.SHA256(), doc.Canonical()
-		}
-		sig, err := keys.signer.Sign(c.Signed())
-		if err != nil {
-			return // a name the signature refuses (a line break)
-		}
-		c.Signature = sig
-		v, err := json.Marshal(c)
-		if err != nil {
-			return // a document that is not JSON: no record carries it
-		}
-		good, _ = streams.Configs([]*kgo.Record{{Key: []byte(c.Name), Value: v}}, c.Name)
-		for _, c := range good {
-			if rs, err := keys.accept(c); err == nil && rs == nil {
-				t.Fatal("accepted without a rule set")
-			}
 		}
 	})
 }

@@ -10,55 +10,30 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/adrules/adrules/rules"
-	"github.com/adrules/adrules/streams"
 	"github.com/adrules/adrules/versions"
 )
 
 // keyring is what a command signs the versions it publishes with, and
-// whose versions it believes.
+// whose versions it believes (its versions.Policy).
 type keyring struct {
+	// Policy: Trust lists the publishers whose versions count. nil on a
+	// node means AcceptUnsigned (runNode refuses anything else); nil on a
+	// command that reads the config topics means unchecked: it cannot
+	// tell which versions nodes accept, and says so. AcceptUnsigned: a
+	// node takes every valid version, signed or not
+	// (--insecure-accept-unsigned).
+	versions.Policy
 	// signer signs what is published; nil: nothing is signed.
 	signer *versions.Signer
-	// trust lists the publishers whose versions count. nil on a node
-	// means acceptUnsigned (runNode refuses anything else); nil on a
-	// command that reads the config topics means unchecked: it cannot
-	// tell which versions nodes accept, and says so.
-	trust *versions.TrustList
-	// acceptUnsigned: a node takes every valid version, signed or not
-	// (--insecure-accept-unsigned).
-	acceptUnsigned bool
 	// publishUnsigned: publishing without a signing key is meant (a node's
 	// --insecure-accept-unsigned, a command's --unsigned).
 	publishUnsigned bool
 }
 
-// checks reports whether signatures are checked.
-func (k keyring) checks() bool { return k.trust != nil && !k.acceptUnsigned }
-
-// check verifies that c is signed by a trusted key, when signatures are
-// checked, and returns that key.
-func (k keyring) check(c streams.ConfigRecord) (versions.PublicKey, error) {
-	if !k.checks() {
-		return versions.PublicKey{}, nil
-	}
-	return k.trust.Verify(c.Signed(), c.Signature)
-}
-
-// accept validates and compiles a published version as a node with this
-// keyring does: its signature first (an untrusted document is never
-// compiled), then compileRecord.
-func (k keyring) accept(c streams.ConfigRecord) (*rules.RuleSet, error) {
-	if _, err := k.check(c); err != nil {
-		return nil, err
-	}
-	return compileRecord(c)
-}
-
 // sign signs c with the signer. Without one it leaves c unsigned when that
 // is meant, and is an error otherwise: every node with a trust list would
 // refuse the version.
-func (k keyring) sign(c *streams.ConfigRecord) error {
+func (k keyring) sign(c *versions.Record) error {
 	if k.signer == nil {
 		if k.publishUnsigned {
 			return nil
@@ -79,12 +54,12 @@ func (k keyring) sign(c *streams.ConfigRecord) error {
 // otherwise, by itself first).
 func (k keyring) validateNode() error {
 	switch {
-	case k.trust != nil && k.acceptUnsigned:
+	case k.Trust != nil && k.AcceptUnsigned:
 		return errors.New("--trust and --insecure-accept-unsigned contradict each other: give one")
-	case k.trust == nil && !k.acceptUnsigned:
+	case k.Trust == nil && !k.AcceptUnsigned:
 		return errors.New("no trust list: give --trust FILE (the publishers' public keys, adrules keygen makes them), or --insecure-accept-unsigned to run every valid version, signed or not")
-	case k.signer != nil && k.trust != nil:
-		if _, ok := k.trust.Lookup(k.signer.Public().ID()); !ok {
+	case k.signer != nil && k.Trust != nil:
+		if _, ok := k.Trust.Lookup(k.signer.Public().ID()); !ok {
 			return fmt.Errorf("--signing-key %s (key %s) is not in the trust list: the versions this node publishes would be refused", k.signer.Name(), k.signer.Public().ID())
 		}
 	}
@@ -94,15 +69,15 @@ func (k keyring) validateNode() error {
 // signedBy says who signed c, for people (config history): the name the
 // trust list gives the key when it verifies, what is wrong otherwise, or,
 // without a trust list, what the record says, unverified.
-func (k keyring) signedBy(c streams.ConfigRecord) string {
+func (k keyring) signedBy(c versions.Record) string {
 	s := c.Signature
 	switch {
 	case s == nil:
 		return "unsigned"
-	case k.trust == nil:
+	case k.Trust == nil:
 		return fmt.Sprintf("signer %s key %.16s (unverified: no --trust)", clipName(s.Signer), s.KeyID)
 	}
-	key, err := k.trust.Verify(c.Signed(), s)
+	key, err := k.Trust.Verify(c.Signed(), s)
 	switch {
 	case err == nil:
 		return fmt.Sprintf("signed by %s key %s", key.Name, key.ID())
@@ -125,33 +100,6 @@ func clipName(s string) string {
 		return s[:32] + "..."
 	}
 	return s
-}
-
-// nextVersion returns the number of the next version of a rule set, given
-// its versions (live and shadow: they share one sequence) in the order
-// they were published. It counts every version when signatures are not
-// checked. When they are, it counts the versions published before the
-// first one a trusted key signed (those of the time before signatures, or
-// of keys since rotated out), then only trusted ones: a writer without a
-// key can neither use numbers up nor push them. It never goes past
-// versions.MaxVersion.
-func nextVersion(hist []streams.ConfigRecord, k keyring) (int64, error) {
-	var highest int64
-	trusted := false
-	for _, c := range hist {
-		if c.Retired {
-			continue // a retirement names a version published before it
-		}
-		if k.checks() {
-			if _, err := k.check(c); err == nil {
-				trusted = true
-			} else if trusted {
-				continue
-			}
-		}
-		highest = max(highest, c.Version)
-	}
-	return versions.Next(highest)
 }
 
 // keyFlags are the flags of the signing key and the trust list.
@@ -188,7 +136,7 @@ func (f *keyFlags) registerTrust(fs *flag.FlagSet) {
 
 // load reads the key files the flags, or else the environment, name.
 func (f keyFlags) load(env map[string]string) (keyring, error) {
-	k := keyring{acceptUnsigned: f.insecure, publishUnsigned: f.insecure || f.unsigned}
+	k := keyring{publishUnsigned: f.insecure || f.unsigned}
 	path := f.signingKey
 	if path == "" {
 		path = env["ADRULES_SIGNING_KEY"]
@@ -200,6 +148,15 @@ func (f keyFlags) load(env map[string]string) (keyring, error) {
 		}
 		k.signer = s
 	}
+	p, err := f.policy(env)
+	k.Policy = p
+	return k, err
+}
+
+// policy reads the trust list files the flags, or else the environment,
+// name: which versions count, for a command that only reads.
+func (f keyFlags) policy(env map[string]string) (versions.Policy, error) {
+	p := versions.Policy{AcceptUnsigned: f.insecure}
 	files := f.trust
 	if len(files) == 0 && env["ADRULES_TRUST"] != "" {
 		files = filepath.SplitList(env["ADRULES_TRUST"])
@@ -207,11 +164,11 @@ func (f keyFlags) load(env map[string]string) (keyring, error) {
 	if len(files) > 0 {
 		t, err := loadTrust(files...)
 		if err != nil {
-			return k, err
+			return p, err
 		}
-		k.trust = t
+		p.Trust = t
 	}
-	return k, nil
+	return p, nil
 }
 
 // loadSigner reads a private key file; a key without a Name header is

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/adrules/adrules/streams"
 	"github.com/adrules/adrules/versions"
 )
 
@@ -33,7 +32,7 @@ func testKeys() keyring {
 	if err != nil {
 		panic(err)
 	}
-	return keyring{signer: s, trust: trust}
+	return keyring{Policy: versions.Policy{Trust: trust}, signer: s}
 }
 
 // writeKeyFiles writes s's private key file and a trust list of the keys
@@ -63,12 +62,12 @@ func testKeyFiles(t *testing.T) (key, trust string) {
 
 // signed returns c signed by testSigner, as a trusted publisher would
 // publish it.
-func signed(t *testing.T, c streams.ConfigRecord) streams.ConfigRecord {
+func signed(t *testing.T, c versions.Record) versions.Record {
 	t.Helper()
 	return signedBy(t, testSigner(), c)
 }
 
-func signedBy(t *testing.T, s *versions.Signer, c streams.ConfigRecord) streams.ConfigRecord {
+func signedBy(t *testing.T, s *versions.Signer, c versions.Record) versions.Record {
 	t.Helper()
 	sig, err := s.Sign(c.Signed())
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -16,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +25,7 @@ import (
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/state"
 	"github.com/adrules/adrules/streams"
+	"github.com/adrules/adrules/versions"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -272,13 +271,14 @@ func (o observer) Restored(topic string, partition int32) { o.n.Restored(topic, 
 
 var _ engine.RestoreObserver = observer{}
 
-// newer reports whether c should replace the running version: a higher
-// version, or another record of the same version (the later record wins),
-// as for a node that starts later (nodeRules), so two publishers racing to
-// one version number still leave every node on one document.
-func (n *node) newer(c streams.ConfigRecord) bool {
+// newer reports whether c should replace the running version
+// (versions.Replaces): a higher version, or another record of the same
+// version (the later record wins), as for a node that starts later
+// (nodeRules, versions.Newest), so two publishers racing to one version
+// number still leave every node on one document.
+func (n *node) newer(c versions.Record) bool {
 	cur := n.ruleSet()
-	return c.Version > cur.Version || c.Version == cur.Version && c.SHA256 != cur.SHA256
+	return versions.Replaces(cur.Version, cur.SHA256, c)
 }
 
 // swap installs rs unless a newer version got there first (the follower and
@@ -431,7 +431,7 @@ func runNode(parent context.Context, nc nodeConfig, stderr io.Writer, env map[st
 	// found by number and sha256 (which binds the document): what ran,
 	// which this node or another accepted then; the signature decides
 	// what runs next, not what ran.
-	history := streams.NewHistory(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, nc.clientOpts...), nc.kafka.topics, nc.ruleset, compileRecord)
+	history := streams.NewHistory(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, nc.clientOpts...), nc.kafka.topics, nc.ruleset, versions.Compile)
 	eng, err := engine.New(rs, sn, sn, store,
 		engine.WithObserver(observer{n.metrics, n}), engine.WithLogger(log), engine.WithKeyCheck(engine.KeyRequired), engine.WithSwitchRecords(),
 		engine.WithHistory(history), engine.WithPartitioner(sn.PartitionOf),
@@ -540,61 +540,34 @@ func newFlagSet() *flag.FlagSet { return flag.NewFlagSet("", flag.ContinueOnErro
 
 // nodeRules reads the config topic and its history to their ends and
 // returns the highest valid version of the rule set signed by a trusted
-// key, the one running nodes keep (node.newer): the config topic alone may
-// hold a lower version than one published earlier (a racing publisher, or
-// compaction after one), or only an invalid record, or a tombstone. Among
-// valid records of one version the later wins, the history's records
-// coming before the config topic's (Publish writes the history first). An
-// invalid or untrusted version is refused (logged) and never picked; when
-// versions were published but none is valid and trusted, the node refuses
-// to start. When none was ever published, it publishes the --rules file
-// (with the environments overlay, never with variables), signed with its
-// --signing-key, as the first version: every node then follows the topic.
+// key (versions.Newest), the one running nodes keep (node.newer): the
+// config topic alone may hold a lower version than one published earlier
+// (a racing publisher, or compaction after one), or only an invalid
+// record, or a tombstone. Among valid records of one version the later
+// wins, the history's records coming before the config topic's (Publish
+// writes the history first). An invalid or untrusted version is refused
+// (logged) and never picked; when versions were published but none is
+// valid and trusted, the node refuses to start. When none was ever
+// published, it publishes the --rules file (with the environments
+// overlay, never with variables), signed with its --signing-key, as the
+// first version: every node then follows the topic.
 func nodeRules(ctx context.Context, nc nodeConfig, env map[string]string, log *slog.Logger) (*rules.RuleSet, error) {
 	name := nc.ruleset
-	var published []streams.ConfigRecord // in the order considered
 	var bad int
-	for _, topic := range []string{nc.kafka.topics.ConfigHistory, nc.kafka.topics.Config} {
-		recs, err := streams.ReadAll(ctx, nc.kafka.brokerList(), nc.clientOpts, topic)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", topic, err)
-		}
-		live, refused := streams.Configs(recs, name)
-		for _, b := range refused {
-			log.Warn("config record refused", "topic", topic, "reason", b)
-		}
-		published = append(published, live...)
-		bad += len(refused)
+	published, err := readLive(ctx, &nc.kafka, nc.clientOpts, name, func(topic, reason string) {
+		log.Warn("config record refused", "topic", topic, "reason", reason)
+		bad++
+	})
+	if err != nil {
+		return nil, err
 	}
-	// The highest version first; among records of one version, the later
-	// first.
-	slices.Reverse(published)
-	slices.SortStableFunc(published, func(a, b streams.ConfigRecord) int { return cmp.Compare(b.Version, a.Version) })
-	// A record is on both topics: try it once. A copy with another
-	// signature (or none) is another record: refusing one must not skip
-	// the other.
-	type key struct {
-		version        int64
-		sha, body, sig string
-	}
-	tried := map[key]bool{}
-	for _, c := range published {
-		k := key{c.Version, c.SHA256, string(c.Document), ""}
-		if c.Signature != nil {
-			k.sig = c.Signature.KeyID + "/" + string(c.Signature.Sig)
-		}
-		if tried[k] {
-			continue
-		}
-		tried[k] = true
-		rs, err := nc.keys.accept(c)
-		if err == nil {
-			return rs, nil
-		}
+	if _, rs, ok := versions.Newest(published, nc.keys.Accept, func(c versions.Record, err error) {
 		log.Error("published version refused", "version", c.Version, "err", err)
+	}); ok {
+		return rs, nil
 	}
 	if len(published)+bad > 0 {
-		if nc.keys.checks() {
+		if nc.keys.Checks() {
 			return nil, fmt.Errorf("rule set %q: no published version is valid and signed by a key of the trust list (publish one with adrules config publish --signing-key, or sign an old one anew with adrules config rollback --signing-key)", name)
 		}
 		return nil, fmt.Errorf("rule set %q: no published version is valid", name)
@@ -617,7 +590,7 @@ func nodeRules(ctx context.Context, nc nodeConfig, env map[string]string, log *s
 		return nil, fmt.Errorf("rule set %q: nothing is published, and the node cannot publish --rules %s: %w", name, nc.rulesFile, err)
 	}
 	log.Info("no rule set was published: published the rules file", "file", nc.rulesFile, "version", c.Version, "sha256", short(c.SHA256), "signer", nc.keys.signedBy(c))
-	return nc.keys.accept(c)
+	return nc.keys.Accept(c)
 }
 
 // follow reads the config topic from its start for as long as the node
@@ -648,13 +621,13 @@ func follow(ctx context.Context, nc nodeConfig, eng *engine.Engine, n *node, log
 				log.Warn("config tombstone ignored: the live rule set stays", "name", nc.ruleset)
 			}
 		}
-		good, bad := streams.Configs(recs, nc.ruleset)
+		good, bad := versions.Live(streams.Entries(recs), nc.ruleset)
 		for _, b := range bad {
 			n.metrics.refused.Inc()
 			log.Error("config record refused", "reason", b)
 		}
 		for _, c := range good {
-			if _, err := nc.keys.check(c); err != nil {
+			if _, err := nc.keys.Check(c); err != nil {
 				n.metrics.refused.Inc()
 				log.Error("published version refused: not signed by a trusted key; the last good one stays", "version", c.Version, "err", err)
 				continue
@@ -662,7 +635,7 @@ func follow(ctx context.Context, nc nodeConfig, eng *engine.Engine, n *node, log
 			if !n.newer(c) {
 				continue
 			}
-			rs, err := compileRecord(c)
+			rs, err := versions.Compile(c)
 			if err != nil {
 				n.metrics.refused.Inc()
 				log.Error("published version refused; the last good one stays", "version", c.Version, "err", err)

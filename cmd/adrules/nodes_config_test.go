@@ -13,6 +13,7 @@ import (
 	"github.com/adrules/adrules/internal/gen"
 	"github.com/adrules/adrules/internal/kafkatest"
 	"github.com/adrules/adrules/streams"
+	"github.com/adrules/adrules/versions"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -92,7 +93,7 @@ func TestNodesFollowConfig(t *testing.T) {
 	})
 
 	// An invalid v3, written by hand: refused everywhere.
-	bad := signed(t, streams.ConfigRecord{Name: "default", Version: 3, SHA256: "0", Author: "x", Document: []byte(`{"name":"default","rules":[{"id":"r","when":"ad.nope","emit":{"type":"t"}}]}`)})
+	bad := signed(t, versions.Record{Name: "default", Version: 3, SHA256: "0", Author: "x", Document: []byte(`{"name":"default","rules":[{"id":"r","when":"ad.nope","emit":{"type":"t"}}]}`)})
 	if err := streams.Publish(context.Background(), kafkatest.Client(t, addrs), topics, bad); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +159,7 @@ func TestNodeFallsBackToHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, _ := json.Marshal(signed(t, streams.ConfigRecord{Name: "default", Version: 7, SHA256: rs.SHA256, Author: "a", Document: rs.Doc.Canonical()}))
+	rec, _ := json.Marshal(signed(t, versions.Record{Name: "default", Version: 7, SHA256: rs.SHA256, Author: "a", Document: rs.Doc.Canonical()}))
 	cl := kafkatest.Client(t, addrs)
 	if err := cl.ProduceSync(context.Background(),
 		&kgo.Record{Topic: topics.ConfigHistory, Key: []byte("default"), Value: rec},

@@ -19,6 +19,7 @@ import (
 	"github.com/adrules/adrules/internal/jsonl"
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/streams"
+	"github.com/adrules/adrules/versions"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -167,7 +168,7 @@ func (r *replay) load(ctx context.Context, cl *kgo.Client, from, to streams.Boun
 	if r.proposals, err = streams.ResolveRange(ctx, cl, t.Proposals, streams.Bound{}, streams.Bound{}, streams.Warm{}); err != nil {
 		return err
 	}
-	r.history = streams.NewHistory(r.opts, t, r.name, compileRecord)
+	r.history = streams.NewHistory(r.opts, t, r.name, versions.Compile)
 	if err := r.history.Refresh(ctx); err != nil {
 		return err
 	}
@@ -181,7 +182,7 @@ func (r *replay) load(ctx context.Context, cl *kgo.Client, from, to streams.Boun
 		if err := json.Unmarshal(v, &head); err != nil {
 			return fmt.Errorf("%s holds a record that is not a decision: %w", t.Decisions, err)
 		}
-		if head.Type == "config_applied" {
+		if head.Type == engine.TypeConfigApplied {
 			var a engine.ConfigApplied
 			if err := json.Unmarshal(v, &a); err != nil {
 				return fmt.Errorf("%s holds a config_applied record that does not decode: %w", t.Decisions, err)

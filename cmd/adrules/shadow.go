@@ -18,6 +18,7 @@ import (
 	"github.com/adrules/adrules/internal/shadow"
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/streams"
+	"github.com/adrules/adrules/versions"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -58,10 +59,10 @@ func cmdShadow(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	if err != nil {
 		return err
 	}
-	if !keys.checks() {
+	if !keys.Checks() {
 		fmt.Fprintln(stderr, "signatures not checked (no --trust or $ADRULES_TRUST): the versions judged may be ones nodes refuse")
 	}
-	j, err := judgeShadow(ctx, &k, opts, keys.accept, *name, &judgeState{})
+	j, err := judgeShadow(ctx, &k, opts, keys.Accept, *name, &judgeState{})
 	if err != nil {
 		return err
 	}
@@ -78,12 +79,12 @@ func cmdShadow(ctx context.Context, args []string, stdout, stderr io.Writer, env
 // version, as read from Kafka.
 type judgement struct {
 	name     string
-	live     streams.ConfigRecord
+	live     versions.Record
 	liveRS   *rules.RuleSet
-	shadow   *streams.ConfigRecord // nil: no shadow is published
-	shadowRS *rules.RuleSet        // nil: the shadow does not validate
-	invalid  error                 // newer shadow versions every node refused
-	since    int64                 // the shadow's publish time, epoch ms: where nodes start it
+	shadow   *versions.Record // nil: no shadow is published
+	shadowRS *rules.RuleSet   // nil: the shadow does not validate
+	invalid  error            // newer shadow versions every node refused
+	since    int64            // the shadow's publish time, epoch ms: where nodes start it
 	report   shadow.Report
 }
 
@@ -92,44 +93,38 @@ type judgement struct {
 // shadow, judges it: the metric events, the live decisions and the
 // shadow's decisions from the shadow's start to the current end of each
 // topic.
-func judgeShadow(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, accept acceptFunc, name string, st *judgeState) (*judgement, error) {
-	recs, err := streams.ReadAll(ctx, k.brokerList(), opts, k.topics.Config)
+func judgeShadow(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, accept versions.Accept, name string, st *judgeState) (*judgement, error) {
+	live, err := readLive(ctx, k, opts, name, nil)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", k.topics.Config, err)
+		return nil, err
 	}
 	j := &judgement{name: name}
-	live, _ := streams.Configs(recs, name)
-	for i := len(live) - 1; i >= 0 && j.liveRS == nil; i-- {
-		if rs, err := accept(live[i]); err == nil {
-			j.live, j.liveRS = live[i], rs
-		}
-	}
-	if j.liveRS == nil {
+	// The live version the nodes run.
+	var ok bool
+	if j.live, j.liveRS, ok = versions.Newest(live, accept, nil); !ok {
 		return nil, fmt.Errorf("rule set %q: %w", name, streams.ErrNoConfig)
 	}
 	// The shadow the nodes run: the same fold over the same records (the
 	// history when compaction left only a refused version on the topic).
-	var refused []string
-	note := func(version int64, reason string) {
-		refused = append(refused, fmt.Sprintf("v%d: %s", version, reason))
+	refused := map[string][]string{}
+	sh, err := readShadow(ctx, k, opts, name, accept, func(topic string, version int64, reason string) {
+		refused[topic] = append(refused[topic], fmt.Sprintf("v%d: %s", version, reason))
+	})
+	if err != nil {
+		return nil, err
 	}
-	cur, last := foldShadows(recs, name, accept, note)
-	if cur == nil && last != nil && !last.Retired {
-		hist, err := streams.ReadAll(ctx, k.brokerList(), opts, k.topics.ConfigHistory)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", k.topics.ConfigHistory, err)
-		}
-		refused = nil
-		cur, _ = foldShadows(hist, name, accept, note)
+	cur, last, why := sh.cur, sh.last, refused[k.topics.Config]
+	if sh.fromHistory {
+		why = refused[k.topics.ConfigHistory]
 	}
-	if len(refused) > 0 && (cur == nil || last == nil || last.SHA256 != cur.c.SHA256) {
-		j.invalid = fmt.Errorf("refused by every node: %s", strings.Join(refused, "; "))
+	if len(why) > 0 && (cur == nil || last == nil || last.SHA256 != cur.Record.SHA256) {
+		j.invalid = fmt.Errorf("refused by every node: %s", strings.Join(why, "; "))
 	}
 	if cur == nil {
 		return j, nil
 	}
-	c := cur.c
-	j.shadow, j.shadowRS = &c, cur.rs
+	c := cur.Record
+	j.shadow, j.shadowRS = &c, cur.RuleSet
 	// The shadow starts where the nodes start it: its publish time.
 	if j.since, err = c.PublishedMilli(); err != nil {
 		return nil, err
@@ -195,7 +190,7 @@ func (st *judgeState) read(ctx context.Context, k *kafkaFlags, opts []kgo.Opt, s
 	decFrom := streams.Bound{Time: time.UnixMilli(since).Add(-24 * time.Hour)}
 	counted := func(d *rules.Decision) bool {
 		s, ok := st.start[d.Input.Partition]
-		return d.Type != "config_applied" && d.Input.Topic == k.topics.Metrics && ok && d.Input.Offset >= s
+		return d.Type != engine.TypeConfigApplied && d.Input.Topic == k.topics.Metrics && ok && d.Input.Offset >= s
 	}
 	type side struct {
 		s     shadow.Side
@@ -443,7 +438,7 @@ type promotion struct {
 }
 
 func (w *shadowWatcher) once(ctx context.Context) {
-	j, err := judgeShadow(ctx, &w.nc.kafka, w.nc.clientOpts, w.nc.keys.accept, w.nc.ruleset, &w.state)
+	j, err := judgeShadow(ctx, &w.nc.kafka, w.nc.clientOpts, w.nc.keys.Accept, w.nc.ruleset, &w.state)
 	if err != nil {
 		if ctx.Err() == nil && err.Error() != w.lastErr {
 			w.log.Warn("shadow not judged", "err", err)
@@ -527,9 +522,9 @@ func (w *shadowWatcher) promote(ctx context.Context, j *judgement) {
 }
 
 // promoteClaim is the value of a claim record on the config history
-// topic, under the key ShadowKey(name)+"/promote". streams.Configs and
-// streams.Shadows read only their own keys, so claims disturb no config
-// reader.
+// topic, under the key versions.ShadowKey(name)+"/promote".
+// versions.Live and versions.Shadows read only their own keys, so claims
+// disturb no config reader.
 type promoteClaim struct {
 	SHA256 string `json:"sha256"`
 	Since  int64  `json:"shadow_since_ms"` // the shadow's publish time: tells a re-published shadow apart
@@ -541,7 +536,7 @@ type promoteClaim struct {
 // since) and reads the history back: won is true when the first claim for
 // that shadow is this node's; first names the node whose claim is first.
 func claimPromotion(ctx context.Context, nc *nodeConfig, name, sha string, since int64) (won bool, first string, err error) {
-	key := streams.ShadowKey(name) + "/promote"
+	key := versions.ShadowKey(name) + "/promote"
 	b, _ := json.Marshal(promoteClaim{SHA256: sha, Since: since, Node: nc.nodeID, At: time.Now().UTC().Format(time.RFC3339)})
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(nc.kafka.brokerList()...)}, nc.clientOpts...)...)
 	if err != nil {

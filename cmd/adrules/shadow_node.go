@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/adrules/adrules/engine"
-	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/state"
 	"github.com/adrules/adrules/streams"
+	"github.com/adrules/adrules/versions"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -24,36 +24,6 @@ import (
 // beside the live one: the same machinery a second time, on the same
 // inputs, with its own consumer group, Pebble database, engine and output
 // topics. Nothing of it is ever written to a live topic.
-
-// shadowVersion is a valid shadow version, compiled.
-type shadowVersion struct {
-	c  streams.ConfigRecord
-	rs *rules.RuleSet
-}
-
-// acceptFunc validates and compiles a published version as a node does:
-// keyring.accept, the signature then compileRecord.
-type acceptFunc func(streams.ConfigRecord) (*rules.RuleSet, error)
-
-// nextShadow returns the shadow in force after record r, given the one in
-// force before it (nil: none), as every node decides it: a retirement ends
-// it; a version newer than it (or of its number with another document: the
-// newest record wins, as for live versions) that accept takes replaces
-// it; an older one changes nothing; one accept refuses (invalid, unsigned,
-// signed by an untrusted key) is refused (the error) and cur stays.
-func nextShadow(cur *shadowVersion, r streams.ConfigRecord, accept acceptFunc) (*shadowVersion, error) {
-	if r.Retired {
-		return nil, nil
-	}
-	if cur != nil && (r.Version < cur.c.Version || r.Version == cur.c.Version && r.SHA256 == cur.c.SHA256) {
-		return cur, nil
-	}
-	rs, err := accept(r)
-	if err != nil {
-		return cur, err
-	}
-	return &shadowVersion{c: r, rs: rs}, nil
-}
 
 // shadowTopics are the topics of the shadow pipeline: the live inputs, the
 // shadow's own proposals, decisions and verdicts, and no dead-letter topic
@@ -118,7 +88,7 @@ type shadowRunner struct {
 	seen map[int32]int64
 
 	mu      sync.Mutex // orders start, follow and stop
-	cur     *shadowVersion
+	cur     *versions.Shadow
 	stopFn  context.CancelFunc
 	done    chan struct{}
 	stopped bool
@@ -137,57 +107,24 @@ func (s *shadowRunner) version() int64 { return s.running.Load() }
 // live rule set. When start fails, the follower, which reads the topic
 // from its start, takes the shadow up.
 func (s *shadowRunner) start(ctx context.Context) error {
-	topics := s.nc.kafka.topics
-	recs, err := streams.ReadAll(ctx, s.nc.kafka.brokerList(), s.nc.clientOpts, topics.Config)
+	sh, err := readShadow(ctx, &s.nc.kafka, s.nc.clientOpts, s.nc.ruleset, s.nc.keys.Accept, func(topic string, version int64, reason string) {
+		s.refused.Inc()
+		s.log.Error("shadow version refused", "topic", topic, "version", version, "reason", reason)
+	})
 	if err != nil {
-		return fmt.Errorf("read %s: %w", topics.Config, err)
+		return err
 	}
 	seen := map[int32]int64{}
-	for _, r := range recs {
+	for _, r := range sh.recs {
 		seen[r.Partition] = max(seen[r.Partition], r.Offset+1)
-	}
-	cur, last := s.fold(recs, topics.Config)
-	if cur == nil && last != nil && !last.Retired {
-		recs, err := streams.ReadAll(ctx, s.nc.kafka.brokerList(), s.nc.clientOpts, topics.ConfigHistory)
-		if err != nil {
-			return fmt.Errorf("read %s: %w", topics.ConfigHistory, err)
-		}
-		cur, _ = s.fold(recs, topics.ConfigHistory)
 	}
 	s.seen = seen
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cur != nil {
-		s.launch(cur)
+	if sh.cur != nil {
+		s.launch(sh.cur)
 	}
 	return nil
-}
-
-// fold returns the shadow in force after recs, and the last shadow record.
-func (s *shadowRunner) fold(recs []*kgo.Record, topic string) (cur *shadowVersion, last *streams.ConfigRecord) {
-	return foldShadows(recs, s.nc.ruleset, s.nc.keys.accept, func(version int64, reason string) {
-		s.refused.Inc()
-		s.log.Error("shadow version refused", "topic", topic, "version", version, "reason", reason)
-	})
-}
-
-// foldShadows returns the shadow of rule set name in force after recs, as
-// every node whose versions accept takes decides it, and the last shadow
-// record; refused is told of each record or version refused (version 0: a
-// record that does not decode).
-func foldShadows(recs []*kgo.Record, name string, accept acceptFunc, refused func(version int64, reason string)) (cur *shadowVersion, last *streams.ConfigRecord) {
-	good, bad := streams.Shadows(recs, name)
-	for _, b := range bad {
-		refused(0, b)
-	}
-	for i, c := range good {
-		var err error
-		if cur, err = nextShadow(cur, c, accept); err != nil {
-			refused(c.Version, err.Error())
-		}
-		last = &good[i]
-	}
-	return cur, last
 }
 
 // follow applies the shadow records among recs (read by the config
@@ -199,7 +136,7 @@ func (s *shadowRunner) follow(recs []*kgo.Record) {
 			fresh = append(fresh, r)
 		}
 	}
-	good, bad := streams.Shadows(fresh, s.nc.ruleset)
+	good, bad := versions.Shadows(streams.Entries(fresh), s.nc.ruleset)
 	for _, b := range bad {
 		s.refused.Inc()
 		s.log.Error("shadow config record refused; the current shadow stays", "reason", b)
@@ -207,7 +144,7 @@ func (s *shadowRunner) follow(recs []*kgo.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range good {
-		next, err := nextShadow(s.cur, c, s.nc.keys.accept)
+		next, err := versions.NextShadow(s.cur, c, s.nc.keys.Accept)
 		switch {
 		case err != nil:
 			s.refused.Inc()
@@ -242,23 +179,23 @@ func (s *shadowRunner) dir(version int64) string {
 // launch starts v's pipeline and removes the state of any other shadow
 // version (left by a node that was down when the shadow changed). s.mu is
 // held.
-func (s *shadowRunner) launch(v *shadowVersion) {
+func (s *shadowRunner) launch(v *versions.Shadow) {
 	if s.stopped {
 		return
 	}
 	old, _ := filepath.Glob(filepath.Join(s.nc.dataDir, "shadow", "v*"))
 	for _, d := range old {
-		if d != s.dir(v.c.Version) {
+		if d != s.dir(v.Record.Version) {
 			os.RemoveAll(d)
 		}
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	s.cur, s.stopFn, s.done = v, cancel, make(chan struct{})
 	done := s.done
-	s.running.Store(v.c.Version)
-	s.m.version.Set(float64(v.c.Version))
-	s.log.Info("shadow pipeline starting", "version", v.c.Version, "sha256", short(v.c.SHA256),
-		"group", shadowGroup(s.nc.group, v.c.Version), "published_at", v.c.PublishedAt)
+	s.running.Store(v.Record.Version)
+	s.m.version.Set(float64(v.Record.Version))
+	s.log.Info("shadow pipeline starting", "version", v.Record.Version, "sha256", short(v.Record.SHA256),
+		"group", shadowGroup(s.nc.group, v.Record.Version), "published_at", v.Record.PublishedAt)
 	go func() {
 		defer close(done)
 		s.run(ctx, v)
@@ -273,7 +210,7 @@ func (s *shadowRunner) halt() {
 	}
 	s.stopFn()
 	<-s.done
-	os.RemoveAll(s.dir(s.cur.c.Version))
+	os.RemoveAll(s.dir(s.cur.Record.Version))
 	s.cur, s.stopFn, s.done = nil, nil, nil
 	s.running.Store(0)
 	s.m.version.Set(0)
@@ -285,13 +222,13 @@ const shadowRetry = 5 * time.Second
 
 // run runs v's pipeline until ctx ends. A failure of the shadow never
 // stops the node: it is logged and the pipeline starts again.
-func (s *shadowRunner) run(ctx context.Context, v *shadowVersion) {
+func (s *shadowRunner) run(ctx context.Context, v *versions.Shadow) {
 	for {
 		err := s.runOnce(ctx, v)
 		if ctx.Err() != nil {
 			return
 		}
-		s.log.Error("shadow pipeline failed; it starts again", "version", v.c.Version, "err", err, "in", shadowRetry)
+		s.log.Error("shadow pipeline failed; it starts again", "version", v.Record.Version, "err", err, "in", shadowRetry)
 		select {
 		case <-ctx.Done():
 			return
@@ -300,37 +237,37 @@ func (s *shadowRunner) run(ctx context.Context, v *shadowVersion) {
 	}
 }
 
-func (s *shadowRunner) runOnce(ctx context.Context, v *shadowVersion) error {
-	publishedMS, err := v.c.PublishedMilli()
+func (s *shadowRunner) runOnce(ctx context.Context, v *versions.Shadow) error {
+	publishedMS, err := v.Record.PublishedMilli()
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(s.dir(v.c.Version)), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(s.dir(v.Record.Version)), 0o755); err != nil {
 		return err
 	}
-	db, err := state.Open(s.dir(v.c.Version), state.Options{Sync: true})
+	db, err := state.Open(s.dir(v.Record.Version), state.Options{Sync: true})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	log := s.log.With("shadow", v.c.Version)
+	log := s.log.With("shadow", v.Record.Version)
 	topics := shadowTopics(s.nc.kafka.topics)
 	at := kgo.NewOffset().AfterMilli(publishedMS)
 	sn, err := streams.NewNode(streams.Options{
-		Brokers: s.nc.kafka.brokerList(), Group: shadowGroup(s.nc.group, v.c.Version), NodeID: s.nc.nodeID,
+		Brokers: s.nc.kafka.brokerList(), Group: shadowGroup(s.nc.group, v.Record.Version), NodeID: s.nc.nodeID,
 		Topics: topics, ClientOpts: s.nc.clientOpts, Logger: log, SessionTimeout: s.nc.sessionTimeout, IdleAfter: s.nc.idleAfter,
 		Start:       map[string]kgo.Offset{topics.Metrics: at, topics.Actions: at},
-		ProposalTag: fmt.Sprintf("v%d", v.c.Version),
+		ProposalTag: fmt.Sprintf("v%d", v.Record.Version),
 	})
 	if err != nil {
 		return err
 	}
 	defer sn.Close()
-	if err := warmUp(ctx, kadm.NewClient(sn.Client()), db, topics.Metrics, publishedMS-v.rs.KeepMS()); err != nil {
+	if err := warmUp(ctx, kadm.NewClient(sn.Client()), db, topics.Metrics, publishedMS-v.RuleSet.KeepMS()); err != nil {
 		return err
 	}
 	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
-	eng, err := engine.New(v.rs, sn, sn, store,
+	eng, err := engine.New(v.RuleSet, sn, sn, store,
 		engine.WithObserver(s.m), engine.WithLogger(log), engine.WithKeyCheck(engine.KeyRequired), engine.WithSwitchRecords(),
 		engine.WithPartitioner(sn.PartitionOf),
 		engine.WithProposalTopics(topics.Proposals), engine.WithRelayTopics(topics.Actions))

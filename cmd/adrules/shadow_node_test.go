@@ -13,6 +13,7 @@ import (
 	"github.com/adrules/adrules/internal/gen"
 	"github.com/adrules/adrules/internal/kafkatest"
 	"github.com/adrules/adrules/streams"
+	"github.com/adrules/adrules/versions"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -117,7 +118,7 @@ func TestShadowNode(t *testing.T) {
 	kafkatest.Produce(t, cl, topics.Metrics, "ad_id", parts[1])
 
 	// An invalid shadow v3, written by hand: refused, and v2 goes on.
-	bad := signed(t, streams.ConfigRecord{Name: "default", Version: 3, SHA256: "0", Author: "x", Shadow: true,
+	bad := signed(t, versions.Record{Name: "default", Version: 3, SHA256: "0", Author: "x", Shadow: true,
 		Document: []byte(`{"name":"default","rules":[{"id":"r","when":"ad.nope","emit":{"type":"t"}}]}`)})
 	if err := streams.Publish(context.Background(), cl, topics, bad); err != nil {
 		t.Fatal(err)

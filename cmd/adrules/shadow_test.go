@@ -16,6 +16,7 @@ import (
 	"github.com/adrules/adrules/internal/shadow"
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/streams"
+	"github.com/adrules/adrules/versions"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -72,16 +73,16 @@ func newShadowCluster(t *testing.T, autoPromote, withShadow bool, shadowDecides 
 	c.shad = load(strings.Replace(src, "roas_threshold: 3.0", "roas_threshold: 3.5", 1))
 	ctx := context.Background()
 	cl := kafkatest.Client(t, addrs)
-	if err := streams.Publish(ctx, cl, topics, signed(t, streams.ConfigRecord{Name: "default", Version: 1, SHA256: c.live.SHA256(), Author: "test", Document: c.live.Canonical()})); err != nil {
+	if err := streams.Publish(ctx, cl, topics, signed(t, versions.Record{Name: "default", Version: 1, SHA256: c.live.SHA256(), Author: "test", Document: c.live.Canonical()})); err != nil {
 		t.Fatal(err)
 	}
 	if !withShadow {
 		return c
 	}
-	b, _ := json.Marshal(signed(t, streams.ConfigRecord{Name: "default", Version: 2, SHA256: c.shad.SHA256(), Author: "test",
+	b, _ := json.Marshal(signed(t, versions.Record{Name: "default", Version: 2, SHA256: c.shad.SHA256(), Author: "test",
 		PublishedAt: shadowT0.Format(time.RFC3339), Document: c.shad.Canonical(), Shadow: true}))
 	for _, topic := range []string{topics.ConfigHistory, topics.Config} {
-		r := &kgo.Record{Topic: topic, Key: []byte(streams.ShadowKey("default")), Value: b, Timestamp: shadowT0}
+		r := &kgo.Record{Topic: topic, Key: []byte(versions.ShadowKey("default")), Value: b, Timestamp: shadowT0}
 		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
@@ -260,7 +261,7 @@ adrules_shadow_resolved{side="shadow"} 400
 		if err != nil {
 			t.Fatal(err)
 		}
-		if hist, _ := streams.Configs(recs, "default"); len(hist) != 1 {
+		if hist, _ := versions.Live(streams.Entries(recs), "default"); len(hist) != 1 {
 			t.Errorf("%d live versions, want 1: nothing promoted", len(hist))
 		}
 	})
@@ -333,7 +334,7 @@ func TestShadowAutoPromote(t *testing.T) {
 		}
 		var last *kgo.Record
 		for _, r := range recs {
-			if string(r.Key) == streams.ShadowKey("default") {
+			if string(r.Key) == versions.ShadowKey("default") {
 				last = r
 			}
 		}
@@ -350,7 +351,7 @@ func TestShadowAutoPromote(t *testing.T) {
 	t.Logf("n1:\n%s\nn2:\n%s", logs["n1"].grep("level=INFO"), logs["n2"].grep("level=INFO"))
 
 	recs := history()
-	hist, _ := streams.Configs(recs, "default")
+	hist, _ := versions.Live(streams.Entries(recs), "default")
 	if len(hist) != 2 {
 		t.Fatalf("%d live versions in the history, want 2 (the live one and the promoted shadow)", len(hist))
 	}
@@ -359,14 +360,14 @@ func TestShadowAutoPromote(t *testing.T) {
 		t.Errorf("promoted v%d sha256 %s by %s, want a version after v%d, sha256 %s, by auto_promote:<node>",
 			p.Version, short(p.SHA256), p.Author, hist[0].Version, short(c.shad.SHA256()))
 	}
-	if _, err := compileRecord(p); err != nil {
+	if _, err := versions.Compile(p); err != nil {
 		t.Errorf("the promoted version does not validate: %v", err)
 	}
 	// The first claim names the node that published.
 	var claims []promoteClaim
 	for _, r := range recs {
 		var pc promoteClaim
-		if string(r.Key) == streams.ShadowKey("default")+"/promote" && json.Unmarshal(r.Value, &pc) == nil {
+		if string(r.Key) == versions.ShadowKey("default")+"/promote" && json.Unmarshal(r.Value, &pc) == nil {
 			claims = append(claims, pc)
 		}
 	}

@@ -57,7 +57,7 @@ func TestNodesRefuseUntrustedVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	live, _ := streams.Configs(recs, "default")
+	live, _ := versions.Live(streams.Entries(recs), "default")
 	replayed := live[len(live)-1] // v2, signed by testSigner for number 2
 	if replayed.Version != 2 || replayed.Signature == nil {
 		t.Fatalf("the history's last version: v%d, signed %v", replayed.Version, replayed.Signature != nil)
@@ -70,7 +70,7 @@ func TestNodesRefuseUntrustedVersions(t *testing.T) {
 	overflow := loose
 	overflow.Version, overflow.Signature = math.MaxInt64, nil
 	cl := kafkatest.Client(t, addrs)
-	for _, c := range []streams.ConfigRecord{unsigned, mallory, replayed, asLive, overflow} {
+	for _, c := range []versions.Record{unsigned, mallory, replayed, asLive, overflow} {
 		if err := streams.Publish(context.Background(), cl, topics, c); err != nil {
 			t.Fatal(err)
 		}
@@ -150,8 +150,8 @@ func TestNodeNeedsATrustList(t *testing.T) {
 		want string
 	}{
 		{keyring{}, "no trust list"},
-		{keyring{trust: testKeys().trust, acceptUnsigned: true}, "contradict"},
-		{keyring{signer: testSigner(), trust: strangerTrust}, "is not in the trust list"},
+		{keyring{Policy: versions.Policy{Trust: testKeys().Trust, AcceptUnsigned: true}}, "contradict"},
+		{keyring{Policy: versions.Policy{Trust: strangerTrust}, signer: testSigner()}, "is not in the trust list"},
 	} {
 		nc := testNodeConfig([]string{"127.0.0.1:1"}, streams.DefaultTopics(), "x", t.TempDir())
 		nc.keys = tc.keys
@@ -174,43 +174,9 @@ func TestNodeNeedsATrustList(t *testing.T) {
 	if _, _, err := startupRules(t, nc); err == nil || !strings.Contains(err.Error(), "signed by a key of the trust list") {
 		t.Fatalf("a node with a trust list and only an unsigned version: %v", err)
 	}
-	nc.keys = keyring{acceptUnsigned: true, publishUnsigned: true}
+	nc.keys = keyring{Policy: versions.Policy{AcceptUnsigned: true}, publishUnsigned: true}
 	rs, _, err := startupRules(t, nc)
 	wantRules(t, rs, err, v1)
-}
-
-// TestNextVersionNeverWraps: the next number comes after the versions
-// published before the first trusted one and after the trusted ones since,
-// never after an untrusted one since; at versions.MaxVersion there is none.
-func TestNextVersionNeverWraps(t *testing.T) {
-	keys := testKeys()
-	rec := func(v int64, sign bool) streams.ConfigRecord {
-		c := streams.ConfigRecord{Name: "default", Version: v, SHA256: strings.Repeat("a", 64)}
-		if sign {
-			c = signed(t, c)
-		}
-		return c
-	}
-	for _, tc := range []struct {
-		what string
-		hist []streams.ConfigRecord
-		keys keyring
-		want int64
-	}{
-		{"nothing published", nil, keys, 1},
-		{"unsigned versions before signatures", []streams.ConfigRecord{rec(1, false), rec(7, false)}, keys, 8},
-		{"then trusted ones", []streams.ConfigRecord{rec(1, false), rec(7, false), rec(8, true)}, keys, 9},
-		{"an untrusted version since is left out", []streams.ConfigRecord{rec(1, true), rec(versions.MaxVersion, false), rec(2, true)}, keys, 3},
-		{"without a trust list, every version counts", []streams.ConfigRecord{rec(1, true), rec(40, false)}, keyring{}, 41},
-		{"a retirement counts for nothing", []streams.ConfigRecord{rec(1, true), {Name: "default", Version: 90, Shadow: true, Retired: true}}, keys, 2},
-	} {
-		if got, err := nextVersion(tc.hist, tc.keys); got != tc.want || err != nil {
-			t.Errorf("%s: %d %v, want %d", tc.what, got, err, tc.want)
-		}
-	}
-	if got, err := nextVersion([]streams.ConfigRecord{rec(versions.MaxVersion, true)}, keys); !errors.Is(err, versions.ErrVersionRange) {
-		t.Fatalf("after MaxVersion: %d %v, want an error and never a wrap", got, err)
-	}
 }
 
 // TestPublishSigning: config publish needs a signing key, or --unsigned;
@@ -274,7 +240,7 @@ func TestPublishSigning(t *testing.T) {
 // key; a node without one refuses the write, since every node would refuse
 // the version.
 func TestAdminPutSigns(t *testing.T) {
-	a := &admin{nc: nodeConfig{ruleset: "default", keys: keyring{trust: testKeys().trust}}, n: &node{}}
+	a := &admin{nc: nodeConfig{ruleset: "default", keys: keyring{Policy: versions.Policy{Trust: testKeys().Trust}}}, n: &node{}}
 	body, _ := os.ReadFile("../../examples/rules.yaml")
 	rec := httptest.NewRecorder()
 	a.put(rec, httptest.NewRequest("PUT", "/api/config", bytes.NewReader(body)))
@@ -305,7 +271,7 @@ func TestAdminPutSigns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	live, _ := streams.Configs(recs, "default")
+	live, _ := versions.Live(streams.Entries(recs), "default")
 	if len(live) != 2 || live[1].Author != "api" || live[1].Signature == nil || live[1].Signature.KeyID != testSigner().Public().ID() {
 		t.Fatalf("the history: %+v", live)
 	}

@@ -14,13 +14,14 @@ import (
 	"github.com/adrules/adrules/internal/kafkatest"
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/streams"
+	"github.com/adrules/adrules/versions"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // versionRecord is the default rule set with its CTR threshold set to ctr,
 // as published version v: valid, and a document of its own for each ctr.
-func versionRecord(t *testing.T, v int64, ctr string) streams.ConfigRecord {
+func versionRecord(t *testing.T, v int64, ctr string) versions.Record {
 	t.Helper()
 	path := t.TempDir() + "/rules.yaml"
 	writeReplaced(t, "../../examples/rules.yaml", path, "ctr_threshold: 0.03", "ctr_threshold: "+ctr)
@@ -28,14 +29,14 @@ func versionRecord(t *testing.T, v int64, ctr string) streams.ConfigRecord {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return signed(t, streams.ConfigRecord{Name: "default", Version: v, SHA256: rs.SHA256, Author: "test", Document: rs.Doc.Canonical()})
+	return signed(t, versions.Record{Name: "default", Version: v, SHA256: rs.SHA256, Author: "test", Document: rs.Doc.Canonical()})
 }
 
 // uncompilableRecord is version v of the default rule set with a condition
 // that reads a field no ad has. The document loads and hashes to its
 // sha256, so only compiling its expressions refuses it; the test checks
 // that, so that it never passes on a refusal for another reason.
-func uncompilableRecord(t *testing.T, v int64) streams.ConfigRecord {
+func uncompilableRecord(t *testing.T, v int64) versions.Record {
 	t.Helper()
 	rs, err := loadRules("../../examples/rules.yaml", "", nil)
 	if err != nil {
@@ -44,12 +45,12 @@ func uncompilableRecord(t *testing.T, v int64) streams.ConfigRecord {
 	doc := *rs.Doc
 	doc.Rules = slices.Clone(doc.Rules)
 	doc.Rules[0].When = "ad.no_such_field > 1"
-	c := streams.ConfigRecord{Name: "default", Version: v, SHA256: doc.SHA256(), Author: "test", Document: doc.Canonical()}
+	c := versions.Record{Name: "default", Version: v, SHA256: doc.SHA256(), Author: "test", Document: doc.Canonical()}
 	loaded, err := config.Load("check", c.Document, config.Options{})
 	if err != nil || loaded.SHA256() != c.SHA256 {
 		t.Fatalf("the crafted record must load and hash to its sha256: %v", err)
 	}
-	if _, err := compileRecord(c); err == nil || !strings.Contains(err.Error(), "no_such_field") {
+	if _, err := versions.Compile(c); err == nil || !strings.Contains(err.Error(), "no_such_field") {
 		t.Fatalf("the crafted record must fail to compile on its expression, got %v", err)
 	}
 	return signed(t, c)
@@ -57,7 +58,7 @@ func uncompilableRecord(t *testing.T, v int64) streams.ConfigRecord {
 
 // produceConfigs writes cs to topic, in order, under the rule set's name,
 // as a publisher would, or as compaction leaves them.
-func produceConfigs(t *testing.T, cl *kgo.Client, topic string, cs ...streams.ConfigRecord) {
+func produceConfigs(t *testing.T, cl *kgo.Client, topic string, cs ...versions.Record) {
 	t.Helper()
 	for _, c := range cs {
 		b, err := json.Marshal(c)
@@ -79,7 +80,7 @@ func startupRules(t *testing.T, nc nodeConfig) (*rules.RuleSet, string, error) {
 	return rs, log.String(), err
 }
 
-func wantRules(t *testing.T, rs *rules.RuleSet, err error, want streams.ConfigRecord) {
+func wantRules(t *testing.T, rs *rules.RuleSet, err error, want versions.Record) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +99,7 @@ func TestStartupRunsHighestVersionNotLastRecord(t *testing.T) {
 	kafkatest.Setup(t, addrs, topics)
 	cl := kafkatest.Client(t, addrs)
 	v2, v1b := versionRecord(t, 2, "0.05"), versionRecord(t, 1, "0.04")
-	for _, c := range []streams.ConfigRecord{v2, v1b} {
+	for _, c := range []versions.Record{v2, v1b} {
 		if err := streams.Publish(context.Background(), cl, topics, c); err != nil {
 			t.Fatal(err)
 		}
@@ -145,7 +146,7 @@ func TestStartupRefusesUncompilableVersion(t *testing.T) {
 	kafkatest.Setup(t, addrs, topics)
 	cl := kafkatest.Client(t, addrs)
 	v1, v2, v3 := versionRecord(t, 1, "0.03"), versionRecord(t, 2, "0.05"), uncompilableRecord(t, 3)
-	for _, c := range []streams.ConfigRecord{v1, v2} {
+	for _, c := range []versions.Record{v1, v2} {
 		if err := streams.Publish(context.Background(), cl, topics, c); err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +181,7 @@ func TestStartupRefusesWhenEveryVersionIsInvalid(t *testing.T) {
 	badHash := versionRecord(t, 1, "0.03")
 	badHash.SHA256 = "0"
 	badHash = signed(t, badHash)
-	for _, c := range []streams.ConfigRecord{badHash, uncompilableRecord(t, 2)} {
+	for _, c := range []versions.Record{badHash, uncompilableRecord(t, 2)} {
 		if err := streams.Publish(context.Background(), cl, topics, c); err != nil {
 			t.Fatal(err)
 		}
@@ -196,7 +197,7 @@ func TestStartupRefusesWhenEveryVersionIsInvalid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if hist, _ := streams.Configs(recs, "default"); len(hist) != 2 {
+	if hist, _ := versions.Live(streams.Entries(recs), "default"); len(hist) != 2 {
 		t.Fatalf("the history holds %d versions, want the 2 published: the node must not bootstrap", len(hist))
 	}
 }
@@ -211,7 +212,7 @@ func TestNodeSurvivesHostileVersion(t *testing.T) {
 	kafkatest.Setup(t, addrs, topics)
 	cl := kafkatest.Client(t, addrs, kgo.ProducerBatchMaxBytes(2<<20))
 	v1, v2 := versionRecord(t, 1, "0.03"), versionRecord(t, 2, "0.05")
-	for _, c := range []streams.ConfigRecord{v1, v2} {
+	for _, c := range []versions.Record{v1, v2} {
 		if err := streams.Publish(context.Background(), cl, topics, c); err != nil {
 			t.Fatal(err)
 		}
@@ -225,7 +226,7 @@ func TestNodeSurvivesHostileVersion(t *testing.T) {
 	doc.Rules = slices.Clone(doc.Rules)
 	const depth = 450_000
 	doc.Rules[0].When = strings.Repeat("(", depth) + "true" + strings.Repeat(")", depth)
-	hostile := signed(t, streams.ConfigRecord{Name: "default", Version: 3, SHA256: doc.SHA256(), Author: "test", Document: doc.Canonical()})
+	hostile := signed(t, versions.Record{Name: "default", Version: 3, SHA256: doc.SHA256(), Author: "test", Document: doc.Canonical()})
 	if err := streams.Publish(context.Background(), cl, topics, hostile); err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/adrules/adrules/config"
+	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/internal/backtest"
 	"github.com/adrules/adrules/internal/gen"
 	"github.com/adrules/adrules/rules"
@@ -216,7 +217,7 @@ func Committed(t testing.TB, addrs []string, group, topic string) (committed, en
 func ConsumeDecisions(t testing.TB, addrs []string, topic string, want int, timeout time.Duration) (decisions, applied [][]byte) {
 	t.Helper()
 	for _, r := range consumeKept(t, addrs, topic, "decisions", want, timeout, func(r *kgo.Record) bool {
-		if bytes.Contains(r.Value, []byte(`"type":"config_applied"`)) {
+		if bytes.Contains(r.Value, []byte(`"type":"`+engine.TypeConfigApplied+`"`)) {
 			applied = append(applied, r.Value)
 			return false
 		}

@@ -49,7 +49,8 @@ func TestImportDirections(t *testing.T) {
 		{"config", false, []string{"os", "net", module + "/"}},
 		{"engine", true, []string{"twmb/franz-go", "cockroachdb/pebble", "prometheus", module + "/state", module + "/streams"}},
 		{"state", true, []string{"twmb/franz-go", "prometheus", module + "/engine", module + "/streams"}},
-		{"versions", false, []string{"os", "net", "io/fs", "log", "log/slog", "time", "math/rand", "twmb/franz-go", "cockroachdb/pebble", "prometheus", module + "/engine", module + "/state", module + "/streams"}},
+		{"versions", false, []string{"os", "net", "io/fs", "log", "log/slog", "math/rand", "twmb/franz-go", "cockroachdb/pebble", "prometheus"}},
+		{"versions", true, []string{"twmb/franz-go", "cockroachdb/pebble", "prometheus", module + "/engine", module + "/state", module + "/streams", module + "/internal/"}},
 	} {
 		format := "{{join .Imports \" \"}}"
 		if tc.transitive {
@@ -65,6 +66,28 @@ func TestImportDirections(t *testing.T) {
 	}
 }
 
+// TestVersionsImportsOnlyConfigAndRules keeps versions pure: of the module,
+// it imports config and rules only; else the standard library.
+func TestVersionsImportsOnlyConfigAndRules(t *testing.T) {
+	for _, imp := range list(t, "{{join .Imports \" \"}}", "versions") {
+		switch {
+		case imp == module+"/config" || imp == module+"/rules":
+		case strings.Contains(strings.Split(imp, "/")[0], "."):
+			t.Errorf("versions imports %s; it may import only config, rules and the standard library", imp)
+		}
+	}
+}
+
+// TestStreamsImportsNoInternal: streams is an adapter others build on; it
+// never depends on the module's internal packages.
+func TestStreamsImportsNoInternal(t *testing.T) {
+	for _, imp := range list(t, "{{join .Deps \" \"}}", "streams") {
+		if strings.HasPrefix(imp, module+"/internal/") {
+			t.Errorf("streams depends on %s: it may import no internal package", imp)
+		}
+	}
+}
+
 // TestConfigImportsOnlyYAML keeps config to the standard library and yaml.v3.
 func TestConfigImportsOnlyYAML(t *testing.T) {
 	for _, imp := range list(t, "{{join .Imports \" \"}}", "config") {
@@ -74,12 +97,12 @@ func TestConfigImportsOnlyYAML(t *testing.T) {
 	}
 }
 
-// TestNoClockInRules greps the non-test sources of rules and engine for
-// reads of the wall clock and for randomness, as pebble's lint tests grep
-// for fmt.Errorf.
+// TestNoClockInRules greps the non-test sources of rules, config and
+// versions for reads of the wall clock and for randomness, as pebble's
+// lint tests grep for fmt.Errorf.
 func TestNoClockInRules(t *testing.T) {
 	forbidden := regexp.MustCompile(`time\.Now\(|time\.Since\(|rand\.`)
-	for _, dir := range []string{"rules", "config"} {
+	for _, dir := range []string{"rules", "config", "versions"} {
 		files, _ := filepath.Glob(filepath.Join(root(t), dir, "*.go"))
 		if len(files) == 0 {
 			t.Fatalf("no sources in %s", dir)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/rules"
 )
 
@@ -164,12 +165,12 @@ func cmpMetric(a, b Metric) int {
 	return cmp.Or(cmp.Compare(a.TS, b.TS), strings.Compare(a.EventID, b.EventID))
 }
 
-// Decision adds one decision of side. Decisions of type "config_applied"
-// (switch records) are ignored, and so is a second decision with the same
+// Decision adds one decision of side. Decisions of type
+// engine.TypeConfigApplied (switch records) are ignored, and so is a second decision with the same
 // decision_id on one side. Every decision counts towards agreement; those
 // of the winner type are judged.
 func (t *Tracker) Decision(side Side, d rules.Decision) {
-	if d.Type == "config_applied" || side != Live && side != Shadow {
+	if d.Type == engine.TypeConfigApplied || side != Live && side != Shadow {
 		return
 	}
 	id := d.DecisionID
