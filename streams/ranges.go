@@ -126,6 +126,18 @@ func (rs Ranges) Emitted(in rules.Input) bool {
 	return true
 }
 
+// Contains reports whether in lies in [From, To) of its partition's range.
+// Unlike Emitted, records of topics and partitions without a range are not
+// contained.
+func (rs Ranges) Contains(in rules.Input) bool {
+	for _, r := range rs {
+		if r.Topic == in.Topic && r.Partition == in.Partition {
+			return in.Offset >= r.From && in.Offset < r.To
+		}
+	}
+	return false
+}
+
 // Warm says where a range starts reading before its From.
 type Warm struct {
 	// Start reads from the start of the log (an exact replay).
@@ -471,6 +483,30 @@ func RecordTime(line []byte) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return time.UnixMilli(ms), true
+}
+
+// ReadTopic hands fn the value of every committed record of topic that
+// exists now, partition after partition, each in offset order, with
+// clients made of opts (seed brokers, TLS, SASL); cl finds the ends.
+func ReadTopic(ctx context.Context, cl *kgo.Client, opts []kgo.Opt, topic string, fn func([]byte) error) error {
+	rs, err := ResolveRange(ctx, cl, topic, Bound{}, Bound{}, Warm{})
+	if err != nil {
+		return err
+	}
+	for _, r := range rs {
+		err := ReadRange(ctx, opts, r, func(recs []engine.Record, _ []time.Time) error {
+			for _, rec := range recs {
+				if err := fn(rec.Value); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read %s: %w", topic, err)
+		}
+	}
+	return nil
 }
 
 // HoldsRecords reports whether [from, to) of a partition holds a committed

@@ -333,6 +333,20 @@ func KeyPartition(key []byte, n int32) int32 {
 	return int32(kgo.StickyKeyPartitioner(nil).ForTopic("").Partition(&kgo.Record{Key: key}, int(n)))
 }
 
+// Partitioner is the engine's partitioner (engine.WithPartitioner) of a
+// topic of n partitions as a backtest or replay of its ranges reads it:
+// KeyPartition (murmur2, as the nodes reroute by), so a misplaced record's
+// copy is processed where it belongs and the original skipped, as the node
+// did; -1 (cannot tell) for other topics or when n <= 0.
+func Partitioner(topic string, n int32) func(string, []byte) int32 {
+	return func(t string, key []byte) int32 {
+		if t != topic || n <= 0 {
+			return -1
+		}
+		return KeyPartition(key, n)
+	}
+}
+
 // PartitionOf returns the partition of topic that key belongs to, or -1
 // when the node does not know the topic's partition count yet: the
 // engine's partitioner (engine.WithPartitioner).

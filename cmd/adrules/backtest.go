@@ -320,7 +320,7 @@ func topicBacktest(ctx context.Context, sides []*backtestSide, batch int, tr top
 	for _, s := range sides {
 		s.src = streams.NewRangeSource(opts, ranges, batch)
 		o := backtest.Options{RuleSet: s.rs, Source: s.src, ActionRecords: actionRecs, Emit: all.Emitted, OutDir: s.dir, Batch: batch,
-			Partitioner: partitionerOf(tr.topic, int32(len(ranges)))}
+			Partitioner: streams.Partitioner(tr.topic, int32(len(ranges)))}
 		wg.Go(func() {
 			s.sum, s.err = backtest.Run(ctx, o)
 			if s.sum != nil {
@@ -433,16 +433,4 @@ func peakRSS() int64 {
 		return 0
 	}
 	return ru.Maxrss << 10 // Linux reports kilobytes
-}
-
-// partitionerOf is the partitioner of a topic of n partitions (murmur2, as
-// the nodes reroute by): a topic range reads a misplaced record's copy where
-// it belongs, and skips the original, as the node did.
-func partitionerOf(topic string, n int32) func(string, []byte) int32 {
-	return func(t string, key []byte) int32 {
-		if t != topic || n <= 0 {
-			return -1
-		}
-		return streams.KeyPartition(key, n)
-	}
 }

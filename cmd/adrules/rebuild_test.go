@@ -14,6 +14,7 @@ import (
 
 	"github.com/adrules/adrules/internal/gen"
 	"github.com/adrules/adrules/internal/kafkatest"
+	"github.com/adrules/adrules/streams"
 )
 
 // syncBuffer is a log sink several goroutines write.
@@ -131,7 +132,7 @@ func winnersByAd(t *testing.T, addrs []string, topic string) map[string]*winner 
 	t.Helper()
 	cl := kafkatest.Client(t, addrs)
 	out := map[string]*winner{}
-	err := readTopic(context.Background(), cl, cl.Opts(), topic, func(v []byte) error {
+	err := streams.ReadTopic(context.Background(), cl, cl.Opts(), topic, func(v []byte) error {
 		var d struct {
 			Type      string    `json:"type"`
 			AdID      string    `json:"ad_id"`

@@ -51,6 +51,9 @@ func TestImportDirections(t *testing.T) {
 		{"state", true, []string{"twmb/franz-go", "prometheus", module + "/engine", module + "/streams"}},
 		{"versions", false, []string{"os", "net", "io/fs", "log", "log/slog", "math/rand", "twmb/franz-go", "cockroachdb/pebble", "prometheus"}},
 		{"versions", true, []string{"twmb/franz-go", "cockroachdb/pebble", "prometheus", module + "/engine", module + "/state", module + "/streams", module + "/internal/"}},
+		// replay may import engine, streams, versions, rules and franz-go.
+		{"replay", false, []string{module + "/state", module + "/internal/", module + "/config", module + "/cmd/", "cockroachdb/pebble", "prometheus/client_golang"}},
+		{"replay", true, []string{"cockroachdb/pebble", "prometheus/client_golang", module + "/state", module + "/internal/"}},
 	} {
 		format := "{{join .Imports \" \"}}"
 		if tc.transitive {
