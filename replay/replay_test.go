@@ -29,6 +29,7 @@ var strict = []string{"ctr_threshold: 0.03", "ctr_threshold: 0.045"}
 // rules did not make, then a decision tampered with, are named as the
 // first difference.
 func TestVerify(t *testing.T) {
+	t.Parallel()
 	addrs, topics := kafkatest.Brokers(t)
 	kafkatest.Setup(t, addrs, topics)
 	cl := kafkatest.Client(t, addrs)
@@ -142,6 +143,7 @@ func TestVerify(t *testing.T) {
 // and every replayed decision and proposal carries the version its record
 // was processed under (3, not 1 or 4, for those processed under v3).
 func TestVerifyAfterRollback(t *testing.T) {
+	t.Parallel()
 	addrs, topics := kafkatest.Brokers(t)
 	kafkatest.Setup(t, addrs, topics)
 	cl := kafkatest.Client(t, addrs)

@@ -73,6 +73,23 @@ func crc32Partitioner() kgo.Partitioner {
 	})
 }
 
+// TestPartitioner: KeyPartition for the topic it names, -1 (cannot tell)
+// for another topic or an unknown partition count.
+func TestPartitioner(t *testing.T) {
+	p := streams.Partitioner("m", partitions)
+	for _, key := range []string{"ad_0000", "21", "foobar"} {
+		if got, want := p("m", []byte(key)), streams.KeyPartition([]byte(key), partitions); got != want {
+			t.Errorf("Partitioner(m)(m, %s) = %d, want %d", key, got, want)
+		}
+		if got := p("other", []byte(key)); got != -1 {
+			t.Errorf("Partitioner(m)(other, %s) = %d, want -1", key, got)
+		}
+		if got := streams.Partitioner("m", 0)("m", []byte(key)); got != -1 {
+			t.Errorf("Partitioner(m, 0)(m, %s) = %d, want -1", key, got)
+		}
+	}
+}
+
 // TestForeignPartitioner: issue 10 defect 2. About half of each ad's events
 // are produced as kcat produces them (CRC32), the rest as adrules produce
 // does (murmur2), so an ad's events lie on two partitions. The node sends

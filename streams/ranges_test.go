@@ -236,6 +236,44 @@ func TestRangeSource(t *testing.T) {
 	}
 }
 
+// TestReadTopic: every record of every partition, each partition in
+// offset order.
+func TestReadTopic(t *testing.T) {
+	cl, r, _ := rangeTopic(t, 5, true)
+	var got []string
+	if err := streams.ReadTopic(context.Background(), cl, cl.Opts(), r, func(v []byte) error {
+		got = append(got, string(v))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "0/0 0/1 0/2 0/3 0/4 1/0 1/1 1/2 1/3 1/4"; strings.Join(got, " ") != want {
+		t.Fatalf("read %v, want %s", got, want)
+	}
+}
+
+// TestRangesContains: [From, To) of the record's own partition; no other
+// topic or partition (where Emitted keeps them).
+func TestRangesContains(t *testing.T) {
+	rs := streams.Ranges{{Topic: "m", Partition: 0, Warm: 0, From: 5, To: 10}, {Topic: "m", Partition: 1, From: 0, To: 0}}
+	for _, c := range []struct {
+		in   rules.Input
+		want bool
+	}{
+		{rules.Input{Topic: "m", Partition: 0, Offset: 4}, false},
+		{rules.Input{Topic: "m", Partition: 0, Offset: 5}, true},
+		{rules.Input{Topic: "m", Partition: 0, Offset: 9}, true},
+		{rules.Input{Topic: "m", Partition: 0, Offset: 10}, false},
+		{rules.Input{Topic: "m", Partition: 1, Offset: 0}, false},
+		{rules.Input{Topic: "m", Partition: 2, Offset: 7}, false},
+		{rules.Input{Topic: "a", Partition: 0, Offset: 7}, false},
+	} {
+		if got := rs.Contains(c.in); got != c.want {
+			t.Errorf("Contains(%+v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
 func rulesInput(r engine.Record) rules.Input {
 	return rules.Input{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
 }
