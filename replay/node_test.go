@@ -164,14 +164,19 @@ func waitProcessed(t *testing.T, addrs []string, topics streams.Topics) {
 
 // options are the replay's options over the test's topics, with a fresh
 // store, in the test's group.
-func options(t *testing.T, cl *kgo.Client, topics streams.Topics) replay.Options {
+func options(t *testing.T, addrs []string, topics streams.Topics) replay.Options {
 	t.Helper()
+	cluster, err := streams.Open(streams.Connection{Brokers: addrs, Topics: topics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
 	store, closeStore, err := backtest.TempStore()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(closeStore)
-	return replay.Options{Client: cl, Topics: topics, Group: kafkatest.Group(topics), Store: store,
+	return replay.Options{Cluster: cluster, Group: kafkatest.Group(topics), Store: store,
 		Compile: compile, Encode: jsonl.Marshal, Log: tlog{t}}
 }
 

@@ -10,19 +10,17 @@ import (
 	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/streams"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Options say what a replay reads, and what it runs with. The zero value
-// of each field documents its default; Client, Store, Compile and Encode
+// of each field documents its default; Cluster, Store, Compile and Encode
 // have none.
 type Options struct {
-	// Client finds the ranges and reads the nodes' group; the replay's
-	// consumers are made of Client.Opts() (seed brokers, TLS, SASL).
-	Client *kgo.Client
-	// Topics names the input, output and config topics.
-	Topics streams.Topics
+	// Cluster is the connection: its client finds the ranges and reads
+	// the nodes' group, its Opts make the replay's consumers, its Topics
+	// name the input, output and config topics.
+	Cluster *streams.Cluster
 	// RuleSet is the rule set's name on the config topic (default
 	// "default").
 	RuleSet string
@@ -53,8 +51,8 @@ type Options struct {
 
 func (o *Options) defaults() error {
 	switch {
-	case o.Client == nil:
-		return errors.New("replay: no Client")
+	case o.Cluster == nil:
+		return errors.New("replay: no Cluster")
 	case o.Store == nil:
 		return errors.New("replay: no Store")
 	case o.Compile == nil:
@@ -77,8 +75,10 @@ func (o *Options) defaults() error {
 // Replay is what a replay read before it runs: the range, the switch
 // points and versions' documents, and the outputs recorded for the range.
 type Replay struct {
-	o    Options
-	opts []kgo.Opt // Client's: seed brokers, TLS, SASL
+	o      Options
+	cl     *kgo.Client    // the Cluster's
+	opts   []kgo.Opt      // the Cluster's: seed brokers, TLS, SASL
+	topics streams.Topics // the Cluster's
 
 	metrics, actions streams.Ranges // the range, on the input topics
 	proposals        streams.Ranges // all of the proposals log, as of now
@@ -110,8 +110,8 @@ func Load(ctx context.Context, o Options) (*Replay, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
-	r := &Replay{o: o, opts: o.Client.Opts()}
-	cl, t, from, to := o.Client, o.Topics, o.From, o.To
+	r := &Replay{o: o, cl: o.Cluster.Client(), opts: o.Cluster.Opts(), topics: o.Cluster.Topics()}
+	cl, t, from, to := r.cl, r.topics, o.From, o.To
 	var err error
 	if r.metrics, err = streams.ResolveRange(ctx, cl, t.Metrics, from, to, streams.Warm{Start: true}); err != nil {
 		return nil, err
@@ -196,7 +196,7 @@ func (r *Replay) Recorded() *Outputs { return &r.recorded }
 // compared.
 func (r *Replay) CheckProcessed(ctx context.Context) {
 	group := r.o.Group
-	offs, err := kadm.NewClient(r.o.Client).FetchOffsets(ctx, group)
+	offs, err := r.o.Cluster.Admin().FetchOffsets(ctx, group)
 	if err != nil {
 		fmt.Fprintf(r.o.Log, "replay: cannot read group %s's offsets (%v): not checking that it processed the range\n", group, err)
 		return
@@ -219,7 +219,7 @@ func (r *Replay) CheckProcessed(ctx context.Context) {
 // proposals log, each record under the version in force for it, and
 // returns the outputs of the records in the range.
 func (r *Replay) Run(ctx context.Context) (*Outputs, error) {
-	t := r.o.Topics
+	t := r.topics
 	got := &Outputs{}
 	emit := append(append(streams.Ranges(nil), r.metrics...), r.actions...)
 	sink := &sink{keep: emit.Contains, encode: r.o.Encode, out: got}
@@ -269,7 +269,7 @@ func (r *Replay) Run(ctx context.Context) (*Outputs, error) {
 // then proposals, then verdicts, and describes the first input record
 // whose outputs differ; "" when they are identical.
 func (r *Replay) FirstDiff(replayed *Outputs) string {
-	t := r.o.Topics
+	t := r.topics
 	if d := firstDiff("decisions", t.Decisions, replayed.Decisions, r.recorded.Decisions); d != "" {
 		return d
 	}

@@ -57,7 +57,7 @@ func TestVerify(t *testing.T) {
 		t.Fatalf("no switch from v1 to v2 on record:\n%s", s)
 	}
 
-	res := verify(t, options(t, cl, topics))
+	res := verify(t, options(t, addrs, topics))
 	if res.Diff != "" {
 		t.Fatalf("replay of what the node wrote: %s", res.Diff)
 	}
@@ -72,7 +72,7 @@ func TestVerify(t *testing.T) {
 	// From the switch on: the range is the records after it, state is
 	// rebuilt from the start of the log.
 	at, _ := streams.RecordTime(lines[half])
-	o := options(t, cl, topics)
+	o := options(t, addrs, topics)
 	o.From = streams.Bound{Time: at}
 	part := verify(t, o)
 	if part.Diff != "" {
@@ -104,7 +104,7 @@ func TestVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitProcessed(t, addrs, topics)
-	if d := verify(t, options(t, cl, topics)).Diff; !strings.HasPrefix(d, "different: proposals") || !strings.Contains(d, "on "+topics.Proposals+", not replayed") {
+	if d := verify(t, options(t, addrs, topics)).Diff; !strings.HasPrefix(d, "different: proposals") || !strings.Contains(d, "on "+topics.Proposals+", not replayed") {
 		t.Fatalf("replay after a changed proposal:\n%s", d)
 	}
 
@@ -128,7 +128,7 @@ func TestVerify(t *testing.T) {
 	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: topics.Decisions, Key: []byte(d.AdID), Value: forged}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	diff := verify(t, options(t, cl, topics)).Diff
+	diff := verify(t, options(t, addrs, topics)).Diff
 	want := "different: decisions of input " + d.Input.Topic
 	if !strings.HasPrefix(diff, want) || !strings.Contains(diff, "on "+topics.Decisions+", not replayed: "+string(forged)) {
 		t.Fatalf("replay after tampering: want %q and the forged record named, got\n%s", want, diff)
@@ -173,7 +173,7 @@ func TestVerifyAfterRollback(t *testing.T) {
 		t.Fatalf("v1..v4 run documents %.12s %.12s %.12s %.12s: want v1, v3 and v4 alike, v2 apart", shas[0], shas[1], shas[2], shas[3])
 	}
 
-	res := verify(t, options(t, cl, topics))
+	res := verify(t, options(t, addrs, topics))
 	if res.Diff != "" {
 		t.Fatalf("replay after a rollback and a republish: %s", res.Diff)
 	}
@@ -222,14 +222,19 @@ func TestVerifyAfterRollback(t *testing.T) {
 // TestOptionsRequired: Load names the option missing.
 func TestOptionsRequired(t *testing.T) {
 	store := engine.StoreFunc(func(string, int32) (engine.PartitionState, error) { return nil, nil })
+	cluster, err := streams.Open(streams.Connection{Brokers: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
 	for _, c := range []struct {
 		o    replay.Options
 		want string
 	}{
-		{replay.Options{}, "no Client"},
-		{replay.Options{Client: &kgo.Client{}}, "no Store"},
-		{replay.Options{Client: &kgo.Client{}, Store: store}, "no Compile"},
-		{replay.Options{Client: &kgo.Client{}, Store: store, Compile: compile}, "no Encode"},
+		{replay.Options{}, "no Cluster"},
+		{replay.Options{Cluster: cluster}, "no Store"},
+		{replay.Options{Cluster: cluster, Store: store}, "no Compile"},
+		{replay.Options{Cluster: cluster, Store: store, Compile: compile}, "no Encode"},
 	} {
 		if _, err := replay.Load(context.Background(), c.o); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Load(%+v): %v, want %q", c.o, err, c.want)

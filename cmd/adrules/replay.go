@@ -10,7 +10,6 @@ import (
 	"github.com/adrules/adrules/internal/jsonl"
 	"github.com/adrules/adrules/replay"
 	"github.com/adrules/adrules/streams"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 const replayUsage = `Usage: adrules replay --brokers LIST [--from T] [--to T] --verify [--out DIR]
@@ -63,18 +62,18 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	if err != nil {
 		return err
 	}
-	cl, err := dial(ctx, append([]kgo.Opt{kgo.SeedBrokers(k.brokerList()...)}, copts...)...)
+	cluster, err := streams.Dial(ctx, streams.Connection{Brokers: k.brokerList(), Topics: k.topics, ClientOpts: copts})
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
+	defer cluster.Close()
 	store, closeStore, err := backtest.TempStore()
 	if err != nil {
 		return err
 	}
 	defer closeStore()
 	r, err := replay.Load(ctx, replay.Options{
-		Client: cl, Topics: k.topics, RuleSet: *ruleset, Group: *group, From: from, To: to,
+		Cluster: cluster, RuleSet: *ruleset, Group: *group, From: from, To: to,
 		Store: store, Compile: compileRecord, Encode: jsonl.Marshal, Log: stderr,
 		Progress: func(total int64, unit string, read func() int64) func() {
 			return startProgress(stderr, total, unit, read).Stop
