@@ -13,9 +13,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// Options say what a replay reads, and what it runs with. The zero value
-// of each field documents its default; Cluster, Store, Compile and Encode
-// have none.
+// Options say what a replay reads, and what it runs with. Each field says
+// what its zero value means; Cluster, Store, Compile and Encode are
+// required.
 type Options struct {
 	// Cluster is the connection: its client finds the ranges and reads
 	// the nodes' group, its Opts make the replay's consumers, its Topics
