@@ -36,7 +36,7 @@
 // # What it never does
 //
 // It writes nothing to Kafka. It does not open state itself (the store comes in Options.Store), compile
-// config records its own way (Options.Compile), or print: warnings go to
+// config records its own way (versions.Compile does, as on every node), or print: warnings go to
 // Options.Log, progress to Options.Progress, and the verdict is returned.
 // It may import engine, streams, versions and rules; never state, internal
 // packages or Prometheus (internal/lint checks).

@@ -2,7 +2,6 @@ package replay_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -11,12 +10,12 @@ import (
 	"github.com/adrules/adrules/config"
 	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/internal/backtest"
-	"github.com/adrules/adrules/internal/jsonl"
 	"github.com/adrules/adrules/internal/kafkatest"
 	"github.com/adrules/adrules/replay"
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/state"
 	"github.com/adrules/adrules/streams"
+	"github.com/adrules/adrules/versions"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -24,19 +23,6 @@ import (
 // pipeline (streams.Node, the engine writing its switch points, Pebble),
 // without the config follower: a test publishes a version on the config
 // topics and swaps the engine to it, as the follower does.
-
-// compile turns a published version into a rule set as every node does
-// (cmd/adrules compileRecord).
-func compile(c streams.ConfigRecord) (*rules.RuleSet, error) {
-	doc, err := config.Load(fmt.Sprintf("%s v%d", c.Name, c.Version), c.Document, config.Options{})
-	if err != nil {
-		return nil, err
-	}
-	if got := doc.SHA256(); got != c.SHA256 {
-		return nil, fmt.Errorf("%s v%d: the document hashes to %s, not to its sha256 %s", c.Name, c.Version, got, c.SHA256)
-	}
-	return rules.Compile(doc, c.Version)
-}
 
 // document reads examples/rules.yaml with each pair of replace applied
 // (old, new, ...), as a record publishes it.
@@ -64,11 +50,11 @@ func document(t *testing.T, replace ...string) *config.Document {
 // topics and returns the rule set a node compiles of it.
 func publish(t *testing.T, cl *kgo.Client, topics streams.Topics, v int64, doc *config.Document) *rules.RuleSet {
 	t.Helper()
-	c := streams.ConfigRecord{Name: "default", Version: v, SHA256: doc.SHA256(), Author: "test", Document: doc.Canonical()}
+	c := versions.Record{Name: "default", Version: v, SHA256: doc.SHA256(), Author: "test", Document: doc.Canonical()}
 	if err := streams.Publish(context.Background(), cl, topics, c); err != nil {
 		t.Fatal(err)
 	}
-	rs, err := compile(c)
+	rs, err := versions.Compile(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +163,7 @@ func options(t *testing.T, addrs []string, topics streams.Topics) replay.Options
 	}
 	t.Cleanup(closeStore)
 	return replay.Options{Cluster: cluster, Group: kafkatest.Group(topics), Store: store,
-		Compile: compile, Encode: jsonl.Marshal, Log: tlog{t}}
+		Log: tlog{t}}
 }
 
 // verify runs replay.Verify with o.

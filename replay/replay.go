@@ -10,12 +10,12 @@ import (
 	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/streams"
+	"github.com/adrules/adrules/versions"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Options say what a replay reads, and what it runs with. Each field says
-// what its zero value means; Cluster, Store, Compile and Encode are
-// required.
+// what its zero value means; Cluster and Store are required.
 type Options struct {
 	// Cluster is the connection: its client finds the ranges and reads
 	// the nodes' group, its Opts make the replay's consumers, its Topics
@@ -34,12 +34,6 @@ type Options struct {
 	From, To streams.Bound
 	// Store holds the state Run rebuilds: empty, for one Run.
 	Store engine.Store
-	// Compile turns a published version into a rule set as every node
-	// does.
-	Compile func(streams.ConfigRecord) (*rules.RuleSet, error)
-	// Encode gives an output's bytes as a node writes them.
-	// TODO(i12): streams.Encode, once it exists, as the default.
-	Encode func(any) ([]byte, error)
 	// Log gets the warnings (default: none kept).
 	Log io.Writer
 	// Progress, when set, is called as Run starts each pass over the
@@ -55,10 +49,6 @@ func (o *Options) defaults() error {
 		return errors.New("replay: no Cluster")
 	case o.Store == nil:
 		return errors.New("replay: no Store")
-	case o.Compile == nil:
-		return errors.New("replay: no Compile")
-	case o.Encode == nil:
-		return errors.New("replay: no Encode")
 	}
 	if o.RuleSet == "" {
 		o.RuleSet = "default"
@@ -128,7 +118,7 @@ func Load(ctx context.Context, o Options) (*Replay, error) {
 	if r.proposals, err = streams.ResolveRange(ctx, cl, t.Proposals, streams.Bound{}, streams.Bound{}, streams.Warm{}); err != nil {
 		return nil, err
 	}
-	r.history = streams.NewHistory(r.opts, t, o.RuleSet, o.Compile)
+	r.history = streams.NewHistory(r.opts, t, o.RuleSet, versions.Compile)
 	if err := r.history.Refresh(ctx); err != nil {
 		return nil, err
 	}
@@ -222,7 +212,7 @@ func (r *Replay) Run(ctx context.Context) (*Outputs, error) {
 	t := r.topics
 	got := &Outputs{}
 	emit := append(append(streams.Ranges(nil), r.metrics...), r.actions...)
-	sink := &sink{keep: emit.Contains, encode: r.o.Encode, out: got}
+	sink := &sink{keep: emit.Contains, encode: streams.Encode, out: got}
 	// Stages 0 and 1 (the relay of external proposals, the rules over the
 	// metric events), then stage 2 over the proposals log as recorded.
 	first := append(append(streams.Ranges(nil), r.actions...), r.metrics...)

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/internal/gen"
 	"github.com/adrules/adrules/internal/kafkatest"
 	"github.com/adrules/adrules/replay"
@@ -221,7 +220,6 @@ func TestVerifyAfterRollback(t *testing.T) {
 
 // TestOptionsRequired: Load names the option missing.
 func TestOptionsRequired(t *testing.T) {
-	store := engine.StoreFunc(func(string, int32) (engine.PartitionState, error) { return nil, nil })
 	cluster, err := streams.Open(streams.Connection{Brokers: []string{"127.0.0.1:1"}})
 	if err != nil {
 		t.Fatal(err)
@@ -233,8 +231,6 @@ func TestOptionsRequired(t *testing.T) {
 	}{
 		{replay.Options{}, "no Cluster"},
 		{replay.Options{Cluster: cluster}, "no Store"},
-		{replay.Options{Cluster: cluster, Store: store}, "no Compile"},
-		{replay.Options{Cluster: cluster, Store: store, Compile: compile}, "no Encode"},
 	} {
 		if _, err := replay.Load(context.Background(), c.o); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Load(%+v): %v, want %q", c.o, err, c.want)

@@ -7,7 +7,6 @@ import (
 	"io"
 
 	"github.com/adrules/adrules/internal/backtest"
-	"github.com/adrules/adrules/internal/jsonl"
 	"github.com/adrules/adrules/replay"
 	"github.com/adrules/adrules/streams"
 )
@@ -74,7 +73,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	defer closeStore()
 	r, err := replay.Load(ctx, replay.Options{
 		Cluster: cluster, RuleSet: *ruleset, Group: *group, From: from, To: to,
-		Store: store, Compile: compileRecord, Encode: jsonl.Marshal, Log: stderr,
+		Store: store, Log: stderr,
 		Progress: func(total int64, unit string, read func() int64) func() {
 			return startProgress(stderr, total, unit, read).Stop
 		},
