@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -30,96 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
-
-// kafkaFlags are the flags of every command that talks to Kafka.
-type kafkaFlags struct {
-	brokers                 string
-	tls                     bool
-	tlsCA, tlsCert, tlsKey  string
-	saslMechanism, saslUser string
-	topics                  streams.Topics
-}
-
-func (k *kafkaFlags) register(fs *flag.FlagSet, defBrokers string) {
-	fs.StringVar(&k.brokers, "brokers", defBrokers, "Kafka bootstrap brokers, comma separated")
-	fs.BoolVar(&k.tls, "tls", false, "connect with TLS")
-	fs.StringVar(&k.tlsCA, "tls-ca", "", "PEM file of the CA to trust (implies --tls)")
-	fs.StringVar(&k.tlsCert, "tls-cert", "", "PEM client certificate for mTLS (implies --tls)")
-	fs.StringVar(&k.tlsKey, "tls-key", "", "PEM client key for mTLS")
-	fs.StringVar(&k.saslMechanism, "sasl-mechanism", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (password from $ADRULES_SASL_PASSWORD)")
-	fs.StringVar(&k.saslUser, "sasl-user", "", "SASL user name")
-	t := streams.DefaultTopics()
-	k.topics = t
-	fs.StringVar(&k.topics.Metrics, "topic-metrics", t.Metrics, "metric events topic")
-	fs.StringVar(&k.topics.Actions, "topic-actions", t.Actions, "external proposals topic")
-	fs.StringVar(&k.topics.Proposals, "topic-proposals", t.Proposals, "internal proposals topic (stage 2 input)")
-	fs.StringVar(&k.topics.Decisions, "topic-decisions", t.Decisions, "decisions topic")
-	fs.StringVar(&k.topics.Verdicts, "topic-verdicts", t.Verdicts, "verdicts topic")
-	fs.StringVar(&k.topics.DLQ, "topic-dlq", t.DLQ, "dead-letter topic")
-	fs.StringVar(&k.topics.Config, "topic-config", t.Config, "rule set versions topic (compacted)")
-	fs.StringVar(&k.topics.ConfigHistory, "topic-config-history", t.ConfigHistory, "rule set history topic")
-	fs.StringVar(&k.topics.Status, "topic-status", t.Status, "node heartbeats topic (compacted)")
-	fs.StringVar(&k.topics.Switches, "topic-switches", t.Switches, "where each input partition switched rule set versions (kept)")
-	fs.StringVar(&k.topics.ShadowDecisions, "topic-shadow-decisions", t.ShadowDecisions, "the shadow rule set's decisions topic")
-	fs.StringVar(&k.topics.ShadowProposals, "topic-shadow-proposals", t.ShadowProposals, "the shadow rule set's proposals topic (its stage 2 input)")
-	fs.StringVar(&k.topics.ShadowVerdicts, "topic-shadow-verdicts", t.ShadowVerdicts, "the shadow rule set's verdicts topic")
-}
-
-// clientOpts builds the TLS and SASL options.
-func (k *kafkaFlags) clientOpts(env map[string]string) ([]kgo.Opt, error) {
-	var opts []kgo.Opt
-	if k.tls || k.tlsCA != "" || k.tlsCert != "" {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		if k.tlsCA != "" {
-			pem, err := os.ReadFile(k.tlsCA)
-			if err != nil {
-				return nil, err
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("--tls-ca %s: no certificate found", k.tlsCA)
-			}
-			cfg.RootCAs = pool
-		}
-		if (k.tlsCert == "") != (k.tlsKey == "") {
-			return nil, errors.New("--tls-cert and --tls-key go together")
-		}
-		if k.tlsCert != "" {
-			cert, err := tls.LoadX509KeyPair(k.tlsCert, k.tlsKey)
-			if err != nil {
-				return nil, err
-			}
-			cfg.Certificates = []tls.Certificate{cert}
-		}
-		opts = append(opts, kgo.DialTLSConfig(cfg))
-	}
-	pass := env["ADRULES_SASL_PASSWORD"]
-	switch strings.ToUpper(k.saslMechanism) {
-	case "":
-	case "PLAIN":
-		opts = append(opts, kgo.SASL(plain.Auth{User: k.saslUser, Pass: pass}.AsMechanism()))
-	case "SCRAM-SHA-256":
-		opts = append(opts, kgo.SASL(scram.Auth{User: k.saslUser, Pass: pass}.AsSha256Mechanism()))
-	case "SCRAM-SHA-512":
-		opts = append(opts, kgo.SASL(scram.Auth{User: k.saslUser, Pass: pass}.AsSha512Mechanism()))
-	default:
-		return nil, fmt.Errorf("--sasl-mechanism %q: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", k.saslMechanism)
-	}
-	return opts, nil
-}
-
-func (k *kafkaFlags) brokerList() []string {
-	var out []string
-	for _, b := range strings.Split(k.brokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			out = append(out, b)
-		}
-	}
-	return out
-}
 
 // nodeConfig is what a node needs.
 type nodeConfig struct {
