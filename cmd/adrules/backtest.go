@@ -109,13 +109,6 @@ func cmdBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		return exitError{1}
 	}
 	sides := []*backtestSide{{name: "candidate", label: *rulesFile, rs: rs, dir: *out}}
-	var opts []kgo.Opt
-	if topicForm {
-		if opts, err = k.clientOpts(env); err != nil {
-			return err
-		}
-		opts = append([]kgo.Opt{kgo.SeedBrokers(k.brokerList()...)}, opts...)
-	}
 	if *baseline != "" {
 		brs, label, err := baselineRules(ctx, *baseline, rs.Name, *envName, env, &k, kf, stderr)
 		if err != nil {
@@ -129,7 +122,7 @@ func cmdBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		if *topic == "" {
 			*topic = k.topics.Metrics
 		}
-		err = topicBacktest(ctx, sides, *batch, topicRange{topic: *topic, actions: *actionsTopic, from: *fromS, to: *toS, warmup: *warmS}, opts, *out, stdout, stderr)
+		err = topicBacktest(ctx, sides, *batch, topicRange{topic: *topic, actions: *actionsTopic, from: *fromS, to: *toS, warmup: *warmS}, k.connection(env), *out, stdout, stderr)
 	} else {
 		err = fileBacktest(ctx, sides, *batch, *input, *actions, stdin, *out, stdout, stderr)
 	}
@@ -256,7 +249,7 @@ func fileBacktest(ctx context.Context, sides []*backtestSide, batch int, input, 
 	return compare(sides, report.Meta{Input: input, Actions: actions, Records: sides[0].sum.Lines}, out, stdout, stderr)
 }
 
-func topicBacktest(ctx context.Context, sides []*backtestSide, batch int, tr topicRange, opts []kgo.Opt, out string, stdout, stderr io.Writer) error {
+func topicBacktest(ctx context.Context, sides []*backtestSide, batch int, tr topicRange, conn streams.Connection, out string, stdout, stderr io.Writer) error {
 	from, err := streams.ParseBound(tr.from)
 	if err != nil {
 		return fmt.Errorf("--from: %w", err)
@@ -274,11 +267,12 @@ func topicBacktest(ctx context.Context, sides []*backtestSide, batch int, tr top
 			return fmt.Errorf("--warmup %q: a duration such as 24h or 0", tr.warmup)
 		}
 	}
-	cl, err := dial(ctx, opts...)
+	c, err := streams.Dial(ctx, conn)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
+	defer c.Close()
+	cl, opts := c.Client(), c.Opts()
 	ranges, err := streams.ResolveRange(ctx, cl, tr.topic, from, to, streams.Warm{Before: warm})
 	if err != nil {
 		return err

@@ -50,20 +50,17 @@ func cmdProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		defer f.Close()
 		in = f
 	}
-	opts, err := k.clientOpts(env)
+	c, err := streams.Open(k.connection(env))
 	if err != nil {
 		return err
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.brokerList()...), kgo.DefaultProduceTopic(*topic)}, opts...)...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
+	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	if err := ping(ctx, cl); err != nil {
+	if err := c.Ping(ctx); err != nil {
 		return err
 	}
+	cl := c.Client()
 	field := streams.KeyOf(*topic, k.topics)
 	var p fastjson.Parser
 	sc := bufio.NewScanner(in)
@@ -83,7 +80,7 @@ func cmdProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			unkeyed++ // produced without a key: the node sends it to the DLQ if it is bad
 		}
 		n++
-		rec := &kgo.Record{Key: key, Value: line}
+		rec := &kgo.Record{Topic: *topic, Key: key, Value: line}
 		if *stamp == "event" {
 			if ts, ok := streams.RecordTime(line); ok {
 				rec.Timestamp = ts
@@ -124,18 +121,16 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer, env m
 	if *topic == "" {
 		*topic = k.topics.Decisions
 	}
-	opts, err := k.clientOpts(env)
-	if err != nil {
-		return err
-	}
 	start := kgo.NewOffset().AtEnd()
 	if *fromStart {
 		start = kgo.NewOffset().AtStart()
 	}
-	cl, err := dial(ctx, append([]kgo.Opt{
-		kgo.SeedBrokers(k.brokerList()...), kgo.ConsumeTopics(*topic),
-		kgo.ConsumeResetOffset(start), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-	}, opts...)...)
+	c, err := streams.Dial(ctx, k.connection(env))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	cl, err := c.NewClient(kgo.ConsumeTopics(*topic), kgo.ConsumeResetOffset(start), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
 		return err
 	}
@@ -170,21 +165,6 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer, env m
 			return nil
 		}
 	}
-}
-
-// dial makes a client of opts and pings the brokers within 30 seconds.
-func dial(ctx context.Context, opts ...kgo.Opt) (*kgo.Client, error) {
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return nil, err
-	}
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := ping(pctx, cl); err != nil {
-		cl.Close()
-		return nil, err
-	}
-	return cl, nil
 }
 
 // ping checks that the brokers answer and accept the credentials, so a wrong
