@@ -5,6 +5,8 @@
 // It declares the ports it needs, Source, Sink, Store, Clock and Observer,
 // and knows nothing of what implements them: it imports neither Kafka nor
 // Pebble nor Prometheus. The streams, state and jsonl packages provide them.
+// Every sink writes an output's bytes with Encode, so a topic, a backtest's
+// file and a replay hold the same bytes for the same output.
 //
 // # One partition, one goroutine
 //

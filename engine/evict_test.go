@@ -15,7 +15,6 @@ import (
 
 	"github.com/adrules/adrules/config"
 	"github.com/adrules/adrules/engine"
-	"github.com/adrules/adrules/internal/jsonl"
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/state"
 	"github.com/cockroachdb/pebble/v2"
@@ -113,7 +112,7 @@ type everything struct {
 
 func (s *everything) Write(_ context.Context, o *engine.Output) error {
 	add := func(kind string, v any) {
-		b, err := jsonl.Marshal(v)
+		b, err := engine.Encode(v)
 		if err != nil {
 			panic(err)
 		}

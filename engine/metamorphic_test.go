@@ -17,7 +17,6 @@ import (
 	"github.com/adrules/adrules/config"
 	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/internal/gen"
-	"github.com/adrules/adrules/internal/jsonl"
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/state"
 	"github.com/cockroachdb/pebble/v2"
@@ -132,12 +131,12 @@ var errCrash = errors.New("crash")
 func (c *collect) Write(_ context.Context, o *engine.Output) error {
 	for _, d := range o.Decisions {
 		d.Input = rules.Input{}
-		b, _ := jsonl.Marshal(d)
+		b, _ := engine.Encode(d)
 		c.decisions = append(c.decisions, string(b))
 	}
 	for _, p := range o.Proposals {
 		p.Input = nil
-		b, _ := jsonl.Marshal(p)
+		b, _ := engine.Encode(p)
 		c.decisions = append(c.decisions, string(b))
 	}
 	c.batches++

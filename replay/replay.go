@@ -212,7 +212,7 @@ func (r *Replay) Run(ctx context.Context) (*Outputs, error) {
 	t := r.topics
 	got := &Outputs{}
 	emit := append(append(streams.Ranges(nil), r.metrics...), r.actions...)
-	sink := &sink{keep: emit.Contains, encode: streams.Encode, out: got}
+	sink := &sink{keep: emit.Contains, encode: engine.Encode, out: got}
 	// Stages 0 and 1 (the relay of external proposals, the rules over the
 	// metric events), then stage 2 over the proposals log as recorded.
 	first := append(append(streams.Ranges(nil), r.actions...), r.metrics...)

@@ -1,12 +1,10 @@
 package streams
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -1051,22 +1049,8 @@ func recordBytes(r *kgo.Record) int {
 	return n
 }
 
-// Encode is the wire encoding of what a node writes (decisions, verdicts,
-// proposals, dead letters, switch points): v as JSON without escaping <, >
-// and & (so explain traces read as written), with no trailing newline. A
-// replay encodes what it re-runs with it, to compare bytes.
-func Encode(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
-}
-
 func (n *Node) produce(ctx context.Context, topic, key string, v any, headers ...kgo.RecordHeader) error {
-	b, err := Encode(v)
+	b, err := engine.Encode(v)
 	if err != nil {
 		return err
 	}

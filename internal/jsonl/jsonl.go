@@ -191,18 +191,6 @@ func (s *Sink) line(w io.Writer, v any) error {
 	return err
 }
 
-// Marshal writes v as JSON without escaping <, > and & (so explain traces
-// read as written), with no trailing newline.
-func Marshal(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
-}
-
 // DeadLetterRecord is the JSON form of a dead letter: the reason, where the
 // record came from, and its original bytes (as text when they are UTF-8,
 // else base64 in value_base64).

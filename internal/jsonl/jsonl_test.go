@@ -465,37 +465,6 @@ func TestSinkWriterError(t *testing.T) {
 	}
 }
 
-func TestMarshal(t *testing.T) {
-	b, err := jsonl.Marshal(map[string]any{"explain": []string{explain}, "n": 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := `{"explain":["` + explain + `"],"n":1}`
-	if string(b) != want {
-		t.Errorf("Marshal =\n %s\nwant\n %s", b, want)
-	}
-	d := output().Decisions[0]
-	b, err = jsonl.Marshal(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.HasSuffix(b, []byte("\n")) || !json.Valid(b) {
-		t.Errorf("Marshal of a decision ends in a newline or is not JSON: %q", b)
-	}
-	// The same bytes as the standard encoding, but for the HTML escapes.
-	std, err := json.Marshal(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	unescape := strings.NewReplacer(`\u003c`, "<", `\u003e`, ">", `\u0026`, "&")
-	if string(b) != unescape.Replace(string(std)) || string(b) == string(std) {
-		t.Errorf("Marshal =\n %s\njson.Marshal =\n %s", b, std)
-	}
-	if _, err := jsonl.Marshal(make(chan int)); err == nil {
-		t.Error("Marshal of a channel succeeded")
-	}
-}
-
 func TestDeadLetter(t *testing.T) {
 	in := rules.Input{Topic: "t", Partition: 1, Offset: 7}
 	for _, tc := range []struct {

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/adrules/adrules/internal/jsonl"
+	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/rules"
 )
 
@@ -82,14 +82,14 @@ func (f *fixture) write(t *testing.T, dir string) {
 	}
 	var d, a, q bytes.Buffer
 	for i := range f.decisions {
-		b, err := jsonl.Marshal(&f.decisions[i])
+		b, err := engine.Encode(&f.decisions[i])
 		if err != nil {
 			t.Fatal(err)
 		}
 		d.Write(append(b, '\n'))
 	}
 	for i := range f.verdicts {
-		b, err := jsonl.Marshal(&f.verdicts[i])
+		b, err := engine.Encode(&f.verdicts[i])
 		if err != nil {
 			t.Fatal(err)
 		}

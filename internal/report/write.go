@@ -12,7 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/adrules/adrules/internal/jsonl"
+	"github.com/adrules/adrules/engine"
 )
 
 // WriteJSONL writes diff.jsonl: one JSON object per line, each with a
@@ -23,7 +23,7 @@ import (
 func (d *Diff) WriteJSONL(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	line := func(v any) error {
-		b, err := jsonl.Marshal(v)
+		b, err := engine.Encode(v)
 		if err != nil {
 			return err
 		}
