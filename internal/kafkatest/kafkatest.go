@@ -1,18 +1,3 @@
-// Package kafkatest holds what the Kafka tests of streams and cmd share: a
-// cluster (in-process kfake, or $KAFKA_BROKERS), producing JSON lines keyed
-// by a field, reading a topic as a read_committed consumer, waiting for a
-// group to catch up, and comparing outputs across partitionings.
-//
-// # No sleeps
-//
-// Every wait is for a condition, bounded by a deadline that fails the test.
-//
-// # A shared cluster
-//
-// With $KAFKA_BROKERS, tests run side by side on one cluster, and every
-// name a test gives carries a prefix of its own: its topics (Brokers), its
-// consumer groups and transactional ids (Group, Name). A test that needs a
-// broker of its own (to restart it) skips when Shared.
 package kafkatest
 
 import (

@@ -91,6 +91,26 @@ func TestStreamsImportsNoInternal(t *testing.T) {
 	}
 }
 
+// TestKafkatestInTestsOnly: internal/kafkatest is for tests; no package's
+// own code imports it.
+func TestKafkatestInTestsOnly(t *testing.T) {
+	lines := list(t, `{{.ImportPath}}={{join .Deps ","}}`, "...")
+	if len(lines) < 10 {
+		t.Fatalf("go list found %d packages", len(lines))
+	}
+	for _, line := range lines {
+		pkg, deps, _ := strings.Cut(line, "=")
+		if strings.HasPrefix(pkg, module+"/internal/kafkatest") {
+			continue
+		}
+		for _, d := range strings.Split(deps, ",") {
+			if strings.HasPrefix(d, module+"/internal/kafkatest") {
+				t.Errorf("%s depends on %s, which is for tests only", pkg, d)
+			}
+		}
+	}
+}
+
 // TestConfigImportsOnlyYAML keeps config to the standard library and yaml.v3.
 func TestConfigImportsOnlyYAML(t *testing.T) {
 	for _, imp := range list(t, "{{join .Imports \" \"}}", "config") {
