@@ -49,7 +49,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./rules
 	$(GO) test -run='^$$' -fuzz='^FuzzCompileEval$$' -fuzztime=$(FUZZTIME) ./rules
 	$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./config
-	$(GO) test -run='^$$' -fuzz='^FuzzValidate$$' -fuzztime=$(FUZZTIME) ./cmd/adrules
+	$(GO) test -run='^$$' -fuzz='^FuzzValidate$$' -fuzztime=$(FUZZTIME) ./node
 	$(GO) test -run='^$$' -fuzz='^FuzzConfigRecord$$' -fuzztime=$(FUZZTIME) ./versions
 
 bench: ## Go benchmarks (with allocations) and a backtest over 1,000,000 generated events

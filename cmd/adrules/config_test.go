@@ -14,7 +14,6 @@ import (
 	"github.com/adrules/adrules/internal/kafkatest"
 	"github.com/adrules/adrules/streams"
 	"github.com/adrules/adrules/versions"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -34,8 +33,8 @@ func TestConfigAsEvents(t *testing.T) {
 	nc := testNodeConfig(addrs, topics, "c", t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	started := make(chan *node, 1)
-	go func() { done <- runNode(ctx, nc, io.Discard, nil, func(n *node) { started <- n }) }()
+	started := make(chan *nodeRun, 1)
+	go func() { done <- runNode(ctx, nc, io.Discard, nil, func(n *nodeRun) { started <- n }) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -76,7 +75,7 @@ func TestConfigAsEvents(t *testing.T) {
 		}
 	}
 	waitVersion(2)
-	if got := testutil.ToFloat64(n.metrics.version); got != 2 {
+	if got := n.version(); got != 2 {
 		t.Fatalf("adrules_config_version = %v, want 2", got)
 	}
 
@@ -94,7 +93,7 @@ func TestConfigAsEvents(t *testing.T) {
 	}
 	deadline := time.After(30 * time.Second)
 	tick := time.NewTicker(20 * time.Millisecond)
-	for testutil.ToFloat64(n.metrics.refused) < 1 {
+	for n.refused() < 1 {
 		select {
 		case <-deadline:
 			t.Fatal("the invalid version was not refused")

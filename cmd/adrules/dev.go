@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/adrules/adrules/internal/gen"
+	"github.com/adrules/adrules/node"
 	"github.com/adrules/adrules/versions"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -89,16 +90,16 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, env ma
 		rand.Read(b[:])
 		env["ADRULES_ADMIN_TOKEN"] = hex.EncodeToString(b[:])
 	}
-	started := make(chan *node, 1)
+	started := make(chan *nodeRun, 1)
 	done := make(chan error, 1)
-	go func() { done <- runNode(ctx, nc, stderr, env, func(n *node) { started <- n }) }()
-	var n *node
+	go func() { done <- runNode(ctx, nc, stderr, env, func(n *nodeRun) { started <- n }) }()
+	var n *nodeRun
 	select {
 	case n = <-started:
 	case err := <-done:
 		return err
 	}
-	fmt.Fprintf(stdout, "adrules dev: node on http://%s (/metrics, /readyz), rule set %q sha256 %s\n", n.addr, n.rs.Name, n.rs.SHA256[:12])
+	fmt.Fprintf(stdout, "adrules dev: node on http://%s (/metrics, /readyz), rule set %q sha256 %s\n", n.addr, n.ruleSet().Name, n.ruleSet().SHA256[:12])
 	fmt.Fprintf(stdout, "adrules dev: admin API token %s (curl -H 'Authorization: Bearer %s' -X PUT --data-binary @rules.yaml http://%s/api/config)\n",
 		env["ADRULES_ADMIN_TOKEN"], env["ADRULES_ADMIN_TOKEN"], n.addr)
 	fmt.Fprintf(stdout, "adrules dev: versions are signed by key %s (%s); publish one with: adrules config publish --brokers %s --signing-key %s --trust %s rules.yaml\n",
@@ -109,7 +110,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, env ma
 		go generate(ctx, addr, nc.kafka.topics.Metrics, *rate, stderr)
 	}
 	if *status {
-		go statusLine(ctx, n, stdout)
+		go statusLine(ctx, n.Node, stdout)
 	}
 	return <-done
 }
@@ -156,26 +157,25 @@ func generate(ctx context.Context, addr, topic string, rate float64, stderr io.W
 }
 
 // statusLine prints one line a second: events/s, decisions, lag, version.
-func statusLine(ctx context.Context, n *node, w io.Writer) {
+func statusLine(ctx context.Context, n *node.Node, w io.Writer) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	last := n.metrics.nEvents.Load()
+	last := n.Status().Events
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		ev := n.metrics.nEvents.Load()
-		lag := totalLag(n.lag())
+		st := n.Status()
 		ready := "ready"
-		if !n.ready() {
+		if !st.Ready {
 			ready = "not ready"
 		}
-		rs := n.ruleSet()
+		rs := st.RuleSet
 		fmt.Fprintf(w, "%s  %6d events/s  %7d events  %5d decisions  lag %d  rule set %s v%d (%s)  %s\n",
-			time.Now().Format("15:04:05"), ev-last, ev, n.metrics.nDecisions.Load(), lag, rs.Name, rs.Version, rs.SHA256[:12], ready)
-		last = ev
+			time.Now().Format("15:04:05"), st.Events-last, st.Events, st.Decisions, st.Lag, rs.Name, rs.Version, rs.SHA256[:12], ready)
+		last = st.Events
 	}
 }
 

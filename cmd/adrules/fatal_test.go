@@ -43,10 +43,10 @@ func TestNodeExitsOnFatalError(t *testing.T) {
 	nc := testNodeConfig(addrs, topics, "fatal", t.TempDir())
 	var logs syncBuffer
 	done := make(chan error, 1)
-	started := make(chan *node, 1)
-	go func() { done <- runNode(context.Background(), nc, &logs, nil, func(n *node) { started <- n }) }()
+	started := make(chan *nodeRun, 1)
+	go func() { done <- runNode(context.Background(), nc, &logs, nil, func(n *nodeRun) { started <- n }) }()
 	const deadline = time.Minute
-	var n *node
+	var n *nodeRun
 	select {
 	case n = <-started:
 	case err := <-done:
@@ -64,9 +64,9 @@ func TestNodeExitsOnFatalError(t *testing.T) {
 		t.Errorf("the log does not say why the node stopped:\n%s", logs.String())
 	}
 	// A node that stopped is neither healthy nor ready.
-	for path, h := range map[string]http.HandlerFunc{"/healthz": n.healthz, "/readyz": n.readyz} {
+	for _, path := range []string{"/healthz", "/readyz"} {
 		rec := httptest.NewRecorder()
-		h(rec, httptest.NewRequest("GET", path, nil))
+		n.Handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
 		if rec.Code != http.StatusServiceUnavailable {
 			t.Errorf("%s of a stopped node: %d, want 503", path, rec.Code)
 		}
@@ -75,7 +75,7 @@ func TestNodeExitsOnFatalError(t *testing.T) {
 	// the shadow's watcher, the heartbeats (their last word a tombstone).
 	buf := make([]byte, 1<<20)
 	stacks := string(buf[:runtime.Stack(buf, true)])
-	for _, fn := range []string{"main.follow(", "main.watchShadow(", "main.heartbeat.func", "main.(*shadowRunner).run("} {
+	for _, fn := range []string{"node.(*Node).follow(", "node.(*Node).watchShadow(", "node.(*Node).heartbeat.func", "node.(*shadowRunner).run("} {
 		if strings.Contains(stacks, fn) {
 			t.Errorf("%s still runs after runNode returned", strings.TrimSuffix(fn, "("))
 		}

@@ -45,10 +45,10 @@ func TestNodeHTTP(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	started := make(chan *node, 1)
+	started := make(chan *nodeRun, 1)
 	var notReady int
 	go func() {
-		done <- runNode(ctx, nc, io.Discard, map[string]string{"WINNER_CTR_THRESHOLD": "0.5"}, func(n *node) {
+		done <- runNode(ctx, nc, io.Discard, map[string]string{"WINNER_CTR_THRESHOLD": "0.5"}, func(n *nodeRun) {
 			// Before the engine runs, the node owns nothing yet.
 			notReady, _ = get(t, "http://"+n.addr+"/readyz")
 			started <- n
@@ -304,4 +304,51 @@ func TestProduceTail(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("tail printed %d lines that are not the %d produced", len(got), len(want))
 	}
+}
+
+// refused is the node's adrules_config_refused_total.
+func (n *nodeRun) refused() float64 { return n.metric("adrules_config_refused_total") }
+
+// version is the live pipeline's adrules_config_version.
+func (n *nodeRun) version() float64 { return n.metric("adrules_config_version") }
+
+// metric is the value of the metric name (of the live pipeline, for a
+// family with the pipeline label), 0 when it has none.
+func (n *nodeRun) metric(name string) float64 { return n.metricOf("live", name) }
+
+// metricOf sums the series of metric name whose labels include the pairs
+// of labels, of pipeline's (for a family with the pipeline label).
+func (n *nodeRun) metricOf(pipeline, name string, labels ...string) float64 {
+	mfs, err := n.reg.Gather()
+	if err != nil {
+		panic(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			if p, ok := have["pipeline"]; ok && p != pipeline {
+				continue
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue metrics
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.Counter.GetValue()
+			case m.Gauge != nil:
+				sum += m.Gauge.GetValue()
+			}
+		}
+	}
+	return sum
 }

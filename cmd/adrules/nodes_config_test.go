@@ -14,12 +14,11 @@ import (
 	"github.com/adrules/adrules/internal/kafkatest"
 	"github.com/adrules/adrules/streams"
 	"github.com/adrules/adrules/versions"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 type runningNode struct {
-	n      *node
+	n      *nodeRun
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -28,8 +27,8 @@ func startRunNode(t *testing.T, nc nodeConfig) *runningNode {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runningNode{cancel: cancel, done: make(chan error, 1)}
-	started := make(chan *node, 1)
-	go func() { r.done <- runNode(ctx, nc, io.Discard, nil, func(n *node) { started <- n }) }()
+	started := make(chan *nodeRun, 1)
+	go func() { r.done <- runNode(ctx, nc, io.Discard, nil, func(n *nodeRun) { started <- n }) }()
 	select {
 	case r.n = <-started:
 	case err := <-r.done:
@@ -98,7 +97,7 @@ func TestNodesFollowConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, r := range nodes {
-		eventually(t, fmt.Sprintf("node %d refusing v3", i+1), func() bool { return testutil.ToFloat64(r.n.metrics.refused) >= 1 })
+		eventually(t, fmt.Sprintf("node %d refusing v3", i+1), func() bool { return r.n.refused() >= 1 })
 		if v := r.n.ruleSet().Version; v != 2 {
 			t.Fatalf("node %d runs v%d after an invalid v3, want 2", i+1, v)
 		}

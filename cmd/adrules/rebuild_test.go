@@ -42,10 +42,10 @@ func startLoggedNode(t *testing.T, nc nodeConfig) (*runningNode, *syncBuffer, in
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runningNode{cancel: cancel, done: make(chan error, 1)}
 	logs := &syncBuffer{}
-	started := make(chan *node, 1)
+	started := make(chan *nodeRun, 1)
 	var first int
 	go func() {
-		r.done <- runNode(ctx, nc, logs, nil, func(n *node) {
+		r.done <- runNode(ctx, nc, logs, nil, func(n *nodeRun) {
 			first, _ = get(t, "http://"+n.addr+"/readyz")
 			started <- n
 		})

@@ -14,7 +14,6 @@ import (
 	"github.com/adrules/adrules/internal/kafkatest"
 	"github.com/adrules/adrules/streams"
 	"github.com/adrules/adrules/versions"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -110,7 +109,7 @@ func TestShadowNode(t *testing.T) {
 	if out, _, err := adrules(t, "", nil, append(append([]string{"config", "publish"}, flags...), "--shadow", loose)...); err != nil || !strings.Contains(out, "v2 as the shadow") {
 		t.Fatalf("publish --shadow: %v %s", err, out)
 	}
-	eventually(t, "the shadow running", func() bool { return r.n.shadow.version() == 2 })
+	eventually(t, "the shadow running", func() bool { return r.n.Status().Shadow == 2 })
 	shadow, err := loadRules(loose, "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -123,8 +122,8 @@ func TestShadowNode(t *testing.T) {
 	if err := streams.Publish(context.Background(), cl, topics, bad); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the invalid shadow refused", func() bool { return testutil.ToFloat64(r.n.metrics.refused) >= 1 })
-	if v := r.n.shadow.version(); v != 2 {
+	eventually(t, "the invalid shadow refused", func() bool { return r.n.refused() >= 1 })
+	if v := r.n.Status().Shadow; v != 2 {
 		t.Fatalf("after an invalid v3 the node runs shadow v%d, want 2", v)
 	}
 	kafkatest.Produce(t, cl, topics.Metrics, "ad_id", parts[2])
@@ -162,10 +161,10 @@ func TestShadowNode(t *testing.T) {
 		t.Fatal("no config_applied record on the shadow decisions topic")
 	}
 	eventually(t, "the shadow through part 3", func() bool {
-		return testutil.ToFloat64(r.n.shadow.m.events) == float64(len(parts[1])+len(parts[2]))
+		return r.n.metricOf("shadow", "adrules_records_in_total", "stage", "1") == float64(len(parts[1])+len(parts[2]))
 	})
 	for rule, n := range perRule {
-		if c := testutil.ToFloat64(r.n.shadow.m.decisions.WithLabelValues(rule)); c != float64(n) {
+		if c := r.n.metricOf("shadow", "adrules_decisions_total", "rule", rule); c != float64(n) {
 			t.Fatalf("adrules_shadow_decisions_total{rule=%q} = %v, want %d", rule, c, n)
 		}
 	}
@@ -183,7 +182,7 @@ func TestShadowNode(t *testing.T) {
 	if out, _, err := adrules(t, "", nil, append([]string{"config", "retire-shadow"}, flags...)...); err != nil || !strings.Contains(out, "(v2)") {
 		t.Fatalf("retire-shadow: %v %s", err, out)
 	}
-	eventually(t, "the shadow stopped", func() bool { return r.n.shadow.version() == 0 })
+	eventually(t, "the shadow stopped", func() bool { return r.n.Status().Shadow == 0 })
 	if all, _ := kafkatest.Backtest(t, shadow, lines); len(all) == len(all3) {
 		t.Fatal("the shadow would decide nothing on part 4: the test would prove little")
 	}
@@ -222,12 +221,12 @@ func TestShadowNode(t *testing.T) {
 			t.Fatalf("a live topic holds a record of the shadow: %s", rec)
 		}
 	}
-	eventually(t, "the live decisions counted", func() bool { return r.n.metrics.nDecisions.Load() >= int64(len(wantLive)) })
-	if n := r.n.metrics.nDecisions.Load(); n != int64(len(wantLive)) {
+	eventually(t, "the live decisions counted", func() bool { return r.n.Status().Decisions >= int64(len(wantLive)) })
+	if n := r.n.Status().Decisions; n != int64(len(wantLive)) {
 		t.Fatalf("the live metrics count %d decisions, want %d: they count the shadow's", n, len(wantLive))
 	}
 	kafkatest.ConsumeDecisions(t, addrs, topics.ShadowDecisions, len(want), time.Minute) // exactly: nothing after the retirement
-	if n := testutil.ToFloat64(r.n.shadow.m.events); n != float64(len(parts[1])+len(parts[2])) {
+	if n := r.n.metricOf("shadow", "adrules_records_in_total", "stage", "1"); n != float64(len(parts[1])+len(parts[2])) {
 		t.Fatalf("the retired shadow processed %v events, want %d", n, len(parts[1])+len(parts[2]))
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/adrules/adrules/node"
+	"github.com/adrules/adrules/node/nodeprom"
 	"log/slog"
 	"os"
 	"strings"
@@ -234,7 +236,10 @@ func TestShadowStatus(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
-		go func() { defer close(done); watchShadow(ctx, c.nodeConfig("w"), reg, slog.New(slog.DiscardHandler)) }()
+		go func() {
+			defer close(done)
+			watchShadow(t, ctx, c.nodeConfig("w"), reg, slog.New(slog.DiscardHandler), 0)
+		}()
 		defer func() { cancel(); <-done }()
 		eventually(t, "the shadow gauges", func() bool { return testutil.CollectAndCount(reg, "adrules_shadow_precision") == 2 })
 		want := `
@@ -302,8 +307,6 @@ func (l *lockedBuffer) grep(s string) string {
 // with auto_promote on: exactly one publishes it, once, as the next live
 // version with the shadow's document, and the shadow is retired.
 func TestShadowAutoPromote(t *testing.T) {
-	shadowEvery = 20 * time.Millisecond
-	defer func() { shadowEvery = 15 * time.Second }()
 	c := newShadowCluster(t, true, true, betterShadow)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -315,7 +318,7 @@ func TestShadowAutoPromote(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			watchShadow(ctx, c.nodeConfig(id), prometheus.NewRegistry(), log)
+			watchShadow(t, ctx, c.nodeConfig(id), prometheus.NewRegistry(), log, 20*time.Millisecond)
 		}()
 	}
 	defer func() { cancel(); wg.Wait() }()
@@ -364,6 +367,10 @@ func TestShadowAutoPromote(t *testing.T) {
 		t.Errorf("the promoted version does not validate: %v", err)
 	}
 	// The first claim names the node that published.
+	type promoteClaim struct {
+		SHA256 string `json:"sha256"`
+		Node   string `json:"node"`
+	}
 	var claims []promoteClaim
 	for _, r := range recs {
 		var pc promoteClaim
@@ -378,5 +385,18 @@ func TestShadowAutoPromote(t *testing.T) {
 	out, _, err := adrules(t, "", nil, append([]string{"shadow", "status"}, c.flags()...)...)
 	if err != nil || !strings.Contains(out, fmt.Sprintf("live v%d (sha256 %s); no shadow is published", p.Version, short(c.shad.SHA256()))) {
 		t.Errorf("status after the promotion: %v\n%s", err, out)
+	}
+}
+
+// watchShadow judges (every every; 0: the default) and promotes the shadow
+// as node nc does, with the judgement's metrics on reg, until ctx ends.
+func watchShadow(t *testing.T, ctx context.Context, nc nodeConfig, reg *prometheus.Registry, log *slog.Logger, every time.Duration) {
+	conn := nc.kafka.connection(nil)
+	conn.ClientOpts = nc.clientOpts
+	o := nc.options(nil, nil, log)
+	o.Cluster, o.Connection = nil, conn
+	o.Observer, o.ShadowJudgeEvery = nodeprom.New(reg, nodeprom.Live), every
+	if err := node.WatchShadow(ctx, o); err != nil {
+		t.Error(err)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,7 +19,6 @@ import (
 	"github.com/adrules/adrules/internal/kafkatest"
 	"github.com/adrules/adrules/streams"
 	"github.com/adrules/adrules/versions"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestNodesRefuseUntrustedVersions: issue 11, signed versions, and row 9.
@@ -76,14 +74,14 @@ func TestNodesRefuseUntrustedVersions(t *testing.T) {
 		}
 	}
 	for i, r := range nodes {
-		eventually(t, fmt.Sprintf("node %d refusing the five records", i+1), func() bool { return testutil.ToFloat64(r.n.metrics.refused) >= 5 })
+		eventually(t, fmt.Sprintf("node %d refusing the five records", i+1), func() bool { return r.n.refused() >= 5 })
 	}
 	time.Sleep(200 * time.Millisecond) // a swap would come right after the count
 	for i, r := range nodes {
 		if got := r.n.ruleSet(); got.Version != 2 || got.SHA256 != v2.SHA256 {
 			t.Fatalf("node %d runs v%d %s after the forgeries, want v2 %s", i+1, got.Version, short(got.SHA256), short(v2.SHA256))
 		}
-		if got := testutil.ToFloat64(r.n.metrics.refused); got != 5 {
+		if got := r.n.refused(); got != 5 {
 			t.Errorf("node %d counted %v refusals, want 5", i+1, got)
 		}
 	}
@@ -155,7 +153,7 @@ func TestNodeNeedsATrustList(t *testing.T) {
 	} {
 		nc := testNodeConfig([]string{"127.0.0.1:1"}, streams.DefaultTopics(), "x", t.TempDir())
 		nc.keys = tc.keys
-		err := runNode(context.Background(), nc, io.Discard, nil, func(*node) { t.Error("the node started") })
+		err := runNode(context.Background(), nc, io.Discard, nil, func(*nodeRun) { t.Error("the node started") })
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.keys, err, tc.want)
 		}
@@ -240,20 +238,13 @@ func TestPublishSigning(t *testing.T) {
 // key; a node without one refuses the write, since every node would refuse
 // the version.
 func TestAdminPutSigns(t *testing.T) {
-	a := &admin{nc: nodeConfig{ruleset: "default", keys: keyring{Policy: versions.Policy{Trust: testKeys().Trust}}}, n: &node{}}
 	body, _ := os.ReadFile("../../examples/rules.yaml")
-	rec := httptest.NewRecorder()
-	a.put(rec, httptest.NewRequest("PUT", "/api/config", bytes.NewReader(body)))
-	if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "no signing key") {
-		t.Fatalf("PUT on a node without a signing key: %d %s", rec.Code, rec.Body)
-	}
-
 	addrs, topics := kafkatest.Brokers(t)
 	nc := testNodeConfig(addrs, topics, "api", t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
-	done, started := make(chan error, 1), make(chan *node, 1)
+	done, started := make(chan error, 1), make(chan *nodeRun, 1)
 	go func() {
-		done <- runNode(ctx, nc, io.Discard, map[string]string{"ADRULES_ADMIN_TOKEN": "s3cret"}, func(n *node) { started <- n })
+		done <- runNode(ctx, nc, io.Discard, map[string]string{"ADRULES_ADMIN_TOKEN": "s3cret"}, func(n *nodeRun) { started <- n })
 	}()
 	defer func() {
 		cancel()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/adrules/adrules/node"
 	"io"
 	"log/slog"
 	"slices"
@@ -15,7 +16,6 @@ import (
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/streams"
 	"github.com/adrules/adrules/versions"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -76,7 +76,11 @@ func produceConfigs(t *testing.T, cl *kgo.Client, topic string, cs ...versions.R
 func startupRules(t *testing.T, nc nodeConfig) (*rules.RuleSet, string, error) {
 	t.Helper()
 	var log bytes.Buffer
-	rs, err := nodeRules(context.Background(), nc, nil, slog.New(slog.NewTextHandler(&log, nil)))
+	conn := nc.kafka.connection(nil)
+	conn.ClientOpts = nc.clientOpts
+	o := nc.options(nil, nil, slog.New(slog.NewTextHandler(&log, nil)))
+	o.Cluster, o.Connection = nil, conn
+	rs, err := node.StartupRuleSet(context.Background(), o)
 	return rs, log.String(), err
 }
 
@@ -158,7 +162,7 @@ func TestStartupRefusesUncompilableVersion(t *testing.T) {
 	if err := streams.Publish(context.Background(), cl, topics, v3); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the running node refusing v3", func() bool { return testutil.ToFloat64(r.n.metrics.refused) >= 1 })
+	eventually(t, "the running node refusing v3", func() bool { return r.n.refused() >= 1 })
 	if got := r.n.ruleSet(); got.Version != 2 || got.SHA256 != v2.SHA256 {
 		t.Fatalf("the running node runs v%d after an uncompilable v3, want v2", got.Version)
 	}
@@ -189,7 +193,7 @@ func TestStartupRefusesWhenEveryVersionIsInvalid(t *testing.T) {
 	nc := testNodeConfig(addrs, topics, "s", t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	err := runNode(ctx, nc, io.Discard, nil, func(*node) { t.Error("the node started"); cancel() })
+	err := runNode(ctx, nc, io.Discard, nil, func(*nodeRun) { t.Error("the node started"); cancel() })
 	if err == nil || !strings.Contains(err.Error(), `rule set "default"`) || !strings.Contains(err.Error(), "no published version is valid") {
 		t.Fatalf("runNode: %v, want a refusal naming rule set \"default\"", err)
 	}
@@ -230,7 +234,7 @@ func TestNodeSurvivesHostileVersion(t *testing.T) {
 	if err := streams.Publish(context.Background(), cl, topics, hostile); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the running node refusing v3", func() bool { return testutil.ToFloat64(r.n.metrics.refused) >= 1 })
+	eventually(t, "the running node refusing v3", func() bool { return r.n.refused() >= 1 })
 	if got := r.n.ruleSet(); got.Version != 2 {
 		t.Fatalf("the running node runs v%d after a hostile v3, want v2", got.Version)
 	}

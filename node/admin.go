@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"crypto/subtle"
@@ -24,8 +24,7 @@ const maxBody = 1 << 20
 // token from ADRULES_ADMIN_TOKEN; without a configured token, they are
 // refused.
 type admin struct {
-	nc    nodeConfig
-	n     *node
+	n     *Node
 	token string
 	log   *slog.Logger
 }
@@ -168,7 +167,7 @@ type configView struct {
 }
 
 func (a *admin) get(w http.ResponseWriter, _ *http.Request) {
-	rs := a.n.ruleSet()
+	rs := a.n.RuleSet()
 	reply(w, http.StatusOK, configView{Name: rs.Name, Version: rs.Version, SHA256: rs.SHA256, Document: rs.Doc.Canonical()})
 }
 
@@ -187,16 +186,17 @@ func (a *admin) put(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if rs.Name != a.nc.ruleset {
-		reply(w, http.StatusUnprocessableEntity, apiError{Error: "this node runs rule set " + a.nc.ruleset + ", not " + rs.Name})
+	o := a.n.o
+	if rs.Name != o.Ruleset {
+		reply(w, http.StatusUnprocessableEntity, apiError{Error: "this node runs rule set " + o.Ruleset + ", not " + rs.Name})
 		return
 	}
-	if a.nc.keys.signer == nil && !a.nc.keys.publishUnsigned {
+	if o.Keys.Signer == nil && !o.Keys.PublishUnsigned {
 		reply(w, http.StatusForbidden, apiError{Error: "this node has no signing key (--signing-key): every node would refuse the version it published; publish with adrules config publish --signing-key"})
 		return
 	}
-	// Signed with the node's key (node.keys.signer).
-	c, err := publishDoc(r.Context(), &a.nc.kafka, a.nc.clientOpts, a.nc.keys, rs.Doc, "api")
+	// Signed with the node's key (Options.Keys.Signer).
+	c, err := Publish(r.Context(), a.n.cluster, o.Keys, rs.Doc, "api", false)
 	if err != nil {
 		reply(w, http.StatusBadGateway, apiError{Error: "publish: " + err.Error()})
 		return
@@ -206,12 +206,12 @@ func (a *admin) put(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *admin) history(w http.ResponseWriter, r *http.Request) {
-	recs, err := streams.ReadAll(r.Context(), a.nc.kafka.brokerList(), a.nc.clientOpts, a.nc.kafka.topics.ConfigHistory)
+	recs, err := a.n.cluster.ReadAll(r.Context(), a.n.cluster.Topics().ConfigHistory)
 	if err != nil {
 		reply(w, http.StatusBadGateway, apiError{Error: err.Error()})
 		return
 	}
-	hist, _ := versions.Live(streams.Entries(recs), a.nc.ruleset)
+	hist, _ := versions.Live(streams.Entries(recs), a.n.o.Ruleset)
 	out := []map[string]any{}
 	for _, c := range hist {
 		out = append(out, map[string]any{"version": c.Version, "sha256": c.SHA256, "author": c.Author, "published_at": c.PublishedAt})
@@ -224,19 +224,18 @@ func (a *admin) history(w http.ResponseWriter, r *http.Request) {
 // node chooses it), if it replaces the running one: the predecessor's
 // reload endpoint, kept.
 func (a *admin) reload(w http.ResponseWriter, r *http.Request) {
-	eng := a.n.eng.Load()
-	if eng == nil {
+	if a.n.eng.Load() == nil {
 		reply(w, http.StatusServiceUnavailable, apiError{Error: "the node is starting"})
 		return
 	}
-	live, err := readLive(r.Context(), &a.nc.kafka, a.nc.clientOpts, a.nc.ruleset, nil)
+	live, err := ReadLive(r.Context(), a.n.cluster, a.n.o.Ruleset, nil)
 	if err != nil {
 		reply(w, http.StatusBadGateway, apiError{Error: err.Error()})
 		return
 	}
-	if c, rs, ok := versions.Newest(live, a.nc.keys.Accept, nil); ok && a.n.newer(c) {
+	if c, rs, ok := versions.Newest(live, a.n.o.Keys.Accept, nil); ok && a.n.newer(c) {
 		a.n.swap(rs)
 	}
-	rs := eng.RuleSet()
+	rs := a.n.RuleSet()
 	reply(w, http.StatusOK, map[string]any{"name": rs.Name, "version": rs.Version, "sha256": rs.SHA256})
 }

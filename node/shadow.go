@@ -1,21 +1,17 @@
-package main
+package node
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/state"
 	"github.com/adrules/adrules/streams"
 	"github.com/adrules/adrules/versions"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -25,63 +21,26 @@ import (
 // inputs, with its own consumer group, Pebble database, engine and output
 // topics. Nothing of it is ever written to a live topic.
 
-// shadowTopics are the topics of the shadow pipeline: the live inputs, the
+// ShadowTopics are the topics of the shadow pipeline: the live inputs, the
 // shadow's own proposals, decisions and verdicts, and no dead-letter topic
 // (the live pipeline dead-letters the very same records).
-func shadowTopics(t streams.Topics) streams.Topics {
+func ShadowTopics(t streams.Topics) streams.Topics {
 	return streams.Topics{Metrics: t.Metrics, Actions: t.Actions,
 		Proposals: t.ShadowProposals, Decisions: t.ShadowDecisions, Verdicts: t.ShadowVerdicts}
 }
 
-// shadowGroup is the consumer group of a shadow version: a new one for
+// ShadowGroup is the consumer group of a shadow version: a new one for
 // each version, so a new challenger starts fresh.
-func shadowGroup(group string, version int64) string {
+func ShadowGroup(group string, version int64) string {
 	return fmt.Sprintf("%s.shadow.v%d", group, version)
-}
-
-// shadowMetrics counts the shadow's work apart from the live metrics: it is
-// the shadow engine's Observer (and not a RebuildObserver: /readyz is about
-// the live pipeline).
-type shadowMetrics struct {
-	decisions *prometheus.CounterVec
-	events    prometheus.Counter
-	version   prometheus.Gauge
-}
-
-func newShadowMetrics(reg prometheus.Registerer) *shadowMetrics {
-	m := &shadowMetrics{
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "adrules_shadow_decisions_total", Help: "Decisions the shadow rule set wrote to the shadow decisions topic, by rule."}, []string{"rule"}),
-		events: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "adrules_shadow_events_total", Help: "Metric events the shadow pipeline processed (its warm-up not included)."}),
-		version: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "adrules_shadow_version", Help: "The shadow rule set version this node runs; 0 when none."}),
-	}
-	reg.MustRegister(m.decisions, m.events, m.version)
-	return m
-}
-
-var _ engine.Observer = (*shadowMetrics)(nil)
-
-// Observe counts one partition's batch of the shadow.
-func (m *shadowMetrics) Observe(s engine.Stats) {
-	for rule, n := range s.Decisions {
-		m.decisions.WithLabelValues(rule).Add(float64(n))
-	}
-	if s.Stage == 1 {
-		m.events.Add(float64(s.Records))
-	}
 }
 
 // shadowRunner runs a node's shadow pipeline, one version at a time: it
 // starts, replaces and stops it as the config topic says.
 type shadowRunner struct {
 	ctx     context.Context // the node's
-	nc      nodeConfig
-	log     *slog.Logger
-	m       *shadowMetrics
-	refused prometheus.Counter // the live adrules_config_refused_total
-	running atomic.Int64       // the version running, 0 when none
+	n       *Node
+	running atomic.Int64 // the version running, 0 when none
 
 	// seen holds, per partition of the config topic, the offset up to
 	// which start read it: the follower skips shadow records below it.
@@ -94,8 +53,8 @@ type shadowRunner struct {
 	stopped bool
 }
 
-func newShadowRunner(ctx context.Context, nc nodeConfig, reg prometheus.Registerer, refused prometheus.Counter, log *slog.Logger) *shadowRunner {
-	return &shadowRunner{ctx: ctx, nc: nc, log: log, m: newShadowMetrics(reg), refused: refused}
+func newShadowRunner(ctx context.Context, n *Node) *shadowRunner {
+	return &shadowRunner{ctx: ctx, n: n}
 }
 
 // version returns the shadow version running, 0 when none.
@@ -107,22 +66,22 @@ func (s *shadowRunner) version() int64 { return s.running.Load() }
 // live rule set. When start fails, the follower, which reads the topic
 // from its start, takes the shadow up.
 func (s *shadowRunner) start(ctx context.Context) error {
-	sh, err := readShadow(ctx, &s.nc.kafka, s.nc.clientOpts, s.nc.ruleset, s.nc.keys.Accept, func(topic string, version int64, reason string) {
-		s.refused.Inc()
-		s.log.Error("shadow version refused", "topic", topic, "version", version, "reason", reason)
+	o := s.n.o
+	sh, err := ReadShadow(ctx, s.n.cluster, o.Ruleset, o.Keys.Accept, func(topic string, version int64, reason string) {
+		s.n.refused("shadow version refused", reason, "topic", topic, "version", version, "reason", reason)
 	})
 	if err != nil {
 		return err
 	}
 	seen := map[int32]int64{}
-	for _, r := range sh.recs {
+	for _, r := range sh.Recs {
 		seen[r.Partition] = max(seen[r.Partition], r.Offset+1)
 	}
 	s.seen = seen
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if sh.cur != nil {
-		s.launch(sh.cur)
+	if sh.Cur != nil {
+		s.launch(sh.Cur)
 	}
 	return nil
 }
@@ -130,29 +89,28 @@ func (s *shadowRunner) start(ctx context.Context) error {
 // follow applies the shadow records among recs (read by the config
 // follower) that start did not read.
 func (s *shadowRunner) follow(recs []*kgo.Record) {
+	o := s.n.o
 	var fresh []*kgo.Record
 	for _, r := range recs {
 		if r.Offset >= s.seen[r.Partition] {
 			fresh = append(fresh, r)
 		}
 	}
-	good, bad := versions.Shadows(streams.Entries(fresh), s.nc.ruleset)
+	good, bad := versions.Shadows(streams.Entries(fresh), o.Ruleset)
 	for _, b := range bad {
-		s.refused.Inc()
-		s.log.Error("shadow config record refused; the current shadow stays", "reason", b)
+		s.n.refused("shadow config record refused; the current shadow stays", b, "reason", b)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range good {
-		next, err := versions.NextShadow(s.cur, c, s.nc.keys.Accept)
+		next, err := versions.NextShadow(s.cur, c, o.Keys.Accept)
 		switch {
 		case err != nil:
-			s.refused.Inc()
-			s.log.Error("shadow version refused; the current shadow stays", "version", c.Version, "err", err)
+			s.n.refused("shadow version refused; the current shadow stays", err.Error(), "version", c.Version, "err", err)
 		case next == s.cur:
 		case next == nil:
 			s.halt()
-			s.log.Info("shadow retired: its pipeline stopped", "version", c.Version)
+			o.Logger.Info("shadow retired: its pipeline stopped", "version", c.Version)
 		default:
 			s.halt()
 			s.launch(next)
@@ -173,7 +131,7 @@ func (s *shadowRunner) stop() {
 
 // dir is the Pebble directory of a shadow version.
 func (s *shadowRunner) dir(version int64) string {
-	return filepath.Join(s.nc.dataDir, "shadow", fmt.Sprintf("v%d", version))
+	return filepath.Join(s.n.o.DataDir, "shadow", fmt.Sprintf("v%d", version))
 }
 
 // launch starts v's pipeline and removes the state of any other shadow
@@ -183,7 +141,8 @@ func (s *shadowRunner) launch(v *versions.Shadow) {
 	if s.stopped {
 		return
 	}
-	old, _ := filepath.Glob(filepath.Join(s.nc.dataDir, "shadow", "v*"))
+	o := s.n.o
+	old, _ := filepath.Glob(filepath.Join(o.DataDir, "shadow", "v*"))
 	for _, d := range old {
 		if d != s.dir(v.Record.Version) {
 			os.RemoveAll(d)
@@ -193,9 +152,9 @@ func (s *shadowRunner) launch(v *versions.Shadow) {
 	s.cur, s.stopFn, s.done = v, cancel, make(chan struct{})
 	done := s.done
 	s.running.Store(v.Record.Version)
-	s.m.version.Set(float64(v.Record.Version))
-	s.log.Info("shadow pipeline starting", "version", v.Record.Version, "sha256", short(v.Record.SHA256),
-		"group", shadowGroup(s.nc.group, v.Record.Version), "published_at", v.Record.PublishedAt)
+	o.ShadowObserver.RuleSet(v.RuleSet)
+	o.Logger.Info("shadow pipeline starting", "version", v.Record.Version, "sha256", short(v.Record.SHA256),
+		"group", ShadowGroup(o.Group, v.Record.Version), "published_at", v.Record.PublishedAt)
 	go func() {
 		defer close(done)
 		s.run(ctx, v)
@@ -213,31 +172,28 @@ func (s *shadowRunner) halt() {
 	os.RemoveAll(s.dir(s.cur.Record.Version))
 	s.cur, s.stopFn, s.done = nil, nil, nil
 	s.running.Store(0)
-	s.m.version.Set(0)
+	s.n.o.ShadowObserver.RuleSet(nil)
 }
 
-// shadowRetry is how long a failed shadow pipeline waits before it starts
-// again.
-const shadowRetry = 5 * time.Second
-
 // run runs v's pipeline until ctx ends. A failure of the shadow never
-// stops the node: it is logged and the pipeline starts again.
+// stops the node: it is logged and the pipeline starts again after
+// Options.ShadowRetry.
 func (s *shadowRunner) run(ctx context.Context, v *versions.Shadow) {
+	o := s.n.o
 	for {
 		err := s.runOnce(ctx, v)
 		if ctx.Err() != nil {
 			return
 		}
-		s.log.Error("shadow pipeline failed; it starts again", "version", v.Record.Version, "err", err, "in", shadowRetry)
-		select {
-		case <-ctx.Done():
+		o.Logger.Error("shadow pipeline failed; it starts again", "version", v.Record.Version, "err", err, "in", o.ShadowRetry)
+		if !sleep(o.Clock, o.ShadowRetry, ctx.Done()) {
 			return
-		case <-time.After(shadowRetry):
 		}
 	}
 }
 
 func (s *shadowRunner) runOnce(ctx context.Context, v *versions.Shadow) error {
+	o := s.n.o
 	publishedMS, err := v.Record.PublishedMilli()
 	if err != nil {
 		return err
@@ -250,12 +206,12 @@ func (s *shadowRunner) runOnce(ctx context.Context, v *versions.Shadow) error {
 		return err
 	}
 	defer db.Close()
-	log := s.log.With("shadow", v.Record.Version)
-	topics := shadowTopics(s.nc.kafka.topics)
+	log := o.Logger.With("shadow", v.Record.Version)
+	topics := ShadowTopics(s.n.cluster.Topics())
 	at := kgo.NewOffset().AfterMilli(publishedMS)
 	sn, err := streams.NewNode(streams.Options{
-		Brokers: s.nc.kafka.brokerList(), Group: shadowGroup(s.nc.group, v.Record.Version), NodeID: s.nc.nodeID,
-		Topics: topics, ClientOpts: s.nc.clientOpts, Logger: log, SessionTimeout: s.nc.sessionTimeout, IdleAfter: s.nc.idleAfter,
+		Brokers: s.n.cluster.Brokers(), Group: ShadowGroup(o.Group, v.Record.Version), NodeID: o.NodeID,
+		Topics: topics, ClientOpts: s.n.cluster.Opts(), Logger: log, SessionTimeout: o.SessionTimeout, IdleAfter: o.IdleAfter,
 		Start:       map[string]kgo.Offset{topics.Metrics: at, topics.Actions: at},
 		ProposalTag: fmt.Sprintf("v%d", v.Record.Version),
 	})
@@ -266,11 +222,7 @@ func (s *shadowRunner) runOnce(ctx context.Context, v *versions.Shadow) error {
 	if err := warmUp(ctx, kadm.NewClient(sn.Client()), db, topics.Metrics, publishedMS-v.RuleSet.KeepMS()); err != nil {
 		return err
 	}
-	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
-	eng, err := engine.New(v.RuleSet, sn, sn, store,
-		engine.WithObserver(s.m), engine.WithLogger(log), engine.WithKeyCheck(engine.KeyRequired), engine.WithSwitchRecords(),
-		engine.WithPartitioner(sn.PartitionOf),
-		engine.WithProposalTopics(topics.Proposals), engine.WithRelayTopics(topics.Actions))
+	eng, err := s.n.newEngine(v.RuleSet, sn, db, shadowObserver{o.ShadowObserver}, topics, nil)
 	if err != nil {
 		return err
 	}
