@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	dto "github.com/prometheus/client_model/go"
 	"io"
 	"net/http"
 	"os"
@@ -92,21 +91,21 @@ func TestNodeHTTP(t *testing.T) {
 			t.Fatalf("/metrics does not parse: %v", err)
 		}
 		in, rejected := 0.0, 0.0
-		// The live pipeline's stage 1.
-		stage1 := func(m *dto.Metric) bool {
+		for _, m := range fams["adrules_records_in_total"].GetMetric() {
 			l := map[string]string{}
 			for _, p := range m.GetLabel() {
 				l[p.GetName()] = p.GetValue()
 			}
-			return l["stage"] == "1" && l["pipeline"] == "live"
-		}
-		for _, m := range fams["adrules_records_in_total"].GetMetric() {
-			if stage1(m) {
+			if l["stage"] == "1" && l["pipeline"] == "live" { // the live pipeline's stage 1
 				in = m.GetCounter().GetValue()
 			}
 		}
 		for _, m := range fams["adrules_records_rejected_total"].GetMetric() {
-			if stage1(m) {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			if l["stage"] == "1" && l["pipeline"] == "live" { // the live pipeline's stage 1
 				rejected = m.GetCounter().GetValue()
 			}
 		}
