@@ -146,6 +146,9 @@ func Start(parent context.Context, o Options) (_ *Node, err error) {
 	// says 503 until it owns partitions.
 	log.Info("node starting", "group", o.Group, "node", o.NodeID, "brokers", strings.Join(cl.Brokers(), ","), "http", n.addr,
 		"ruleset", rs.Name, "version", rs.Version, "sha256", rs.SHA256[:12], "data", o.DataDir)
+	if o.Started != nil {
+		o.Started(n)
+	}
 	sn, err := streams.NewNode(streams.Options{
 		Brokers: cl.Brokers(), Group: o.Group, NodeID: o.NodeID, Topics: topics,
 		ClientOpts: cl.Opts(), Logger: log, SessionTimeout: o.SessionTimeout, IdleAfter: o.IdleAfter,

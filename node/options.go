@@ -61,6 +61,10 @@ type Options struct {
 	HTTP HTTPLimits
 	// Metrics, when set, is served at /metrics.
 	Metrics http.Handler
+	// Started, when set, is called once the HTTP server listens, before the
+	// node joins its group (its /readyz says 503 until it owns partitions),
+	// from Start's goroutine.
+	Started func(*Node)
 	// Env is the node's environment, to warn about rule parameters it sets
 	// (a node takes them from the config topic only).
 	Env map[string]string

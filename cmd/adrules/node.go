@@ -101,13 +101,15 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 	o := nc.options(cl, env, log)
 	o.Observer, o.ShadowObserver = live, shadow
 	o.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	o.Started = func(n *node.Node) {
+		live.Attach(n)
+		if started != nil {
+			started(&nodeRun{Node: n, addr: n.Addr(), rs: n.RuleSet(), reg: reg})
+		}
+	}
 	n, err := node.Start(ctx, o)
 	if err != nil {
 		return err
-	}
-	live.Attach(n)
-	if started != nil {
-		started(&nodeRun{Node: n, addr: n.Addr(), rs: n.RuleSet(), reg: reg})
 	}
 	return n.Wait()
 }
