@@ -196,7 +196,7 @@ func (a *admin) put(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Signed with the node's key (Options.Keys.Signer).
-	c, err := Publish(r.Context(), a.n.cluster, o.Keys, rs.Doc, "api", false)
+	c, err := streams.PublishDocument(r.Context(), a.n.cluster, o.Keys, rs.Doc, "api", false)
 	if err != nil {
 		reply(w, http.StatusBadGateway, apiError{Error: "publish: " + err.Error()})
 		return
@@ -228,7 +228,7 @@ func (a *admin) reload(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusServiceUnavailable, apiError{Error: "the node is starting"})
 		return
 	}
-	live, err := ReadLive(r.Context(), a.n.cluster, a.n.o.Ruleset, nil)
+	live, err := streams.ReadLive(r.Context(), a.n.cluster, a.n.o.Ruleset, nil)
 	if err != nil {
 		reply(w, http.StatusBadGateway, apiError{Error: err.Error()})
 		return

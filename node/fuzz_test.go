@@ -70,7 +70,7 @@ func TestAdminPutWithoutSigningKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &admin{n: &Node{o: Options{Ruleset: "default", Keys: Keys{Policy: versions.Policy{Trust: trust}}}}}
+	a := &admin{n: &Node{o: Options{Ruleset: "default", Keys: versions.Keys{Policy: versions.Policy{Trust: trust}}}}}
 	body, _ := os.ReadFile("../examples/rules.yaml")
 	rec := httptest.NewRecorder()
 	a.put(rec, httptest.NewRequest("PUT", "/api/config", bytes.NewReader(body)))

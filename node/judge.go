@@ -39,7 +39,7 @@ type Judgement struct {
 // carries the judging from one call to the next (the zero value starts
 // afresh): a round reads only what came since the last one.
 func Judge(ctx context.Context, cl *streams.Cluster, accept versions.Accept, name string, st *JudgeState) (*Judgement, error) {
-	live, err := ReadLive(ctx, cl, name, nil)
+	live, err := streams.ReadLive(ctx, cl, name, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +52,7 @@ func Judge(ctx context.Context, cl *streams.Cluster, accept versions.Accept, nam
 	// The shadow the nodes run: the same fold over the same records (the
 	// history when compaction left only a refused version on the topic).
 	refused := map[string][]string{}
-	sh, err := ReadShadow(ctx, cl, name, accept, func(topic string, version int64, reason string) {
+	sh, err := streams.ReadShadow(ctx, cl, name, accept, func(topic string, version int64, reason string) {
 		refused[topic] = append(refused[topic], fmt.Sprintf("v%d: %s", version, reason))
 	})
 	if err != nil {
@@ -295,7 +295,7 @@ func (w *shadowWatcher) promote(ctx context.Context, j *Judgement) {
 		}
 		// Signed with the node's key: the shadow's signature covers the
 		// shadow, never a live version.
-		pub, err := Publish(ctx, w.n.cluster, o.Keys, j.ShadowRS.Doc, "auto_promote:"+o.NodeID, false)
+		pub, err := streams.PublishDocument(ctx, w.n.cluster, o.Keys, j.ShadowRS.Doc, "auto_promote:"+o.NodeID, false)
 		if err != nil {
 			log.Error("shadow not promoted: publish failed; trying again", "err", err)
 			return

@@ -9,6 +9,7 @@ import (
 
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/streams"
+	"github.com/adrules/adrules/versions"
 )
 
 // Options configure a node. The zero value of each field takes the default
@@ -53,7 +54,7 @@ type Options struct {
 
 	// Keys: whose versions the node runs and what it signs what it
 	// publishes with (its first version, PUT /api/config, promotions).
-	Keys Keys
+	Keys versions.Keys
 	// AdminToken allows the admin API's writes (Authorization: Bearer);
 	// empty: writes are refused.
 	AdminToken string

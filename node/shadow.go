@@ -67,7 +67,7 @@ func (s *shadowRunner) version() int64 { return s.running.Load() }
 // from its start, takes the shadow up.
 func (s *shadowRunner) start(ctx context.Context) error {
 	o := s.n.o
-	sh, err := ReadShadow(ctx, s.n.cluster, o.Ruleset, o.Keys.Accept, func(topic string, version int64, reason string) {
+	sh, err := streams.ReadShadow(ctx, s.n.cluster, o.Ruleset, o.Keys.Accept, func(topic string, version int64, reason string) {
 		s.n.refused("shadow version refused", reason, "topic", topic, "version", version, "reason", reason)
 	})
 	if err != nil {

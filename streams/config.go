@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/adrules/adrules/versions"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -23,74 +22,15 @@ func Entries(recs []*kgo.Record) []versions.Entry {
 }
 
 // ReadAll reads every record of topic that exists when it is called, in
-// partition and offset order.
+// partition and offset order, with a Cluster of its own (Cluster.ReadAll):
+// for a caller that has no Cluster, such as a test.
 func ReadAll(ctx context.Context, brokers []string, opts []kgo.Opt, topic string) ([]*kgo.Record, error) {
-	adm, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+	c, err := Open(Connection{Brokers: brokers, ClientOpts: opts})
 	if err != nil {
 		return nil, err
 	}
-	defer adm.Close()
-	ka := kadm.NewClient(adm)
-	starts, err := ka.ListStartOffsets(ctx, topic)
-	if err != nil {
-		return nil, err
-	}
-	ends, err := ka.ListEndOffsets(ctx, topic)
-	if err != nil {
-		return nil, err
-	}
-	want := map[int32]int64{}
-	from := map[int32]kgo.Offset{}
-	var lerr error
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
-			lerr = o.Err
-			return
-		}
-		s, _ := starts.Lookup(topic, o.Partition)
-		if o.Offset > s.Offset {
-			want[o.Partition] = o.Offset
-			from[o.Partition] = kgo.NewOffset().At(s.Offset)
-		}
-	})
-	if lerr != nil {
-		return nil, lerr
-	}
-	if len(want) == 0 {
-		return nil, nil
-	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from})}, opts...)...)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	byPart := map[int32][]*kgo.Record{}
-	for len(want) > 0 {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		var ferr error
-		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
-		if ferr != nil {
-			return nil, ferr
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if end, ok := want[r.Partition]; ok && r.Offset < end {
-				byPart[r.Partition] = append(byPart[r.Partition], r)
-				if r.Offset+1 >= end {
-					delete(want, r.Partition)
-				}
-			}
-		})
-	}
-	var out []*kgo.Record
-	for p := int32(0); len(byPart) > 0; p++ {
-		out = append(out, byPart[p]...)
-		delete(byPart, p)
-	}
-	return out, nil
+	defer c.Close()
+	return c.ReadAll(ctx, topic)
 }
 
 // Publish writes c to the history topic, then to the config topic, and

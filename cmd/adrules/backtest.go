@@ -148,13 +148,14 @@ func baselineRules(ctx context.Context, spec, name, envName string, env map[stri
 		rs, err := loadRules(spec, envName, env)
 		return rs, spec, err
 	}
-	if len(k.brokerList()) == 0 {
+	if len(streams.ParseBrokers(k.brokers)) == 0 {
 		return nil, "", fmt.Errorf("%q reads the config topic: it needs --brokers", spec)
 	}
-	copts, err := k.clientOpts(env)
+	cl, err := streams.Open(k.connection(env))
 	if err != nil {
 		return nil, "", err
 	}
+	defer cl.Close()
 	keys, err := kf.policy(env)
 	if err != nil {
 		return nil, "", err
@@ -166,10 +167,10 @@ func baselineRules(ctx context.Context, spec, name, envName string, env map[stri
 			fmt.Fprintln(stderr, "--baseline live: signatures not checked (no --trust or $ADRULES_TRUST): nodes may refuse it")
 		}
 		topic = k.topics.Config
-		published, err = readLive(ctx, k, copts, name, nil)
+		published, err = streams.ReadLive(ctx, cl, name, nil)
 	} else {
 		var recs []*kgo.Record
-		recs, err = streams.ReadAll(ctx, k.brokerList(), copts, topic)
+		recs, err = cl.ReadAll(ctx, topic)
 		published = versions.Published(streams.Entries(recs), name)
 	}
 	if err != nil {

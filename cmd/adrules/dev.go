@@ -103,7 +103,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, env ma
 	fmt.Fprintf(stdout, "adrules dev: admin API token %s (curl -H 'Authorization: Bearer %s' -X PUT --data-binary @rules.yaml http://%s/api/config)\n",
 		env["ADRULES_ADMIN_TOKEN"], env["ADRULES_ADMIN_TOKEN"], n.addr)
 	fmt.Fprintf(stdout, "adrules dev: versions are signed by key %s (%s); publish one with: adrules config publish --brokers %s --signing-key %s --trust %s rules.yaml\n",
-		nc.keys.signer.Public().ID(), key, addr, key, strings.TrimSuffix(key, ".key")+".pub")
+		nc.keys.Signer.Public().ID(), key, addr, key, strings.TrimSuffix(key, ".key")+".pub")
 	fmt.Fprintf(stdout, "adrules dev: watch decisions with: adrules tail --brokers %s   (or kcat -b %s -C -t %s)\n", addr, addr, nc.kafka.topics.Decisions)
 
 	if *rate > 0 {
@@ -181,7 +181,7 @@ func statusLine(ctx context.Context, n *node.Node, w io.Writer) {
 
 // devKeys returns dev's keyring: the key at path, made (with its public
 // half beside it, .pub) when there is none, signing and alone trusted.
-func devKeys(path string) (keyring, error) {
+func devKeys(path string) (versions.Keys, error) {
 	s, err := loadSigner(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err = os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
@@ -189,8 +189,8 @@ func devKeys(path string) (keyring, error) {
 		}
 	}
 	if err != nil {
-		return keyring{}, err
+		return versions.Keys{}, err
 	}
 	trust, err := versions.NewTrustList(s.Public())
-	return keyring{Policy: versions.Policy{Trust: trust}, signer: s}, err
+	return versions.Keys{Policy: versions.Policy{Trust: trust}, Signer: s}, err
 }

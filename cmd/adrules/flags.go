@@ -4,7 +4,6 @@ import (
 	"flag"
 
 	"github.com/adrules/adrules/streams"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // kafkaFlags are the flags of every command that talks to Kafka.
@@ -51,14 +50,3 @@ func (k *kafkaFlags) connection(env map[string]string) streams.Connection {
 		Topics: k.topics,
 	}
 }
-
-// clientOpts builds the TLS and SASL options (streams.Security.ClientOpts).
-// Deprecated: commands move to streams.Cluster (connection); this goes once
-// none calls it.
-func (k *kafkaFlags) clientOpts(env map[string]string) ([]kgo.Opt, error) {
-	return k.connection(env).Security.ClientOpts()
-}
-
-// brokerList is the --brokers list (streams.ParseBrokers).
-// Deprecated: as clientOpts.
-func (k *kafkaFlags) brokerList() []string { return streams.ParseBrokers(k.brokers) }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/rand"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,95 +11,6 @@ import (
 
 	"github.com/adrules/adrules/versions"
 )
-
-// keyring is what a command signs the versions it publishes with, and
-// whose versions it believes (its versions.Policy).
-type keyring struct {
-	// Policy: Trust lists the publishers whose versions count. nil on a
-	// node means AcceptUnsigned (runNode refuses anything else); nil on a
-	// command that reads the config topics means unchecked: it cannot
-	// tell which versions nodes accept, and says so. AcceptUnsigned: a
-	// node takes every valid version, signed or not
-	// (--insecure-accept-unsigned).
-	versions.Policy
-	// signer signs what is published; nil: nothing is signed.
-	signer *versions.Signer
-	// publishUnsigned: publishing without a signing key is meant (a node's
-	// --insecure-accept-unsigned, a command's --unsigned).
-	publishUnsigned bool
-}
-
-// sign signs c with the signer. Without one it leaves c unsigned when that
-// is meant, and is an error otherwise: every node with a trust list would
-// refuse the version.
-func (k keyring) sign(c *versions.Record) error {
-	if k.signer == nil {
-		if k.publishUnsigned {
-			return nil
-		}
-		return errors.New("no signing key: give --signing-key FILE (or $ADRULES_SIGNING_KEY); nodes refuse unsigned versions unless they run with --insecure-accept-unsigned (then publish with --unsigned)")
-	}
-	sig, err := k.signer.Sign(c.Signed())
-	if err != nil {
-		return err
-	}
-	c.Signature = sig
-	return nil
-}
-
-// validateNode checks a node's keyring at start: it must have a trust list
-// or accept unsigned versions explicitly, never both, and a signing key it
-// has must be one it trusts (the versions it publishes would be refused
-// otherwise, by itself first).
-func (k keyring) validateNode() error {
-	switch {
-	case k.Trust != nil && k.AcceptUnsigned:
-		return errors.New("--trust and --insecure-accept-unsigned contradict each other: give one")
-	case k.Trust == nil && !k.AcceptUnsigned:
-		return errors.New("no trust list: give --trust FILE (the publishers' public keys, adrules keygen makes them), or --insecure-accept-unsigned to run every valid version, signed or not")
-	case k.signer != nil && k.Trust != nil:
-		if _, ok := k.Trust.Lookup(k.signer.Public().ID()); !ok {
-			return fmt.Errorf("--signing-key %s (key %s) is not in the trust list: the versions this node publishes would be refused", k.signer.Name(), k.signer.Public().ID())
-		}
-	}
-	return nil
-}
-
-// signedBy says who signed c, for people (config history): the name the
-// trust list gives the key when it verifies, what is wrong otherwise, or,
-// without a trust list, what the record says, unverified.
-func (k keyring) signedBy(c versions.Record) string {
-	s := c.Signature
-	switch {
-	case s == nil:
-		return "unsigned"
-	case k.Trust == nil:
-		return fmt.Sprintf("signer %s key %.16s (unverified: no --trust)", clipName(s.Signer), s.KeyID)
-	}
-	key, err := k.Trust.Verify(c.Signed(), s)
-	switch {
-	case err == nil:
-		return fmt.Sprintf("signed by %s key %s", key.Name, key.ID())
-	case errors.Is(err, versions.ErrUntrusted):
-		return fmt.Sprintf("NOT TRUSTED: key %.16s (says %s)", s.KeyID, clipName(s.Signer))
-	default:
-		return fmt.Sprintf("BAD SIGNATURE: key %.16s (%s)", s.KeyID, clipName(s.Signer))
-	}
-}
-
-// clipName shortens a name a record gives, for printing.
-func clipName(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, s)
-	if len(s) > 32 {
-		return s[:32] + "..."
-	}
-	return s
-}
 
 // keyFlags are the flags of the signing key and the trust list.
 type keyFlags struct {
@@ -135,8 +45,8 @@ func (f *keyFlags) registerTrust(fs *flag.FlagSet) {
 }
 
 // load reads the key files the flags, or else the environment, name.
-func (f keyFlags) load(env map[string]string) (keyring, error) {
-	k := keyring{publishUnsigned: f.insecure || f.unsigned}
+func (f keyFlags) load(env map[string]string) (versions.Keys, error) {
+	k := versions.Keys{PublishUnsigned: f.insecure || f.unsigned}
 	path := f.signingKey
 	if path == "" {
 		path = env["ADRULES_SIGNING_KEY"]
@@ -146,7 +56,7 @@ func (f keyFlags) load(env map[string]string) (keyring, error) {
 		if err != nil {
 			return k, err
 		}
-		k.signer = s
+		k.Signer = s
 	}
 	p, err := f.policy(env)
 	k.Policy = p

@@ -26,13 +26,13 @@ func testSigner() *versions.Signer { return seededSigner("tester", 7) }
 
 // testKeys is a test node's keyring: it signs with testSigner and trusts
 // it alone.
-func testKeys() keyring {
+func testKeys() versions.Keys {
 	s := testSigner()
 	trust, err := versions.NewTrustList(s.Public())
 	if err != nil {
 		panic(err)
 	}
-	return keyring{Policy: versions.Policy{Trust: trust}, signer: s}
+	return versions.Keys{Policy: versions.Policy{Trust: trust}, Signer: s}
 }
 
 // writeKeyFiles writes s's private key file and a trust list of the keys

@@ -15,6 +15,7 @@ import (
 	"github.com/adrules/adrules/node/nodeprom"
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/streams"
+	"github.com/adrules/adrules/versions"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -38,15 +39,10 @@ type nodeConfig struct {
 	// sessionTimeout and idleAfter: streams.Options; 0 takes its defaults.
 	sessionTimeout, idleAfter time.Duration
 	// keys: the publishers whose versions the node runs, and the key it
-	// signs what it publishes with (node.Keys.Validate).
-	keys keyring
+	// signs what it publishes with (versions.Keys.Validate).
+	keys versions.Keys
 	// http bounds the HTTP server; the zero value takes node.DefaultHTTPLimits.
 	http node.HTTPLimits
-}
-
-// nodeKeys is k as a node's keys.
-func (k keyring) nodeKeys() node.Keys {
-	return node.Keys{Policy: k.Policy, Signer: k.signer, PublishUnsigned: k.publishUnsigned}
 }
 
 // options are the node.Options of nc; the node's /metrics are reg's.
@@ -65,7 +61,7 @@ func (nc nodeConfig) options(cl *streams.Cluster, env map[string]string, log *sl
 		BootstrapName: nc.rulesFile,
 		Partitions:    nc.partitions, CreateTopics: nc.createTopics,
 		SessionTimeout: nc.sessionTimeout, IdleAfter: nc.idleAfter,
-		Keys: nc.keys.nodeKeys(), AdminToken: env["ADRULES_ADMIN_TOKEN"], HTTP: nc.http, Env: env, Logger: log,
+		Keys: nc.keys, AdminToken: env["ADRULES_ADMIN_TOKEN"], HTTP: nc.http, Env: env, Logger: log,
 	}
 }
 

@@ -57,11 +57,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	if err != nil {
 		return fmt.Errorf("--to: %w", err)
 	}
-	copts, err := k.clientOpts(env)
-	if err != nil {
-		return err
-	}
-	cluster, err := streams.Dial(ctx, streams.Connection{Brokers: k.brokerList(), Topics: k.topics, ClientOpts: copts})
+	cluster, err := streams.Dial(ctx, k.connection(env))
 	if err != nil {
 		return err
 	}

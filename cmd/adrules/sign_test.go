@@ -144,12 +144,12 @@ func TestNodeNeedsATrustList(t *testing.T) {
 	stranger := seededSigner("stranger", 9)
 	strangerTrust, _ := versions.NewTrustList(stranger.Public())
 	for _, tc := range []struct {
-		keys keyring
+		keys versions.Keys
 		want string
 	}{
-		{keyring{}, "no trust list"},
-		{keyring{Policy: versions.Policy{Trust: testKeys().Trust, AcceptUnsigned: true}}, "contradict"},
-		{keyring{Policy: versions.Policy{Trust: strangerTrust}, signer: testSigner()}, "is not in the trust list"},
+		{versions.Keys{}, "no trust list"},
+		{versions.Keys{Policy: versions.Policy{Trust: testKeys().Trust, AcceptUnsigned: true}}, "contradict"},
+		{versions.Keys{Policy: versions.Policy{Trust: strangerTrust}, Signer: testSigner()}, "is not in the trust list"},
 	} {
 		nc := testNodeConfig([]string{"127.0.0.1:1"}, streams.DefaultTopics(), "x", t.TempDir())
 		nc.keys = tc.keys
@@ -172,7 +172,7 @@ func TestNodeNeedsATrustList(t *testing.T) {
 	if _, _, err := startupRules(t, nc); err == nil || !strings.Contains(err.Error(), "signed by a key of the trust list") {
 		t.Fatalf("a node with a trust list and only an unsigned version: %v", err)
 	}
-	nc.keys = keyring{Policy: versions.Policy{AcceptUnsigned: true}, publishUnsigned: true}
+	nc.keys = versions.Keys{Policy: versions.Policy{AcceptUnsigned: true}, PublishUnsigned: true}
 	rs, _, err := startupRules(t, nc)
 	wantRules(t, rs, err, v1)
 }

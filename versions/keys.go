@@ -1,22 +1,21 @@
-package node
+package versions
 
 import (
 	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/adrules/adrules/versions"
 )
 
 // Keys are whose versions a node (or a command that publishes) believes,
-// and what it signs the versions it publishes with.
+// and what it signs the versions it publishes with. The texts of its
+// errors name the flags of adrules that set them.
 type Keys struct {
 	// Policy: Trust lists the publishers whose versions count. nil on a
 	// node means AcceptUnsigned (Validate refuses anything else); nil on a
 	// command that reads the config topics means unchecked.
-	versions.Policy
+	Policy
 	// Signer signs what is published; nil: nothing is signed.
-	Signer *versions.Signer
+	Signer *Signer
 	// PublishUnsigned: publishing without a signing key is meant (a node's
 	// --insecure-accept-unsigned, a command's --unsigned).
 	PublishUnsigned bool
@@ -25,7 +24,7 @@ type Keys struct {
 // Sign signs c with the signer. Without one it leaves c unsigned when that
 // is meant, and is an error otherwise: every node with a trust list would
 // refuse the version.
-func (k Keys) Sign(c *versions.Record) error {
+func (k Keys) Sign(c *Record) error {
 	if k.Signer == nil {
 		if k.PublishUnsigned {
 			return nil
@@ -61,7 +60,7 @@ func (k Keys) Validate() error {
 // SignedBy says who signed c, for people: the name the trust list gives
 // the key when it verifies, what is wrong otherwise, or, without a trust
 // list, what the record says, unverified.
-func (k Keys) SignedBy(c versions.Record) string {
+func (k Keys) SignedBy(c Record) string {
 	s := c.Signature
 	switch {
 	case s == nil:
@@ -73,7 +72,7 @@ func (k Keys) SignedBy(c versions.Record) string {
 	switch {
 	case err == nil:
 		return fmt.Sprintf("signed by %s key %s", key.Name, key.ID())
-	case errors.Is(err, versions.ErrUntrusted):
+	case errors.Is(err, ErrUntrusted):
 		return fmt.Sprintf("NOT TRUSTED: key %.16s (says %s)", s.KeyID, clipName(s.Signer))
 	default:
 		return fmt.Sprintf("BAD SIGNATURE: key %.16s (%s)", s.KeyID, clipName(s.Signer))
