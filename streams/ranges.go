@@ -294,6 +294,22 @@ func timestampAt(ctx context.Context, cl *kgo.Client, topic string, p int32, off
 
 var errStop = errors.New("stop")
 
+// ReadRanges reads the committed records of every range of rs (ReadRange),
+// one range after another, and returns them all.
+func ReadRanges(ctx context.Context, opts []kgo.Opt, rs Ranges) ([]engine.Record, error) {
+	var out []engine.Record
+	for _, r := range rs {
+		err := ReadRange(ctx, opts, r, func(recs []engine.Record, _ []time.Time) error {
+			out = append(out, recs...)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // ReadRange reads the committed records of r, [r.Warm, r.To), in offset
 // order (r.Warm -1: from the start of the log), handing them to fn in
 // chunks with their timestamps; fn must not keep the slice. It consumes the

@@ -16,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/internal/backtest"
 	"github.com/adrules/adrules/internal/report"
 	"github.com/adrules/adrules/rules"
@@ -279,10 +278,10 @@ func topicBacktest(ctx context.Context, sides []*backtestSide, batch int, tr top
 		return err
 	}
 	all := append(streams.Ranges(nil), ranges...)
-	var actionRecs []engine.Record
 	if ranges.Span() == 0 {
 		fmt.Fprintf(stderr, "warning: the range holds no records of %s (%s): nothing to compare\n", tr.topic, describeRanges(ranges))
 	}
+	var aranges streams.Ranges
 	if tr.actions != "" {
 		// Offsets name partitions of the metrics topic: the actions topic
 		// is then read whole.
@@ -290,20 +289,14 @@ func topicBacktest(ctx context.Context, sides []*backtestSide, batch int, tr top
 		if from.Offsets != nil || to.Offsets != nil {
 			afrom, ato = streams.Bound{}, streams.Bound{}
 		}
-		aranges, err := streams.ResolveRange(ctx, cl, tr.actions, afrom, ato, streams.Warm{Before: warm})
-		if err != nil {
+		if aranges, err = streams.ResolveRange(ctx, cl, tr.actions, afrom, ato, streams.Warm{Before: warm}); err != nil {
 			return err
 		}
 		all = append(all, aranges...)
-		for _, r := range aranges {
-			err := streams.ReadRange(ctx, opts, r, func(recs []engine.Record, _ []time.Time) error {
-				actionRecs = append(actionRecs, recs...)
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("read %s: %w", tr.actions, err)
-			}
-		}
+	}
+	actionRecs, err := streams.ReadRanges(ctx, opts, aranges)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", tr.actions, err)
 	}
 	fmt.Fprintf(stderr, "range of %s: %s\n", tr.topic, describeRanges(ranges))
 	var total, warmN int64

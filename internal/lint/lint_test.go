@@ -58,6 +58,12 @@ func TestImportDirections(t *testing.T) {
 		// node/nodeprom), never the command.
 		{"node", true, []string{"prometheus", module + "/cmd/", module + "/node/nodeprom"}},
 		{"node/nodeprom", false, []string{"twmb/franz-go", "cockroachdb/pebble", module + "/state", module + "/streams", module + "/cmd/"}},
+		// The command turns flags into options and prints: the engine and
+		// the state are the node's and the backtest's business.
+		{"cmd/adrules", false, []string{module + "/engine", module + "/state", "cockroachdb/pebble"}},
+		// streams is an adapter others build on: never the node, the
+		// replay or the command.
+		{"streams", false, []string{module + "/node", module + "/replay", module + "/cmd/", "prometheus"}},
 	} {
 		format := "{{join .Imports \" \"}}"
 		if tc.transitive {
