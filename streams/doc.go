@@ -111,4 +111,13 @@
 //
 // It makes no decision and keeps no state of its own: everything it reads
 // goes to the engine, everything the engine writes goes to Kafka.
+//
+// # Locks
+//
+// Node.mu (the partitions owned, their positions and high watermarks,
+// the first produce error) and
+// History.mu (what it has read) are leaves: each is held for a few field
+// reads and writes, never while another lock is taken, never across a call
+// to Kafka. A Cluster has no lock of its own: franz-go's client is safe for
+// concurrent use.
 package streams
