@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"hash/fnv"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -51,6 +52,19 @@ func TestKeyPartition(t *testing.T) {
 			if int32(kgoP) != want {
 				t.Errorf("kgo's StickyKeyPartitioner(nil) puts %q on %d of %d, want %d", c.key, kgoP, n, want)
 			}
+		}
+	}
+	// Any key, of any length: the same partition as kgo's.
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := range 5000 {
+		key := make([]byte, i%67)
+		for j := range key {
+			key[j] = byte(rnd.Uint32())
+		}
+		n := int32(1 + rnd.IntN(64))
+		want := kgo.StickyKeyPartitioner(nil).ForTopic("t").Partition(&kgo.Record{Key: key}, int(n))
+		if got := streams.KeyPartition(key, n); got != int32(want) {
+			t.Fatalf("KeyPartition(%x, %d) = %d, kgo says %d", key, n, got, want)
 		}
 	}
 	if got := streams.KeyPartition([]byte("ad_0000"), 4); got != 0 {
@@ -356,5 +370,14 @@ func waitConsumed(t *testing.T, addrs []string, group, topic string, timeout tim
 			t.Fatalf("group %s did not process %s within %s:%s", group, topic, timeout, behind)
 		case <-tick.C:
 		}
+	}
+}
+
+// BenchmarkKeyPartition: the partition check of every event.
+func BenchmarkKeyPartition(b *testing.B) {
+	key := []byte("ad_000123")
+	b.ReportAllocs()
+	for b.Loop() {
+		streams.KeyPartition(key, 6)
 	}
 }
