@@ -7,7 +7,7 @@ BIN       := bin/adrules
 IT_PKGS   ?= ./streams ./cmd/adrules
 ITFLAGS   ?= -race
 
-.PHONY: help build run demo test testrace it lint fuzz bench bench-backtest generate-check clean
+.PHONY: help build run demo test testrace it lint fuzz bench bench-backtest bench-e2e generate-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -55,6 +55,22 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 bench: ## Go benchmarks (with allocations) and a backtest over 1,000,000 generated events
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./...
 	$(MAKE) bench-backtest
+	$(MAKE) bench-e2e
+
+# The sizes of bench-e2e: issue 13's workload by default; smaller for a
+# quick look, e.g. make bench-e2e E2E_EVENTS=200000 E2E_RESTORE=200000,600000
+E2E_EVENTS    ?= 1000000
+E2E_ADS       ?= 20000
+E2E_PARTITIONS ?= 6
+E2E_RESTORE   ?= $(E2E_EVENTS),$(shell echo $$((3*$(E2E_EVENTS))))
+E2E_PROFILE   ?= .data/bench/pipeline.cpu.pprof
+
+bench-e2e: ## a node end to end beside a no-op and a plain franz-go consumer, then a fresh node's restore at two history lengths (issue 13)
+	@mkdir -p .data/bench
+	$(GO) test -v -count=1 -run='^TestE2E$$' -timeout=60m ./internal/bench -args -e2e \
+	  -events=$(E2E_EVENTS) -ads=$(E2E_ADS) -partitions=$(E2E_PARTITIONS) -restore=$(E2E_RESTORE) \
+	  -pipeline-cpuprofile=$(CURDIR)/$(E2E_PROFILE)
+	@echo "pipeline CPU profile: go tool pprof -top $(E2E_PROFILE)"
 
 bench-backtest: build ## backtest the default rules over 1,000,000 generated events; prints events/s and peak memory
 	@mkdir -p .data/bench
