@@ -52,7 +52,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 	$(GO) test -run='^$$' -fuzz='^FuzzValidate$$' -fuzztime=$(FUZZTIME) ./node
 	$(GO) test -run='^$$' -fuzz='^FuzzConfigRecord$$' -fuzztime=$(FUZZTIME) ./versions
 
-bench: ## Go benchmarks (with allocations) and a backtest over 1,000,000 generated events
+bench: ## Go benchmarks (with allocations), a backtest over 1,000,000 generated events, and bench-e2e
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./...
 	$(MAKE) bench-backtest
 	$(MAKE) bench-e2e

@@ -160,8 +160,8 @@ func plain(ctx context.Context, c PartConfig) (Result, error) {
 	})
 }
 
-// node is a node's pipeline as `adrules run` wires it (cmd/adrules
-// runNode): Pebble with synced commits, a streams.Node on the group, the
+// node is a node's pipeline as node.New wires it (node/node.go
+// newEngine): Pebble with synced commits, a streams.Node on the group, the
 // engine with the node's options, recording switch points and rebuilding
 // under the recorded versions (streams.History). No config follower, no
 // HTTP server, no metrics: the rule set is fixed for the run.
