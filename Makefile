@@ -10,7 +10,7 @@ ITFLAGS   ?= -race
 .PHONY: help build run demo test testrace it lint fuzz bench bench-backtest bench-e2e generate-check clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 build: ## build bin/adrules
 	$(GO) build -o $(BIN) ./cmd/adrules
