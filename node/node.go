@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -269,13 +270,23 @@ func (n *Node) routes() http.Handler {
 // its history, or a shadow's): both stages over sn, the state in db.
 func (n *Node) newEngine(rs *rules.RuleSet, sn *streams.Node, db *state.DB, obs engine.Observer, topics streams.Topics, history engine.History) (*engine.Engine, error) {
 	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
-	opts := []engine.Opt{engine.WithObserver(obs), engine.WithLogger(n.o.Logger), engine.WithKeyCheck(engine.KeyRequired),
+	return engine.New(rs, sn, sn, store, EngineOptions(sn, obs, n.o.Logger, topics, history)...)
+}
+
+// EngineOptions are the engine options of a node's pipeline over sn: keys
+// checked, switch points written, misplaced records rerouted by sn's
+// partitioner, stage 2 over topics.Proposals, external proposals relayed
+// from topics.Actions, and rebuilds under the recorded versions of history
+// (nil: none, as for a shadow). A program that runs the node's pipeline
+// itself (the end-to-end benchmark) uses them too.
+func EngineOptions(sn *streams.Node, obs engine.Observer, log *slog.Logger, topics streams.Topics, history engine.History) []engine.Opt {
+	opts := []engine.Opt{engine.WithObserver(obs), engine.WithLogger(log), engine.WithKeyCheck(engine.KeyRequired),
 		engine.WithSwitchRecords(), engine.WithPartitioner(sn.PartitionOf),
 		engine.WithProposalTopics(topics.Proposals), engine.WithRelayTopics(topics.Actions)}
 	if history != nil {
 		opts = append(opts, engine.WithHistory(history))
 	}
-	return engine.New(rs, sn, sn, store, opts...)
+	return opts
 }
 
 // healthz answers /healthz: 200 from the moment the HTTP server listens

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/adrules/adrules/engine"
+	adnode "github.com/adrules/adrules/node"
 	"github.com/adrules/adrules/state"
 	"github.com/adrules/adrules/streams"
 	"github.com/adrules/adrules/versions"
@@ -199,10 +200,7 @@ func startNode(c PartConfig) (*node, error) {
 	src := &source{Node: sn, obs: obs}
 	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
 	history := streams.NewHistory([]kgo.Opt{kgo.SeedBrokers(c.Brokers...)}, c.Topics, c.Rules.Name, versions.Compile)
-	eng, err := engine.New(rs, src, sn, store,
-		engine.WithObserver(obs), engine.WithLogger(log), engine.WithKeyCheck(engine.KeyRequired), engine.WithSwitchRecords(),
-		engine.WithHistory(history), engine.WithPartitioner(sn.PartitionOf),
-		engine.WithProposalTopics(c.Topics.Proposals), engine.WithRelayTopics(c.Topics.Actions))
+	eng, err := engine.New(rs, src, sn, store, adnode.EngineOptions(sn, obs, log, c.Topics, history)...)
 	if err != nil {
 		sn.Close()
 		db.Close()
