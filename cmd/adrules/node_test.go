@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -34,97 +36,107 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// TestNodeHTTP: /readyz is 503 until the node owns its partitions, then 200;
-// /metrics parses as Prometheus text and counts what the node did.
-func TestNodeHTTP(t *testing.T) {
+// TestRun: `adrules run` end to end, in-process (package node tests what
+// a node does): it turns its flags into a node that bootstraps the rules
+// file, serves /healthz and /readyz, processes what is produced and counts
+// it on /metrics, the live and shadow pipelines told apart by a label and
+// the node's own families beside them; cancelled, it exits 0.
+func TestRun(t *testing.T) {
 	addrs, topics := kafkatest.Brokers(t)
 	lines := kafkatest.History(t, 8, gen.Options{Accounts: 1, BadPct: 2})
 	want, sum := kafkatest.Backtest(t, kafkatest.DefaultRules(t, "../.."), lines)
-
-	nc := testNodeConfig(addrs, topics, "h", t.TempDir())
-
+	key, trust := testKeyFiles(t)
+	args := append([]string{"run", "--group", kafkatest.Group(topics), "--node-id", "smoke", "--data-dir", t.TempDir(),
+		"--signing-key", key, "--trust", trust, "--http-addr", "127.0.0.1:0", "--rules", "../../examples/rules.yaml",
+		"--idle-after", "1s"}, topicFlags(addrs, topics)...)
 	ctx, cancel := context.WithCancel(context.Background())
+	var logs syncBuffer
 	done := make(chan error, 1)
-	started := make(chan *nodeRun, 1)
-	var notReady int
-	go func() {
-		done <- runNode(ctx, nc, io.Discard, map[string]string{"WINNER_CTR_THRESHOLD": "0.5"}, func(n *nodeRun) {
-			// Before the engine runs, the node owns nothing yet.
-			notReady, _ = get(t, "http://"+n.addr+"/readyz")
-			started <- n
-		})
-	}()
+	go func() { done <- run(ctx, args, strings.NewReader(""), io.Discard, &logs, nil) }()
 	defer func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
+		if err := <-done; exitCode(err) != 0 {
+			t.Errorf("adrules run exited %d: %v", exitCode(err), err)
+		}
+		if t.Failed() {
+			t.Logf("its log:\n%s", logs.String())
 		}
 	}()
-	n := <-started
-	if notReady != http.StatusServiceUnavailable {
-		t.Fatalf("/readyz before the node owns partitions: %d, want 503", notReady)
-	}
-	if code, _ := get(t, "http://"+n.addr+"/healthz"); code != http.StatusOK {
+	addr := regexp.MustCompile(`msg="node starting" .* http=(\S+)`)
+	eventually(t, "the node's HTTP server", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("adrules run: %v\n%s", err, logs.String())
+		default:
+		}
+		return addr.MatchString(logs.String())
+	})
+	base := "http://" + addr.FindStringSubmatch(logs.String())[1]
+	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz: %d", code)
 	}
 	kafkatest.Produce(t, kafkatest.Client(t, addrs), topics.Metrics, "ad_id", lines)
-	// The node ignored WINNER_CTR_THRESHOLD: its decisions are the file's.
-	got, applied := kafkatest.ConsumeDecisions(t, addrs, topics.Decisions, len(want), time.Minute)
+	got, _ := kafkatest.ConsumeDecisions(t, addrs, topics.Decisions, len(want), time.Minute)
 	if !slices.Equal(kafkatest.Normalize(t, got), kafkatest.Normalize(t, want)) {
 		t.Fatal("decisions differ from the backtest's")
 	}
-	if len(applied) == 0 {
-		t.Fatal("no config_applied record: the switch points are not recorded")
-	}
-	kafkatest.CaughtUp(t, addrs, nc.group, topics, time.Minute)
-	deadline := time.After(time.Minute)
-	tick := time.NewTicker(50 * time.Millisecond) // the counters trail the commits: poll them
-	defer tick.Stop()
-	for {
-		code, body := get(t, "http://"+n.addr+"/metrics")
-		if code != http.StatusOK {
-			t.Fatalf("/metrics: %d", code)
-		}
-		p := expfmt.NewTextParser(model.UTF8Validation)
-		fams, err := p.TextToMetricFamilies(strings.NewReader(body))
-		if err != nil {
-			t.Fatalf("/metrics does not parse: %v", err)
-		}
-		in, rejected := 0.0, 0.0
-		for _, m := range fams["adrules_records_in_total"].GetMetric() {
-			l := map[string]string{}
-			for _, p := range m.GetLabel() {
-				l[p.GetName()] = p.GetValue()
-			}
-			if l["stage"] == "1" && l["pipeline"] == "live" { // the live pipeline's stage 1
-				in = m.GetCounter().GetValue()
-			}
-		}
-		for _, m := range fams["adrules_records_rejected_total"].GetMetric() {
-			l := map[string]string{}
-			for _, p := range m.GetLabel() {
-				l[p.GetName()] = p.GetValue()
-			}
-			if l["stage"] == "1" && l["pipeline"] == "live" { // the live pipeline's stage 1
-				rejected = m.GetCounter().GetValue()
-			}
-		}
-		ready, _ := get(t, "http://"+n.addr+"/readyz")
-		if int(in) == len(lines) && int(rejected) == int(sum.Rejected) && ready == http.StatusOK {
-			for _, name := range []string{"adrules_decisions_total", "adrules_batch_seconds", "adrules_eval_seconds", "adrules_commit_seconds",
-				"adrules_consumer_lag", "adrules_config_version", "adrules_state_bytes", "adrules_rule_errors_total"} {
-				if name != "adrules_rule_errors_total" && fams[name] == nil {
-					t.Errorf("/metrics lacks %s", name)
-				}
-			}
-			return
-		}
-		select {
-		case <-deadline:
-			t.Fatalf("metrics: %v events in, %v rejected, readyz %d; want %d, %d, 200", in, rejected, ready, len(lines), sum.Rejected)
-		case <-tick.C:
+	// The counters trail the commits: poll them.
+	var fams map[string]bool
+	var series map[string]float64
+	eventually(t, "/metrics counting every event", func() bool {
+		fams, series = scrape(t, base+"/metrics")
+		ready, _ := get(t, base+"/readyz")
+		return ready == http.StatusOK && series[`adrules_records_in_total{pipeline="live",stage="1"}`] == float64(len(lines)) &&
+			series[`adrules_records_rejected_total{pipeline="live",stage="1"}`] == float64(sum.Rejected)
+	})
+	for _, name := range []string{"adrules_decisions_total", "adrules_batch_seconds", "adrules_eval_seconds", "adrules_commit_seconds",
+		"adrules_consumer_lag", "adrules_config_version", "adrules_state_bytes", "adrules_config_refused_total",
+		"adrules_partitions_rebuilding", "go_goroutines", "process_cpu_seconds_total"} {
+		if !fams[name] {
+			t.Errorf("/metrics lacks %s", name)
 		}
 	}
+	if live, ok := series[`adrules_config_version{pipeline="live"}`]; !ok || live != 1 {
+		t.Errorf("adrules_config_version of the live pipeline: %v, want 1", live)
+	}
+	if shadow, ok := series[`adrules_config_version{pipeline="shadow"}`]; !ok || shadow != 0 {
+		t.Errorf("adrules_config_version of the shadow pipeline: %v (present %v), want 0", shadow, ok)
+	}
+}
+
+// scrape parses the Prometheus text at url: the families it holds, and
+// the value of each counter and gauge series, as name{label="value",...}
+// with the labels in order.
+func scrape(t *testing.T, url string) (map[string]bool, map[string]float64) {
+	t.Helper()
+	code, body := get(t, url)
+	if code != http.StatusOK {
+		t.Fatalf("%s: %d", url, code)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	parsed, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("%s does not parse: %v", url, err)
+	}
+	fams, series := map[string]bool{}, map[string]float64{}
+	for name, mf := range parsed {
+		fams[name] = true
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			slices.Sort(labels)
+			key := name + "{" + strings.Join(labels, ",") + "}"
+			switch {
+			case m.GetCounter() != nil:
+				series[key] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				series[key] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return fams, series
 }
 
 // TestKillNode: a node process killed with SIGKILL three times mid-stream,
