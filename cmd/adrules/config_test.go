@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,12 @@ func TestConfigAsEvents(t *testing.T) {
 	if v := n.rs.Version; v != 1 {
 		t.Fatalf("bootstrapped version %d, want 1", v)
 	}
+	// config status lists the node from its first heartbeat, written at
+	// start (package node tests the heartbeats that follow).
+	eventually(t, "the node in config status", func() bool {
+		out, stderr, err := adrules(t, "", nil, "config", "status", "--brokers", b, "--topic-config", topics.Config, "--topic-status", topics.Status)
+		return err == nil && regexp.MustCompile(`(?m)^c +live +default v1 .* http `+regexp.QuoteMeta(n.addr)+`$`).MatchString(out) && strings.Contains(stderr, "1 live nodes")
+	})
 
 	// v2: a stricter CTR threshold, published with the CLI.
 	dir := t.TempDir()

@@ -436,3 +436,11 @@ func TestReplayVerify(t *testing.T) {
 		t.Errorf("replay --from yesterday: %v", err)
 	}
 }
+
+func toStrings(b [][]byte) []string {
+	out := make([]string, len(b))
+	for i, x := range b {
+		out[i] = string(x)
+	}
+	return out
+}
