@@ -521,3 +521,10 @@ func (t *fakeTicker) Stop() {
 	defer t.c.mu.Unlock()
 	delete(t.c.tickers, t)
 }
+
+// promotions returns the promotions told so far: shadow, live version.
+func (r *recorder) promotions() [][2]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([][2]int64(nil), r.promoted...)
+}

@@ -4,12 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/adrules/adrules/node"
-	"github.com/adrules/adrules/node/nodeprom"
-	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,8 +15,6 @@ import (
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/streams"
 	"github.com/adrules/adrules/versions"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -40,11 +34,6 @@ type shadowCluster struct {
 func (c *shadowCluster) flags() []string {
 	return []string{"--brokers", strings.Join(c.addrs, ","), "--topic-config", c.topics.Config, "--topic-config-history", c.topics.ConfigHistory,
 		"--topic-metrics", c.topics.Metrics, "--topic-decisions", c.topics.Decisions, "--topic-shadow-decisions", c.topics.ShadowDecisions}
-}
-
-func (c *shadowCluster) nodeConfig(id string) nodeConfig {
-	nc := testNodeConfig(c.addrs, c.topics, id, "")
-	return nc
 }
 
 // newShadowCluster publishes the live rule set (examples/rules.yaml with
@@ -232,171 +221,5 @@ func TestShadowStatus(t *testing.T) {
 				t.Errorf("status lacks %q\n%s", want, out)
 			}
 		}
-		// A node watching it exports the comparison and promotes nothing.
-		reg := prometheus.NewRegistry()
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			watchShadow(t, ctx, c.nodeConfig("w"), reg, slog.New(slog.DiscardHandler), 0)
-		}()
-		defer func() { cancel(); <-done }()
-		eventually(t, "the shadow gauges", func() bool { return testutil.CollectAndCount(reg, "adrules_shadow_precision") == 2 })
-		want := `
-# HELP adrules_shadow_agreement Ads decided by a rule since the shadow was published: by both rule sets, the live only, the shadow only.
-# TYPE adrules_shadow_agreement gauge
-adrules_shadow_agreement{agreement="both",rule="winner"} 400
-adrules_shadow_agreement{agreement="live_only",rule="winner"} 0
-adrules_shadow_agreement{agreement="shadow_only",rule="winner"} 0
-# HELP adrules_shadow_precision Share of resolved winner decisions that held, by side.
-# TYPE adrules_shadow_precision gauge
-adrules_shadow_precision{side="live"} 0.55
-adrules_shadow_precision{side="shadow"} 0.55
-# HELP adrules_shadow_resolved Winner decisions whose 24 hours of outcome have passed, by side.
-# TYPE adrules_shadow_resolved gauge
-adrules_shadow_resolved{side="live"} 400
-adrules_shadow_resolved{side="shadow"} 400
-`
-		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "adrules_shadow_agreement", "adrules_shadow_precision", "adrules_shadow_resolved"); err != nil {
-			t.Error(err)
-		}
-		cancel()
-		<-done
-		recs, err := streams.ReadAll(context.Background(), c.addrs, nil, c.topics.ConfigHistory)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if hist, _ := versions.Live(streams.Entries(recs), "default"); len(hist) != 1 {
-			t.Errorf("%d live versions, want 1: nothing promoted", len(hist))
-		}
 	})
-}
-
-// lockedBuffer is a log sink that a test reads while a goroutine writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
-
-// grep returns the lines that contain s.
-func (l *lockedBuffer) grep(s string) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, line := range strings.Split(l.b.String(), "\n") {
-		if strings.Contains(line, s) {
-			out = append(out, line)
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
-// TestShadowAutoPromote: two nodes watch a shadow that is clearly better,
-// with auto_promote on: exactly one publishes it, once, as the next live
-// version with the shadow's document, and the shadow is retired.
-func TestShadowAutoPromote(t *testing.T) {
-	c := newShadowCluster(t, true, true, betterShadow)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	logs := map[string]*lockedBuffer{}
-	for _, id := range []string{"n1", "n2"} {
-		logs[id] = &lockedBuffer{}
-		log := slog.New(slog.NewTextHandler(logs[id], &slog.HandlerOptions{Level: slog.LevelDebug}))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			watchShadow(t, ctx, c.nodeConfig(id), prometheus.NewRegistry(), log, 20*time.Millisecond)
-		}()
-	}
-	defer func() { cancel(); wg.Wait() }()
-
-	history := func() []*kgo.Record {
-		recs, err := streams.ReadAll(context.Background(), c.addrs, nil, c.topics.ConfigHistory)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return recs
-	}
-	retired := func() bool {
-		recs, err := streams.ReadAll(context.Background(), c.addrs, nil, c.topics.Config)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var last *kgo.Record
-		for _, r := range recs {
-			if string(r.Key) == versions.ShadowKey("default") {
-				last = r
-			}
-		}
-		return last != nil && last.Value == nil
-	}
-	eventually(t, "the shadow retired", retired)
-	// Both nodes judge twice more, seeing no shadow: neither publishes again.
-	for id, l := range logs {
-		n := l.count("shadow=false")
-		eventually(t, id+" seeing no shadow", func() bool { return l.count("shadow=false") >= n+2 })
-	}
-	cancel()
-	wg.Wait()
-	t.Logf("n1:\n%s\nn2:\n%s", logs["n1"].grep("level=INFO"), logs["n2"].grep("level=INFO"))
-
-	recs := history()
-	hist, _ := versions.Live(streams.Entries(recs), "default")
-	if len(hist) != 2 {
-		t.Fatalf("%d live versions in the history, want 2 (the live one and the promoted shadow)", len(hist))
-	}
-	p := hist[1]
-	if p.Version <= hist[0].Version || p.SHA256 != c.shad.SHA256() || !strings.HasPrefix(p.Author, "auto_promote:n") {
-		t.Errorf("promoted v%d sha256 %s by %s, want a version after v%d, sha256 %s, by auto_promote:<node>",
-			p.Version, short(p.SHA256), p.Author, hist[0].Version, short(c.shad.SHA256()))
-	}
-	if _, err := versions.Compile(p); err != nil {
-		t.Errorf("the promoted version does not validate: %v", err)
-	}
-	// The first claim names the node that published.
-	type promoteClaim struct {
-		SHA256 string `json:"sha256"`
-		Node   string `json:"node"`
-	}
-	var claims []promoteClaim
-	for _, r := range recs {
-		var pc promoteClaim
-		if string(r.Key) == versions.ShadowKey("default")+"/promote" && json.Unmarshal(r.Value, &pc) == nil {
-			claims = append(claims, pc)
-		}
-	}
-	if len(claims) == 0 || "auto_promote:"+claims[0].Node != p.Author || claims[0].SHA256 != c.shad.SHA256() {
-		t.Errorf("claims %+v, publisher %s", claims, p.Author)
-	}
-	// And status now says there is no shadow, with the promoted version live.
-	out, _, err := adrules(t, "", nil, append([]string{"shadow", "status"}, c.flags()...)...)
-	if err != nil || !strings.Contains(out, fmt.Sprintf("live v%d (sha256 %s); no shadow is published", p.Version, short(c.shad.SHA256()))) {
-		t.Errorf("status after the promotion: %v\n%s", err, out)
-	}
-}
-
-// watchShadow judges (every every; 0: the default) and promotes the shadow
-// as node nc does, with the judgement's metrics on reg, until ctx ends.
-func watchShadow(t *testing.T, ctx context.Context, nc nodeConfig, reg *prometheus.Registry, log *slog.Logger, every time.Duration) {
-	conn := nc.kafka.connection(nil)
-	conn.ClientOpts = nc.clientOpts
-	o := nc.options(nil, nil, log)
-	o.Cluster, o.Connection = nil, conn
-	o.Observer, o.ShadowJudgeEvery = nodeprom.New(reg, nodeprom.Live), every
-	if err := node.WatchShadow(ctx, o); err != nil {
-		t.Error(err)
-	}
 }
