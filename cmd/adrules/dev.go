@@ -21,10 +21,9 @@ import (
 
 	"github.com/adrules/adrules/internal/gen"
 	"github.com/adrules/adrules/node"
+	"github.com/adrules/adrules/streams"
 	"github.com/adrules/adrules/versions"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/valyala/fastjson"
 )
 
 // cmdDev runs the embedded default: an in-process Kafka-protocol broker
@@ -107,7 +106,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, env ma
 	fmt.Fprintf(stdout, "adrules dev: watch decisions with: adrules tail --brokers %s   (or kcat -b %s -C -t %s)\n", addr, addr, nc.kafka.topics.Decisions)
 
 	if *rate > 0 {
-		go generate(ctx, addr, nc.kafka.topics.Metrics, *rate, stderr)
+		go generate(ctx, streams.Connection{Brokers: []string{addr}, Topics: nc.kafka.topics}, *rate, stderr)
 	}
 	if *status {
 		go statusLine(ctx, n.Node, stdout)
@@ -115,43 +114,54 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, env ma
 	return <-done
 }
 
-// generate produces synthetic metric events at rate per second, keyed by
-// ad_id. Its pace is the wall clock's; the events carry their own time.
-func generate(ctx context.Context, addr, topic string, rate float64, stderr io.Writer) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic))
+// generate produces synthetic metric events at rate per second to the
+// metrics topic of conn, as adrules produce does (streams.ProduceLines:
+// keyed by ad_id). Its pace is the wall clock's; the events carry their
+// own time.
+func generate(ctx context.Context, conn streams.Connection, rate float64, stderr io.Writer) {
+	c, err := streams.Open(conn)
 	if err != nil {
 		fmt.Fprintln(stderr, "generator:", err)
 		return
 	}
-	defer cl.Close()
-	pr, pw := io.Pipe()
+	defer c.Close()
+	events, ew := io.Pipe()
 	go func() {
-		_, err := gen.Events(pw, gen.Options{Seed: uint64(time.Now().UnixNano()), Events: math.MaxInt32, BadPct: 0.2, DupPct: 0.5, EpochMsPct: 30})
-		pw.CloseWithError(err)
+		_, err := gen.Events(ew, gen.Options{Seed: uint64(time.Now().UnixNano()), Events: math.MaxInt32, BadPct: 0.2, DupPct: 0.5, EpochMsPct: 30})
+		ew.CloseWithError(err)
 	}()
-	defer pr.Close()
-	sc := bufio.NewScanner(pr)
-	var p fastjson.Parser
+	defer events.Close()
+	paced, pw := io.Pipe()
+	go func() { pw.CloseWithError(pace(ctx, pw, events, rate)) }()
+	defer paced.Close()
+	streams.ProduceLines(ctx, c, conn.Topics.Metrics, paced, false) // its errors are the broker's going away: dev is stopping
+}
+
+// pace copies the lines of r to w at rate per second, a tenth of them every
+// tenth of a second, until ctx ends or r does.
+func pace(ctx context.Context, w io.Writer, r io.Reader, rate float64) error {
+	sc := bufio.NewScanner(r)
+	bw := bufio.NewWriter(w)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	perTick, owed := rate/10, 0.0
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-tick.C:
 		}
 		owed += perTick
 		for ; owed >= 1; owed-- {
 			if !sc.Scan() {
-				return
+				bw.Flush()
+				return sc.Err()
 			}
-			line := append([]byte(nil), sc.Bytes()...)
-			var key []byte
-			if v, err := p.ParseBytes(line); err == nil {
-				key = append(key, v.GetStringBytes("ad_id")...)
-			}
-			cl.Produce(ctx, &kgo.Record{Key: key, Value: line}, nil)
+			bw.Write(sc.Bytes())
+			bw.WriteByte('\n')
+		}
+		if err := bw.Flush(); err != nil {
+			return err
 		}
 	}
 }

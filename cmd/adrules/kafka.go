@@ -12,7 +12,6 @@ import (
 
 	"github.com/adrules/adrules/streams"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/valyala/fastjson"
 )
 
 // cmdProduce writes a JSON Lines file to a topic, keyed by ad_id (or by
@@ -60,48 +59,11 @@ func cmdProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err := c.Ping(ctx); err != nil {
 		return err
 	}
-	cl := c.Client()
-	field := streams.KeyOf(*topic, k.topics)
-	var p fastjson.Parser
-	sc := bufio.NewScanner(in)
-	sc.Buffer(nil, 16<<20)
-	var n, unkeyed int
-	var first error
-	for sc.Scan() {
-		if len(sc.Bytes()) == 0 {
-			continue
-		}
-		line := append([]byte(nil), sc.Bytes()...)
-		var key []byte
-		if v, err := p.ParseBytes(line); err == nil {
-			key = append(key, v.GetStringBytes(field)...)
-		}
-		if len(key) == 0 {
-			unkeyed++ // produced without a key: the node sends it to the DLQ if it is bad
-		}
-		n++
-		rec := &kgo.Record{Topic: *topic, Key: key, Value: line}
-		if *stamp == "event" {
-			if ts, ok := streams.RecordTime(line); ok {
-				rec.Timestamp = ts
-			}
-		}
-		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
-			if err != nil && first == nil {
-				first = err
-			}
-		})
-	}
-	if err := sc.Err(); err != nil {
+	n, unkeyed, err := streams.ProduceLines(ctx, c, *topic, in, *stamp == "event")
+	if err != nil {
 		return err
 	}
-	if err := cl.Flush(ctx); err != nil {
-		return err
-	}
-	if first != nil {
-		return first
-	}
-	fmt.Fprintf(stderr, "produced %d records to %s (%d without a %s key)\n", n, *topic, unkeyed, field)
+	fmt.Fprintf(stderr, "produced %d records to %s (%d without a %s key)\n", n, *topic, unkeyed, streams.KeyOf(*topic, k.topics))
 	return nil
 }
 
