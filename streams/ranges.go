@@ -115,6 +115,22 @@ func (rs Ranges) Len() int64 {
 	return n
 }
 
+// String says which offsets the ranges read, per partition:
+// "0:[120,480) warm-up from 0 1:[118,470)".
+func (rs Ranges) String() string {
+	var b strings.Builder
+	for i, r := range rs {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%d:[%d,%d)", r.Partition, r.From, r.To)
+		if r.Warm < r.From {
+			fmt.Fprintf(&b, " warm-up from %d", r.Warm)
+		}
+	}
+	return b.String()
+}
+
 // Emitted reports whether output for in is kept: its record lies in
 // [From, To) of its partition's range. Records of other topics are kept.
 func (rs Ranges) Emitted(in rules.Input) bool {

@@ -323,3 +323,24 @@ func BenchmarkRangeSource(b *testing.B) {
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "records/s")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*b.N), "ns/record")
 }
+
+// TestRangesString: each partition's [From, To), and where its warm-up
+// starts when it has one.
+func TestRangesString(t *testing.T) {
+	for _, c := range []struct {
+		rs   streams.Ranges
+		want string
+	}{
+		{nil, ""},
+		{streams.Ranges{{Partition: 0, Warm: 5, From: 5, To: 9}}, "0:[5,9)"},
+		{streams.Ranges{{Partition: 0, Warm: 0, From: 120, To: 480}, {Partition: 1, Warm: 118, From: 118, To: 118}},
+			"0:[120,480) warm-up from 0 1:[118,118)"},
+	} {
+		if got := c.rs.String(); got != c.want {
+			t.Errorf("%v: %q, want %q", []streams.PartRange(c.rs), got, c.want)
+		}
+		if got := fmt.Sprint(c.rs); got != c.want {
+			t.Errorf("fmt.Sprint: %q, want %q", got, c.want)
+		}
+	}
+}

@@ -6,13 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,17 +43,6 @@ config topic) or a published version number.
 
 Ctrl-C stops cleanly: the files keep what was written.
 `
-
-// backtestSide is one rule set of a backtest and where its output goes.
-type backtestSide struct {
-	name  string
-	label string
-	rs    *rules.RuleSet
-	dir   string
-	src   *streams.RangeSource // topic form
-	sum   *backtest.Summary
-	err   error
-}
 
 func cmdBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, env map[string]string) error {
 	fs := flag.NewFlagSet("backtest", flag.ContinueOnError)
@@ -107,15 +93,15 @@ func cmdBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		fmt.Fprintln(stderr, err)
 		return exitError{1}
 	}
-	sides := []*backtestSide{{name: "candidate", label: *rulesFile, rs: rs, dir: *out}}
+	sides := []*backtest.Side{{Name: "candidate", Label: *rulesFile, RuleSet: rs, Dir: *out}}
 	if *baseline != "" {
 		brs, label, err := baselineRules(ctx, *baseline, rs.Name, *envName, env, &k, kf, stderr)
 		if err != nil {
 			fmt.Fprintln(stderr, "--baseline:", err)
 			return exitError{1}
 		}
-		sides[0].dir = filepath.Join(*out, "candidate")
-		sides = append(sides, &backtestSide{name: "baseline", label: label, rs: brs, dir: filepath.Join(*out, "baseline")})
+		sides[0].Dir = filepath.Join(*out, "candidate")
+		sides = append(sides, &backtest.Side{Name: "baseline", Label: label, RuleSet: brs, Dir: filepath.Join(*out, "baseline")})
 	}
 	if topicForm {
 		if *topic == "" {
@@ -123,7 +109,7 @@ func cmdBacktest(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		}
 		err = topicBacktest(ctx, sides, *batch, topicRange{topic: *topic, actions: *actionsTopic, from: *fromS, to: *toS, warmup: *warmS}, k.connection(env), *out, stdout, stderr)
 	} else {
-		err = fileBacktest(ctx, sides, *batch, *input, *actions, stdin, *out, stdout, stderr)
+		err = fileBacktest(ctx, sides, backtest.FilesOptions{Input: *input, Stdin: stdin, Actions: *actions, Batch: *batch}, *out, stdout, stderr)
 	}
 	var ee exitError
 	if err != nil && !errors.As(err, &ee) && ctx.Err() != nil {
@@ -195,75 +181,36 @@ type topicRange struct {
 	from, to, warmup string
 }
 
-func fileBacktest(ctx context.Context, sides []*backtestSide, batch int, input, actions string, stdin io.Reader, out string, stdout, stderr io.Writer) error {
-	var total int64
-	if input != "-" {
-		if st, err := os.Stat(input); err == nil {
-			total = st.Size() * int64(len(sides))
-		}
-	}
-	var read atomic.Int64
-	var before runtime.MemStats
+func fileBacktest(ctx context.Context, sides []*backtest.Side, o backtest.FilesOptions, out string, stdout, stderr io.Writer) error {
+	o.Progress = progressTo(stderr)
+	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	prog := startProgress(stderr, total, "bytes", read.Load)
-	var wg sync.WaitGroup
-	for _, s := range sides {
-		o := backtest.Options{RuleSet: s.rs, InputName: input, OutDir: s.dir, Batch: batch}
-		var closers []io.Closer
-		if input == "-" {
-			o.Input = &countingReader{r: stdin, n: &read}
-		} else {
-			f, err := os.Open(input)
-			if err != nil {
-				return err
-			}
-			closers = append(closers, f)
-			o.Input = &countingReader{r: f, n: &read}
-		}
-		if actions != "" {
-			f, err := os.Open(actions)
-			if err != nil {
-				return err
-			}
-			closers = append(closers, f)
-			o.Actions, o.ActionsName = f, actions
-		}
-		wg.Go(func() {
-			s.sum, s.err = backtest.Run(ctx, o)
-			for _, c := range closers {
-				c.Close()
-			}
-		})
-	}
-	wg.Wait()
-	prog.Stop()
-	var after runtime.MemStats
+	err := backtest.RunFiles(ctx, o, sides)
 	runtime.ReadMemStats(&after)
+	if err != nil {
+		return err
+	}
 	if err := finish(sides, stderr); err != nil {
 		return err
 	}
-	if lines := sides[0].sum.Lines; lines > 0 && len(sides) == 1 {
+	if lines := sides[0].Summary.Lines; lines > 0 && len(sides) == 1 {
 		fmt.Fprintf(stderr, "memory:     %.1f allocations per input line, peak RSS %d MiB\n",
 			float64(after.Mallocs-before.Mallocs)/float64(lines), peakRSS()>>20)
 	}
-	return compare(sides, report.Meta{Input: input, Actions: actions, Records: sides[0].sum.Lines}, out, stdout, stderr)
+	return compare(sides, report.Meta{Input: o.Input, Actions: o.Actions, Records: sides[0].Summary.Lines}, out, stdout, stderr)
 }
 
-func topicBacktest(ctx context.Context, sides []*backtestSide, batch int, tr topicRange, conn streams.Connection, out string, stdout, stderr io.Writer) error {
-	from, err := streams.ParseBound(tr.from)
-	if err != nil {
+func topicBacktest(ctx context.Context, sides []*backtest.Side, batch int, tr topicRange, conn streams.Connection, out string, stdout, stderr io.Writer) error {
+	o := backtest.TopicOptions{Topic: tr.topic, Actions: tr.actions, Warmup: backtest.DefaultWarmup(sides), Batch: batch, Progress: progressTo(stderr)}
+	var err error
+	if o.From, err = streams.ParseBound(tr.from); err != nil {
 		return fmt.Errorf("--from: %w", err)
 	}
-	to, err := streams.ParseBound(tr.to)
-	if err != nil {
+	if o.To, err = streams.ParseBound(tr.to); err != nil {
 		return fmt.Errorf("--to: %w", err)
 	}
-	warm := time.Duration(0)
-	for _, s := range sides {
-		warm = max(warm, longestWindow(s.rs))
-	}
 	if tr.warmup != "" {
-		if warm, err = time.ParseDuration(tr.warmup); err != nil || warm < 0 {
+		if o.Warmup, err = time.ParseDuration(tr.warmup); err != nil || o.Warmup < 0 {
 			return fmt.Errorf("--warmup %q: a duration such as 24h or 0", tr.warmup)
 		}
 	}
@@ -272,96 +219,37 @@ func topicBacktest(ctx context.Context, sides []*backtestSide, batch int, tr top
 		return err
 	}
 	defer c.Close()
-	cl, opts := c.Client(), c.Opts()
-	ranges, err := streams.ResolveRange(ctx, cl, tr.topic, from, to, streams.Warm{Before: warm})
+	run, err := backtest.ResolveTopic(ctx, c, o)
 	if err != nil {
 		return err
 	}
-	all := append(streams.Ranges(nil), ranges...)
-	if ranges.Span() == 0 {
-		fmt.Fprintf(stderr, "warning: the range holds no records of %s (%s): nothing to compare\n", tr.topic, describeRanges(ranges))
+	if run.Ranges().Span() == 0 {
+		fmt.Fprintf(stderr, "warning: the range holds no records of %s (%s): nothing to compare\n", tr.topic, run.Ranges())
 	}
-	var aranges streams.Ranges
-	if tr.actions != "" {
-		// Offsets name partitions of the metrics topic: the actions topic
-		// is then read whole.
-		afrom, ato := from, to
-		if from.Offsets != nil || to.Offsets != nil {
-			afrom, ato = streams.Bound{}, streams.Bound{}
-		}
-		if aranges, err = streams.ResolveRange(ctx, cl, tr.actions, afrom, ato, streams.Warm{Before: warm}); err != nil {
-			return err
-		}
-		all = append(all, aranges...)
+	fmt.Fprintf(stderr, "range of %s: %s\n", tr.topic, run.Ranges())
+	if err := run.Run(ctx, sides); err != nil {
+		return err
 	}
-	actionRecs, err := streams.ReadRanges(ctx, opts, aranges)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", tr.actions, err)
-	}
-	fmt.Fprintf(stderr, "range of %s: %s\n", tr.topic, describeRanges(ranges))
-	var total, warmN int64
-	for _, r := range ranges {
-		total += r.Len()
-		warmN += r.From - r.Warm
-	}
-	var wg sync.WaitGroup
-	for _, s := range sides {
-		s.src = streams.NewRangeSource(opts, ranges, batch)
-		o := backtest.Options{RuleSet: s.rs, Source: s.src, ActionRecords: actionRecs, Emit: all.Emitted, OutDir: s.dir, Batch: batch,
-			Partitioner: streams.Partitioner(tr.topic, int32(len(ranges)))}
-		wg.Go(func() {
-			s.sum, s.err = backtest.Run(ctx, o)
-			if s.sum != nil {
-				s.sum.WarmUp = warmN
-			}
-		})
-	}
-	prog := startProgress(stderr, total*int64(len(sides)), "records", func() int64 {
-		var n int64
-		for _, s := range sides {
-			n += s.src.Read()
-		}
-		return n
-	})
-	wg.Wait()
-	prog.Stop()
 	if err := finish(sides, stderr); err != nil {
 		return err
 	}
-	meta := report.Meta{From: tr.from, To: tr.to, Input: tr.topic, Actions: tr.actions, Records: total - warmN}
+	meta := run.Meta()
+	meta.From, meta.To = tr.from, tr.to
 	return compare(sides, meta, out, stdout, stderr)
-}
-
-// describeRanges says which offsets a range reads, per partition.
-func describeRanges(rs streams.Ranges) string {
-	var parts []string
-	for _, r := range rs {
-		s := fmt.Sprintf("%d:[%d,%d)", r.Partition, r.From, r.To)
-		if r.Warm < r.From {
-			s += fmt.Sprintf(" warm-up from %d", r.Warm)
-		}
-		parts = append(parts, s)
-	}
-	return strings.Join(parts, " ")
 }
 
 // finish prints each side's summary; an interrupted run is reported as
 // such, with what it kept.
-func finish(sides []*backtestSide, stderr io.Writer) error {
+func finish(sides []*backtest.Side, stderr io.Writer) error {
 	interrupted := false
 	for _, s := range sides {
-		if s.err != nil && (s.sum == nil || !s.sum.Interrupted) {
-			return fmt.Errorf("%s: %w", s.name, s.err)
+		fmt.Fprintf(stderr, "%s: %s (version %d, sha256 %s)\n", s.Name, s.Label, s.RuleSet.Version, s.RuleSet.SHA256[:12])
+		s.Summary.Print(stderr)
+		if s.Summary.WarmUp > 0 {
+			fmt.Fprintf(stderr, "warm-up:    %d records before the range, read without output\n", s.Summary.WarmUp)
 		}
-	}
-	for _, s := range sides {
-		fmt.Fprintf(stderr, "%s: %s (version %d, sha256 %s)\n", s.name, s.label, s.rs.Version, s.rs.SHA256[:12])
-		s.sum.Print(stderr)
-		if s.sum.WarmUp > 0 {
-			fmt.Fprintf(stderr, "warm-up:    %d records before the range, read without output\n", s.sum.WarmUp)
-		}
-		fmt.Fprintf(stderr, "output:     %s/decisions.jsonl, actions.jsonl, dlq.jsonl\n", s.dir)
-		interrupted = interrupted || s.sum.Interrupted
+		fmt.Fprintf(stderr, "output:     %s/decisions.jsonl, actions.jsonl, dlq.jsonl\n", s.Dir)
+		interrupted = interrupted || s.Summary.Interrupted
 	}
 	if interrupted {
 		fmt.Fprintln(stderr, "interrupted: the files hold what was written until then; no comparison was made")
@@ -370,47 +258,20 @@ func finish(sides []*backtestSide, stderr io.Writer) error {
 	return nil
 }
 
-// compare writes the diff and the report of a two-sided backtest.
-func compare(sides []*backtestSide, meta report.Meta, out string, stdout, stderr io.Writer) error {
+// compare writes and prints the diff and the report of a two-sided
+// backtest.
+func compare(sides []*backtest.Side, meta report.Meta, out string, stdout, stderr io.Writer) error {
 	if len(sides) < 2 {
 		return nil
 	}
-	c, b := sides[0], sides[1]
-	d, err := report.Compare(
-		report.Side{Name: b.name, Dir: b.dir, Label: b.label, RulesetVersion: b.rs.Version, RulesetSHA256: b.rs.SHA256},
-		report.Side{Name: c.name, Dir: c.dir, Label: c.label, RulesetVersion: c.rs.Version, RulesetSHA256: c.rs.SHA256})
+	d, err := backtest.Compare(sides[1], sides[0], meta, out)
 	if err != nil {
-		return err
-	}
-	d.Meta = meta
-	if err := report.WriteFiles(out, d); err != nil {
 		return err
 	}
 	d.Print(stdout)
 	fmt.Fprintf(stderr, "comparison: %s\n", strings.Join([]string{
 		filepath.Join(out, "diff.jsonl"), filepath.Join(out, "report.html"), filepath.Join(out, "report.md")}, ", "))
 	return nil
-}
-
-// longestWindow is the longest rolling window rs declares.
-func longestWindow(rs *rules.RuleSet) time.Duration {
-	var d time.Duration
-	for _, w := range rs.Doc.Windows {
-		d = max(d, w.D())
-	}
-	return d
-}
-
-// countingReader counts the bytes read through it, for progress.
-type countingReader struct {
-	r io.Reader
-	n *atomic.Int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 // peakRSS returns the process's peak resident set size in bytes (0 where the

@@ -114,11 +114,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, env m
 	}
 	cmp := filepath.Join(*dir, "compare")
 	fmt.Fprintf(stdout, "\nThe same week with %s=0.02 (candidate) beside the rules as they are (baseline):\n\n", knob)
-	sides := []*backtestSide{
-		{name: "candidate", label: "ctr_threshold 0.02", rs: cand, dir: filepath.Join(cmp, "candidate")},
-		{name: "baseline", label: *rulesFile, rs: rs, dir: filepath.Join(cmp, "baseline")},
+	sides := []*backtest.Side{
+		{Name: "candidate", Label: "ctr_threshold 0.02", RuleSet: cand, Dir: filepath.Join(cmp, "candidate")},
+		{Name: "baseline", Label: *rulesFile, RuleSet: rs, Dir: filepath.Join(cmp, "baseline")},
 	}
-	if err := fileBacktest(ctx, sides, 0, events, actions, nil, cmp, stdout, io.Discard); err != nil {
+	if err := fileBacktest(ctx, sides, backtest.FilesOptions{Input: events, Actions: actions}, cmp, stdout, io.Discard); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "\nThe comparison is in %s: diff.jsonl, report.md, and report.html to open in a browser.\n", cmp)

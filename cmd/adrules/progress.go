@@ -114,3 +114,11 @@ func count(n int64) string {
 	}
 	return fmt.Sprint(n)
 }
+
+// progressTo returns the progress hook of a library run (a backtest's, a
+// replay's): a progress report on w from the run's start to its end.
+func progressTo(w io.Writer) func(total int64, unit string, read func() int64) (stop func()) {
+	return func(total int64, unit string, read func() int64) func() {
+		return startProgress(w, total, unit, read).Stop
+	}
+}

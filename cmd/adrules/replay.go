@@ -78,7 +78,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return err
 	}
 	if r.Range().Span() == 0 {
-		fmt.Fprintf(stderr, "warning: the range holds no records of %s (%s)\n", k.topics.Metrics, describeRanges(r.Range()))
+		fmt.Fprintf(stderr, "warning: the range holds no records of %s (%s)\n", k.topics.Metrics, r.Range())
 	}
 	r.CheckProcessed(ctx)
 	got, err := r.Run(ctx)
@@ -99,6 +99,6 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return exitError{1}
 	}
 	fmt.Fprintf(stdout, "identical: %d decisions, %d proposals and %d verdicts over %s %s\n",
-		len(got.Decisions), len(got.Proposals), len(got.Verdicts), k.topics.Metrics, describeRanges(r.Range()))
+		len(got.Decisions), len(got.Proposals), len(got.Verdicts), k.topics.Metrics, r.Range())
 	return nil
 }

@@ -5,6 +5,18 @@
 // dlq.jsonl. An Emit filter keeps the output of the records in a range only:
 // those before it warm the state up.
 //
+// # Sides
+//
+// A backtest runs one Side (a rule set and its output directory) or two, a
+// candidate and a baseline, at once over exactly the same records, each
+// with its own state: RunFiles over a file, or ResolveTopic (turning bounds
+// and a warm-up into offsets of each partition, and reading the external
+// proposals of the range) then TopicRun.Run over topic ranges, read as a
+// plain consumer of assigned partitions (no group, nothing written to
+// Kafka). Compare writes the diff and the reports of two sides
+// (internal/report). Progress bars, summaries and exit codes are the
+// caller's: a run reports progress through a ProgressFunc.
+//
 // # Determinism
 //
 // The output files are a function of the inputs and the rule set: the same
