@@ -128,12 +128,3 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer, env m
 		}
 	}
 }
-
-// ping checks that the brokers answer and accept the credentials, so a wrong
-// address or password fails at once instead of retrying forever.
-func ping(ctx context.Context, cl *kgo.Client) error {
-	if err := cl.Ping(ctx); err != nil {
-		return fmt.Errorf("cannot reach the brokers: %w", err)
-	}
-	return nil
-}
