@@ -41,8 +41,10 @@ func ruleSet(t *testing.T, v int64, typ string) *rules.RuleSet {
 // at scrape time.
 type source struct{}
 
-func (source) Lag() map[string]map[int32]int64 { return map[string]map[int32]int64{"ad-metrics": {0: 5, 1: 0}} }
-func (source) StateBytes() int64               { return 4096 }
+func (source) Lag() map[string]map[int32]int64 {
+	return map[string]map[int32]int64{"ad-metrics": {0: 5, 1: 0}}
+}
+func (source) StateBytes() int64 { return 4096 }
 
 // TestMetrics: the live and shadow instances on one registry are told
 // apart by the pipeline label; each counts its own batches, with the
