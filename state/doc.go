@@ -44,6 +44,22 @@
 // on its own, and an ad loads with one seek. The layout is written down at
 // partitionPrefix.
 //
+// # Snapshots
+//
+// Snapshot takes a consistent view of one partition's committed keys (a
+// Pebble snapshot, so the partition goes on committing meanwhile), and
+// Export writes it to an io.Writer: the pairs in key order, then a JSON
+// Manifest (topic, partition, next offset, event time, the rule set
+// versions the caller says it was built under, a sha256 digest of the
+// pairs), then a sha256 of the whole file. The digest covers the keys and
+// values only, so two nodes that applied the same records to the same
+// offset, in whatever batches, have the same digest (Digest computes it
+// without a file). Import checks a snapshot whole (format, checksum,
+// digest, the manifest against the keys) before it replaces the
+// partition's keys in one batch: a truncated or corrupt snapshot is
+// refused with ErrCorruptSnapshot and changes nothing. Where snapshots are
+// kept is the snapshot package's business.
+//
 // # What it never does
 //
 // It reads no clock, makes no decision and knows nothing of Kafka or
