@@ -49,6 +49,9 @@ func TestImportDirections(t *testing.T) {
 		{"config", false, []string{"os", "net", module + "/"}},
 		{"engine", true, []string{"twmb/franz-go", "cockroachdb/pebble", "prometheus", module + "/state", module + "/streams"}},
 		{"state", true, []string{"twmb/franz-go", "prometheus", module + "/engine", module + "/streams"}},
+		// snapshot keeps state's snapshots in a blob store: never Kafka,
+		// the engine, the node or metrics.
+		{"snapshot", true, []string{"twmb/franz-go", "prometheus", module + "/engine", module + "/streams", module + "/node", module + "/cmd/", module + "/internal/"}},
 		{"versions", false, []string{"os", "net", "io/fs", "log", "log/slog", "math/rand", "twmb/franz-go", "cockroachdb/pebble", "prometheus"}},
 		{"versions", true, []string{"twmb/franz-go", "cockroachdb/pebble", "prometheus", module + "/engine", module + "/state", module + "/streams", module + "/internal/"}},
 		// replay may import engine, streams, versions, rules and franz-go.
