@@ -35,6 +35,7 @@ type Node struct {
 	streams atomic.Pointer[streams.Node]  // nil until the node has joined
 	eng     atomic.Pointer[engine.Engine] // nil until the engine exists
 	shadow  *shadowRunner
+	snaps   *snapshotter // nil: no snapshots
 	addr    string
 	handler http.Handler
 
@@ -123,6 +124,12 @@ func Start(parent context.Context, o Options) (_ *Node, err error) {
 		return nil, err
 	}
 	n := &Node{o: o, cluster: cl, db: db, done: make(chan struct{})}
+	if n.snaps, err = n.openSnapshots(ctx); err != nil {
+		return nil, err
+	}
+	if n.snaps != nil {
+		cleanup = append(cleanup, n.snaps.abort)
+	}
 	rs, err := n.bootstrap(ctx)
 	if err != nil {
 		return nil, err
@@ -211,6 +218,9 @@ func Start(parent context.Context, o Options) (_ *Node, err error) {
 			n.shadow.stop()
 			stopBeat()
 			sn.Close()
+			if n.snaps != nil {
+				n.snaps.drain() // the snapshots taken are written
+			}
 		}()
 		t := o.Clock.NewTicker(o.StopTimeout)
 		select {
@@ -220,6 +230,9 @@ func Start(parent context.Context, o Options) (_ *Node, err error) {
 		}
 		t.Stop()
 		closeHTTP()
+		if n.snaps != nil {
+			n.snaps.abort() // its Pebble snapshots are closed before the state
+		}
 		db.Close()
 		if o.Cluster == nil {
 			cl.Close()
@@ -269,7 +282,14 @@ func (n *Node) routes() http.Handler {
 // newEngine is the engine of one pipeline of the node (the live one, with
 // its history, or a shadow's): both stages over sn, the state in db.
 func (n *Node) newEngine(rs *rules.RuleSet, sn *streams.Node, db *state.DB, obs engine.Observer, topics streams.Topics, history engine.History) (*engine.Engine, error) {
-	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
+	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) {
+		if n.snaps != nil && db == n.db { // the live pipeline's
+			if err := n.snaps.restore(topic, p); err != nil {
+				return nil, err
+			}
+		}
+		return db.Partition(topic, p)
+	})
 	return engine.New(rs, sn, sn, store, EngineOptions(sn, obs, n.o.Logger, topics, history)...)
 }
 

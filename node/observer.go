@@ -77,6 +77,9 @@ func (o engineObserver) Observe(s engine.Stats) {
 	if s.Stage == 1 {
 		o.n.events.Add(int64(s.Records))
 	}
+	if o.n.snaps != nil {
+		o.n.snaps.committed(s) // after the batch's state commit
+	}
 	o.obs.Observe(s)
 }
 

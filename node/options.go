@@ -10,6 +10,7 @@ import (
 	"github.com/adrules/adrules/rules"
 	"github.com/adrules/adrules/streams"
 	"github.com/adrules/adrules/versions"
+	"gocloud.dev/blob"
 )
 
 // Options configure a node. The zero value of each field takes the default
@@ -51,6 +52,22 @@ type Options struct {
 	CreateTopics bool
 	// SessionTimeout and IdleAfter are streams.Options'; 0 takes theirs.
 	SessionTimeout, IdleAfter time.Duration
+
+	// Snapshots is the URL of the blob store of the partitions' snapshots
+	// (snapshot.Open: "file:///var/lib/adrules/snapshots", "mem://", or a
+	// cloud store whose driver the program links in); SnapshotBucket, when
+	// set, is used instead (the caller closes it). Snapshots are named
+	// under the node's Group. Default none: no snapshot is written or
+	// restored (docs/operations.md, Snapshots).
+	Snapshots      string
+	SnapshotBucket *blob.Bucket
+	// SnapshotEvery is how many input records of a partition lie between
+	// two of its snapshots; default DefaultSnapshotEvery (when a store is
+	// set).
+	SnapshotEvery int64
+	// SnapshotKeep is how many snapshots of each partition are kept;
+	// default snapshot.DefaultKeep.
+	SnapshotKeep int
 
 	// Keys: whose versions the node runs and what it signs what it
 	// publishes with (its first version, PUT /api/config, promotions).
@@ -165,6 +182,9 @@ func (o Options) withDefaults() Options {
 	if o.ShadowRetry == 0 {
 		o.ShadowRetry = 5 * time.Second
 	}
+	if o.SnapshotEvery == 0 {
+		o.SnapshotEvery = DefaultSnapshotEvery
+	}
 	if o.StopTimeout == 0 {
 		o.StopTimeout = 30 * time.Second
 	}
@@ -185,6 +205,8 @@ func (o Options) validate() error {
 		return streams.ErrNoBrokers
 	case o.HTTPAddr == "":
 		return fmt.Errorf("node: no HTTP address")
+	case o.SnapshotEvery < 0 || o.SnapshotKeep < 0:
+		return fmt.Errorf("node: negative snapshot interval (%d) or count (%d)", o.SnapshotEvery, o.SnapshotKeep)
 	}
 	return nil
 }

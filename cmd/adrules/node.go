@@ -43,6 +43,10 @@ type nodeConfig struct {
 	keys versions.Keys
 	// http bounds the HTTP server; the zero value takes node.DefaultHTTPLimits.
 	http node.HTTPLimits
+	// snapshots is the URL of the snapshot store ("": none); snapshotEvery
+	// the records of a partition between two snapshots (0: the default).
+	snapshots     string
+	snapshotEvery int64
 }
 
 // options are the node.Options of nc; the node's /metrics are reg's.
@@ -62,6 +66,7 @@ func (nc nodeConfig) options(cl *streams.Cluster, env map[string]string, log *sl
 		Partitions:    nc.partitions, CreateTopics: nc.createTopics,
 		SessionTimeout: nc.sessionTimeout, IdleAfter: nc.idleAfter,
 		Keys: nc.keys, AdminToken: env["ADRULES_ADMIN_TOKEN"], HTTP: nc.http, Env: env, Logger: log,
+		Snapshots: nc.snapshots, SnapshotEvery: nc.snapshotEvery,
 	}
 }
 
@@ -126,6 +131,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, env map[string
 	fs.BoolVar(&nc.createTopics, "create-topics", true, "create missing topics")
 	fs.DurationVar(&nc.sessionTimeout, "session-timeout", 45*time.Second, "group session timeout: a node that restarts within it gets its partitions back at once (static membership); one that stays down keeps them unprocessed this long")
 	fs.DurationVar(&nc.idleAfter, "idle-after", time.Minute, "a source partition without records this long is idle: stage 2 stops waiting for it once every source is idle (docs/guards.md)")
+	fs.StringVar(&nc.snapshots, "snapshots", "", "URL of the store of partitions' snapshots (file:///DIR; mem://): a partition taken over is restored from its newest snapshot and the tail of its log (docs/operations.md, Snapshots); default none")
+	fs.Int64Var(&nc.snapshotEvery, "snapshot-every", node.DefaultSnapshotEvery, "input records of a partition between two of its snapshots, with --snapshots")
 	var kf keyFlags
 	kf.registerNode(fs)
 	fs.Usage = func() {
