@@ -14,6 +14,8 @@ import (
 
 	"github.com/adrules/adrules/state"
 	"gocloud.dev/blob"
+	_ "gocloud.dev/blob/fileblob" // file:// URLs: dev mode and tests
+	_ "gocloud.dev/blob/memblob"  // mem:// URLs
 	"gocloud.dev/gcerrors"
 )
 
