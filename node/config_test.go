@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -368,7 +367,7 @@ func TestNodesRefuseUntrustedVersions(t *testing.T) {
 	v2 := nodes[0].RuleSet()
 
 	cl := kafkatest.Client(t, addrs)
-	publish(t, cl, topics, forgeries(t, addrs, topics)...)
+	publish(t, cl, topics, kafkatest.Forge(t, addrs, topics, "..", testSigner()).Records()...)
 	for i, n := range nodes {
 		eventually(t, fmt.Sprintf("node %d refusing the five records", i+1), func() bool { return n.obs.refusals() >= 5 })
 		if got := n.RuleSet(); got.Version != 2 || got.SHA256 != v2.SHA256 {
@@ -407,37 +406,6 @@ func TestNodesRefuseUntrustedVersions(t *testing.T) {
 			t.Errorf("node %d ran versions %v, want 1 (or 2) to 4 and no forgery", i+1, swaps)
 		}
 	}
-}
-
-// forgeries are five records of the default rule set each of which a
-// node with testKeys must refuse, each a valid document, so that only its
-// signature or its number can refuse it: an unsigned v3, a v3 signed by a
-// key it does not trust (mallory's, seed 66), the history's last live
-// version (v2, signed by testSigner) replayed as v4, a shadow's
-// signature on a live v5, and v9223372036854775807.
-func forgeries(t *testing.T, addrs []string, topics streams.Topics) []versions.Record {
-	t.Helper()
-	loose := versionRecord(t, 3, "0.01") // signed by testSigner: a starting point
-	unsigned := loose
-	unsigned.Signature, unsigned.Author = nil, "mallory"
-	mallory := signedBy(t, seededSigner("mallory", 66), loose)
-	recs, err := streams.ReadAll(context.Background(), addrs, nil, topics.ConfigHistory)
-	if err != nil {
-		t.Fatal(err)
-	}
-	live, _ := versions.Live(streams.Entries(recs), "default")
-	replayed := live[len(live)-1] // v2, signed by testSigner for number 2
-	if replayed.Version != 2 || replayed.Signature == nil {
-		t.Fatalf("the history's last version: v%d, signed %v", replayed.Version, replayed.Signature != nil)
-	}
-	replayed.Version = 4
-	asLive := versionRecord(t, 5, "0.02")
-	asLive.Shadow = true
-	asLive = signed(t, asLive) // a shadow's signature...
-	asLive.Shadow = false      // ...on a live record
-	overflow := loose
-	overflow.Version, overflow.Signature = math.MaxInt64, nil
-	return []versions.Record{unsigned, mallory, replayed, asLive, overflow}
 }
 
 // TestNodeNeedsATrustList: a node refuses to start without a trust list,

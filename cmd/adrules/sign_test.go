@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -41,25 +40,9 @@ func TestForgedVersionsHistory(t *testing.T) {
 
 	// The forgeries: each a valid document, so that only its signature or
 	// its number can refuse it.
-	loose := versionRecord(t, 3, "0.01") // signed by testSigner: a starting point
-	unsigned := loose
-	unsigned.Signature, unsigned.Author = nil, "mallory"
-	mallory := signedBy(t, seededSigner("mallory", 66), loose)
-	recs, err := streams.ReadAll(context.Background(), addrs, nil, topics.ConfigHistory)
-	if err != nil {
-		t.Fatal(err)
-	}
-	live, _ := versions.Live(streams.Entries(recs), "default")
-	replayed := live[len(live)-1] // v2, signed by testSigner for number 2
-	replayed.Version = 4
-	asLive := versionRecord(t, 5, "0.02")
-	asLive.Shadow = true
-	asLive = signed(t, asLive) // a shadow's signature...
-	asLive.Shadow = false      // ...on a live record
-	overflow := loose
-	overflow.Version, overflow.Signature = math.MaxInt64, nil
+	forged := kafkatest.Forge(t, addrs, topics, "../..", testSigner())
 	cl := kafkatest.Client(t, addrs)
-	for _, c := range []versions.Record{unsigned, mallory, replayed, asLive, overflow} {
+	for _, c := range forged.Records() {
 		if err := streams.Publish(context.Background(), cl, topics, c); err != nil {
 			t.Fatal(err)
 		}
@@ -74,7 +57,7 @@ func TestForgedVersionsHistory(t *testing.T) {
 		`(?m)^v1 .*signed by tester key ` + testSigner().Public().ID() + `$`,
 		`(?m)^v2 .*signed by tester key `,
 		`(?m)^v3 .*mallory .*unsigned$`,
-		`(?m)^v3 .*NOT TRUSTED: key ` + seededSigner("mallory", 66).Public().ID() + ` \(says mallory\)$`,
+		`(?m)^v3 .*NOT TRUSTED: key ` + forged.Stranger.Public().ID() + ` \(says mallory\)$`,
 		`(?m)^v4 .*BAD SIGNATURE: key `,
 		`(?m)^v5 .*BAD SIGNATURE: key `,
 	} {
@@ -257,17 +240,4 @@ func TestDevSigns(t *testing.T) {
 	if err != nil || again.Public().ID() != devKey.Public().ID() {
 		t.Fatalf("dev changed its key on a restart: %v", err)
 	}
-}
-
-// versionRecord is the default rule set with its CTR threshold set to ctr,
-// as published version v, signed by testSigner.
-func versionRecord(t *testing.T, v int64, ctr string) versions.Record {
-	t.Helper()
-	path := t.TempDir() + "/rules.yaml"
-	writeReplaced(t, "../../examples/rules.yaml", path, "ctr_threshold: 0.03", "ctr_threshold: "+ctr)
-	rs, err := loadRules(path, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signed(t, versions.Record{Name: "default", Version: v, SHA256: rs.SHA256, Author: "test", Document: rs.Doc.Canonical()})
 }

@@ -1,7 +1,11 @@
-// Package kafkatest holds what the Kafka tests of streams and cmd share: a
-// cluster (in-process kfake, or $KAFKA_BROKERS), producing JSON lines keyed
-// by a field, reading a topic as a read_committed consumer, waiting for a
-// group to catch up, and comparing outputs across partitionings.
+// Package kafkatest holds what the module's Kafka tests (streams, node,
+// replay, cmd, internal/bench) share: a cluster (in-process kfake, or
+// $KAFKA_BROKERS), producing JSON lines keyed by a field, reading a topic
+// as a read_committed consumer, waiting for a group to catch up, and
+// comparing outputs across partitionings. And two fixtures that the node's
+// tests and the commands' both need: a cluster holding a live rule set, its
+// shadow and both sides' decisions (NewShadowCluster), and the forged
+// version records a node must refuse (Forge).
 //
 // # No sleeps
 //
