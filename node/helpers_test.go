@@ -356,6 +356,7 @@ type recorder struct {
 	judged     []*node.Judgement
 	promoted   [][2]int64
 	heartbeats int
+	rebuilt    map[string]int // partitions whose state rebuild ended, by topic
 }
 
 var _ node.Observer = (*recorder)(nil)
@@ -370,6 +371,17 @@ func (r *recorder) Observe(s engine.Stats) {
 	r.rejected[s.Stage] += s.Rejected
 	for rule, n := range s.Decisions {
 		r.decisions[rule] += n
+	}
+}
+
+func (r *recorder) Rebuilding(topic string, _ int32, done bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if done {
+		if r.rebuilt == nil {
+			r.rebuilt = map[string]int{}
+		}
+		r.rebuilt[topic]++
 	}
 }
 
@@ -421,6 +433,25 @@ func (r *recorder) decided(rule string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.decisions[rule]
+}
+
+// decidedAll returns the decisions of every rule so far.
+func (r *recorder) decidedAll() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, k := range r.decisions {
+		n += k
+	}
+	return n
+}
+
+// rebuilds returns how many rebuilds of a partition of topic's state
+// ended.
+func (r *recorder) rebuilds(topic string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rebuilt[topic]
 }
 
 // refusals is how many records or versions the node refused.

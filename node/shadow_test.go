@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/adrules/adrules/internal/gen"
 	"github.com/adrules/adrules/internal/kafkatest"
 	"github.com/adrules/adrules/node"
 	"github.com/adrules/adrules/streams"
@@ -196,4 +198,190 @@ func TestShadowAutoPromote(t *testing.T) {
 			t.Errorf("claims %+v, publisher %s", claims, p.Author)
 		}
 	})
+}
+
+// TestShadowNode: a node runs a published shadow beside the live rule set.
+// The shadow starts at its publish time, its state warmed up by the
+// records of the window before (not by older ones); its decisions (on the
+// shadow topic only, carrying its version) are the shadow rule set's on
+// the records after, and they are told to the shadow observer alone: the
+// live outputs, Status and the live observer are exactly those of a run
+// without a shadow. An invalid shadow version is refused and the shadow
+// keeps running; once retired, it decides nothing more.
+func TestShadowNode(t *testing.T) {
+	t.Parallel()
+	addrs, topics := kafkatest.Brokers(t)
+	n := start(t, options(t, addrs, topics, "s1")) // bootstraps v1
+	live := n.RuleSet()
+	cl := kafkatest.Client(t, addrs)
+	ctx := context.Background()
+
+	lines := kafkatest.History(t, 6, gen.Options{Accounts: 2, BadPct: 1, DupPct: 1})
+	q := len(lines) / 4
+	parts := [][][]byte{lines[:q], lines[q : 2*q], lines[2*q : 3*q], lines[3*q:]}
+
+	// First, records stamped 30 days ago, beyond the warm-up: copies of
+	// part 2. Were they replayed into the shadow's state, part 2 would be
+	// duplicates there and decide nothing. Then part 1, produced before
+	// the shadow is published: it only warms the shadow's state up.
+	old := parts[1]
+	produceAt(t, cl, topics.Metrics, old, time.Now().Add(-30*24*time.Hour))
+	kafkatest.Produce(t, cl, topics.Metrics, "ad_id", parts[0])
+	pub, err := streams.PublishDocument(ctx, clusterOf(t, addrs, topics), testKeys(), document(t, "ctr_threshold: 0.03", "ctr_threshold: 0.02"), "test", true)
+	if err != nil || pub.Version != 2 || !pub.Shadow {
+		t.Fatalf("publish the shadow: %+v %v, want shadow v2", pub, err)
+	}
+	eventually(t, "the shadow running", func() bool { return n.Status().Shadow == 2 && n.shadow.version() == 2 })
+	shadow := ruleSet(t, "ctr_threshold: 0.03", "ctr_threshold: 0.02")
+	kafkatest.Produce(t, cl, topics.Metrics, "ad_id", parts[1])
+
+	// An invalid shadow v3, written by hand: refused, and v2 goes on.
+	bad := signed(t, versions.Record{Name: "default", Version: 3, SHA256: "0", Author: "x", Shadow: true,
+		Document: []byte(`{"name":"default","rules":[{"id":"r","when":"ad.nope","emit":{"type":"t"}}]}`)})
+	if err := streams.Publish(ctx, cl, topics, bad); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the invalid shadow refused", func() bool { return n.obs.refusals() >= 1 })
+	if v := n.Status().Shadow; v != 2 {
+		t.Fatalf("after an invalid v3 the node runs shadow v%d, want 2", v)
+	}
+	kafkatest.Produce(t, cl, topics.Metrics, "ad_id", parts[2])
+
+	// The shadow's decisions: its rule set's on parts 2 and 3, after a
+	// warm-up on part 1.
+	upTo3 := slices.Concat(parts[0], parts[1], parts[2])
+	t.Logf("%d lines: %d old, %d per part", len(lines), len(old), q)
+	all3, sum3 := kafkatest.Backtest(t, shadow, upTo3)
+	warm, sumWarm := kafkatest.Backtest(t, shadow, parts[0])
+	want := minus(kafkatest.Normalize(t, all3), kafkatest.Normalize(t, warm))
+	t.Logf("the shadow decides %d times on part 1 (warm-up) and %d times on parts 2 and 3", len(warm), len(want))
+	if len(want) == 0 {
+		t.Fatal("the shadow decides nothing on parts 2 and 3: the test would prove little")
+	}
+	got, applied := kafkatest.ConsumeDecisions(t, addrs, topics.ShadowDecisions, len(want), time.Minute)
+	if g := kafkatest.Normalize(t, got); !slices.Equal(g, want) {
+		t.Fatalf("the shadow's decisions differ from its rule set's after the warm-up:\ngot  %d %q\nwant %d %q", len(g), g, len(want), want)
+	}
+	perRule := map[string]int{}
+	for _, d := range slices.Concat(got, applied) {
+		var m struct {
+			Version int64  `json:"ruleset_version"`
+			Rule    string `json:"rule_id"`
+		}
+		json.Unmarshal(d, &m)
+		if m.Version != 2 {
+			t.Fatalf("a shadow record carries ruleset_version %d, want 2: %s", m.Version, d)
+		}
+		if m.Rule != "" {
+			perRule[m.Rule]++
+		}
+	}
+	if len(applied) == 0 {
+		t.Fatal("no config_applied record on the shadow decisions topic")
+	}
+	shadowEvents := len(parts[1]) + len(parts[2])
+	eventually(t, "the shadow observer told of parts 2 and 3", func() bool { in, _ := n.shadow.stage(1); return in == shadowEvents })
+	for rule, k := range perRule {
+		if c := n.shadow.decided(rule); c != k {
+			t.Fatalf("the shadow observer was told of %d decisions of rule %q, want %d", c, rule, k)
+		}
+	}
+	// The shadow's guards judged exactly its own proposals.
+	if k := sum3.Proposals - sumWarm.Proposals; k > 0 {
+		for _, v := range kafkatest.ConsumeRecords(t, addrs, topics.ShadowVerdicts, k, time.Minute) {
+			if !strings.Contains(string(v.Value), `"ruleset_version":2`) {
+				t.Fatalf("a shadow verdict without v2: %s", v.Value)
+			}
+		}
+	}
+
+	// Retired: the pipeline stops, and decides nothing on part 4, where it
+	// would.
+	if err := streams.RetireShadow(ctx, cl, topics, "default", 2, "test"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the shadow stopped", func() bool { return n.Status().Shadow == 0 && n.shadow.version() == 0 })
+	if all, _ := kafkatest.Backtest(t, shadow, lines); len(all) == len(all3) {
+		t.Fatal("the shadow would decide nothing on part 4: the test would prove little")
+	}
+	kafkatest.Produce(t, cl, topics.Metrics, "ad_id", parts[3])
+
+	// The live outputs are those of a run without a shadow, and no live
+	// topic holds a record of the shadow's version.
+	wantLive, sum := kafkatest.Backtest(t, live, slices.Concat(old, lines))
+	gotLive, appliedLive := kafkatest.ConsumeDecisions(t, addrs, topics.Decisions, len(wantLive), time.Minute)
+	if !slices.Equal(kafkatest.Normalize(t, gotLive), kafkatest.Normalize(t, wantLive)) {
+		t.Fatal("the live decisions differ from a run without a shadow")
+	}
+	kafkatest.CaughtUp(t, addrs, n.o.Group, topics, time.Minute)
+	verdicts := 0
+	for _, k := range sum.Verdicts {
+		verdicts += k
+	}
+	liveRecs := slices.Concat(gotLive, appliedLive)
+	for _, x := range []struct {
+		topic string
+		n     int
+	}{{topics.Proposals, sum.Proposals}, {topics.Verdicts, verdicts}, {topics.DLQ, int(sum.Rejected)}} {
+		if x.n == 0 {
+			continue
+		}
+		consume := kafkatest.ConsumeRecords
+		if x.topic == topics.Proposals {
+			consume = kafkatest.ConsumeProposals
+		}
+		for _, rec := range consume(t, addrs, x.topic, x.n, time.Minute) {
+			liveRecs = append(liveRecs, rec.Value)
+		}
+	}
+	for _, rec := range liveRecs {
+		if strings.Contains(string(rec), `"ruleset_version":2`) {
+			t.Fatalf("a live topic holds a record of the shadow: %s", rec)
+		}
+	}
+	eventually(t, "the live decisions counted", func() bool {
+		return n.Status().Decisions >= int64(len(wantLive)) && n.obs.decidedAll() >= len(wantLive)
+	})
+	if st, o := n.Status().Decisions, n.obs.decidedAll(); st != int64(len(wantLive)) || o != len(wantLive) {
+		t.Fatalf("Status counts %d live decisions and the live observer was told of %d, want %d: they count the shadow's", st, o, len(wantLive))
+	}
+	kafkatest.ConsumeDecisions(t, addrs, topics.ShadowDecisions, len(want), time.Minute) // exactly: nothing after the retirement
+	if in, _ := n.shadow.stage(1); in != shadowEvents {
+		t.Fatalf("the retired shadow processed %d events, want %d", in, shadowEvents)
+	}
+}
+
+// produceAt writes lines to topic keyed by ad_id, stamped ts.
+func produceAt(t *testing.T, cl *kgo.Client, topic string, lines [][]byte, ts time.Time) {
+	t.Helper()
+	var recs []*kgo.Record
+	for _, l := range lines {
+		var m struct {
+			AdID string `json:"ad_id"`
+		}
+		json.Unmarshal(l, &m)
+		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(m.AdID), Value: l, Timestamp: ts})
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// minus returns the sorted lines of a that are not in b, each line as
+// often as it is in a more than in b.
+func minus(a, b []string) []string {
+	n := map[string]int{}
+	for _, s := range b {
+		n[s]++
+	}
+	var out []string
+	for _, s := range a {
+		if n[s] > 0 {
+			n[s]--
+			continue
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -162,3 +162,9 @@ func writeReplaced(t *testing.T, from, to, old, new string) {
 		t.Fatal(err)
 	}
 }
+
+// configFlags are the flags of a config command against the test's topics.
+func configFlags(addrs []string, topics streams.Topics) []string {
+	return []string{"--brokers", strings.Join(addrs, ","), "--topic-config", topics.Config,
+		"--topic-config-history", topics.ConfigHistory, "--topic-status", topics.Status}
+}

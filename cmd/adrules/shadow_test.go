@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -21,6 +23,62 @@ func newShadowCluster(t *testing.T, autoPromote bool, decides func(int) bool) *k
 func shadowFlags(c *kafkatest.ShadowCluster) []string {
 	return []string{"--brokers", strings.Join(c.Addrs, ","), "--topic-config", c.Topics.Config, "--topic-config-history", c.Topics.ConfigHistory,
 		"--topic-metrics", c.Topics.Metrics, "--topic-decisions", c.Topics.Decisions, "--topic-shadow-decisions", c.Topics.ShadowDecisions}
+}
+
+// TestShadowPublish: publish --shadow refuses an invalid file with its
+// position, and takes the next number of the one sequence that live and
+// shadow versions share; get --shadow shows it, history lists it, and
+// retire-shadow ends it.
+func TestShadowPublish(t *testing.T) {
+	addrs, topics := kafkatest.Brokers(t)
+	kafkatest.Setup(t, addrs, topics)
+	flags := configFlags(addrs, topics)
+	config := func(args ...string) (string, string, error) {
+		return adrules(t, "", nil, append(append([]string{"config", args[0]}, flags...), args[1:]...)...)
+	}
+	dir := t.TempDir()
+	loose, bad := filepath.Join(dir, "loose.yaml"), filepath.Join(dir, "bad.yaml")
+	writeReplaced(t, "../../examples/rules.yaml", loose, "ctr_threshold: 0.03", "ctr_threshold: 0.02")
+	writeReplaced(t, "../../examples/rules.yaml", bad, "ad.ctr >", "ad.ctx >")
+
+	if out, _, err := config("publish", "../../examples/rules.yaml"); err != nil || !strings.Contains(out, "published default v1 sha256") {
+		t.Fatalf("publish v1: %v %s", err, out)
+	}
+	_, stderr, err := config("publish", "--shadow", bad)
+	if exitCode(err) != 1 || !regexp.MustCompile(regexp.QuoteMeta(bad)+`:\d+:\d+: rule winner: `).MatchString(stderr) {
+		t.Fatalf("publishing an invalid shadow: exit %d, %q; want 1 and FILE:LINE:COL", exitCode(err), stderr)
+	}
+	if out, _, err := config("publish", "--shadow", loose); err != nil || !strings.Contains(out, "published default v2 as the shadow") {
+		t.Fatalf("publish --shadow: %v %s", err, out)
+	}
+	// The next live version comes after the shadow's.
+	if out, _, err := config("publish", "../../examples/rules.yaml"); err != nil || !strings.Contains(out, "published default v3 sha256") {
+		t.Fatalf("publish v3: %v %s", err, out)
+	}
+	if out, stderr, err := config("get", "--shadow"); err != nil || !strings.Contains(out, `"ctr_threshold":0.02`) || !strings.Contains(stderr, "default v2 (shadow)") {
+		t.Fatalf("get --shadow: %v %s %s", err, out, stderr)
+	}
+	if out, _, err := config("get"); err != nil || !strings.Contains(out, `"ctr_threshold":0.03`) {
+		t.Fatalf("get: %v %s", err, out)
+	}
+	if out, _, err := config("history"); err != nil || strings.Count(out, "\n") != 3 || !regexp.MustCompile(`(?m)^v2 .*shadow$`).MatchString(out) {
+		t.Fatalf("history: %v\n%s", err, out)
+	}
+	if out, _, err := config("retire-shadow"); err != nil || !strings.Contains(out, "retired the shadow of default (v2)") {
+		t.Fatalf("retire-shadow: %v %s", err, out)
+	}
+	if _, _, err := config("get", "--shadow"); err == nil {
+		t.Fatal("get --shadow after the retirement found a shadow")
+	}
+	if _, _, err := config("retire-shadow"); err == nil {
+		t.Fatal("retiring a retired shadow succeeded")
+	}
+	if out, _, err := config("history"); err != nil || !regexp.MustCompile(`(?m)^v2 .*shadow retired$`).MatchString(out) {
+		t.Fatalf("history after the retirement: %v\n%s", err, out)
+	}
+	if out, _, err := config("publish", "--shadow", loose); err != nil || !strings.Contains(out, "published default v4 as the shadow") {
+		t.Fatalf("a second shadow: %v %s", err, out)
+	}
 }
 
 func TestShadowStatus(t *testing.T) {

@@ -1,4 +1,4 @@
-package main
+package node_test
 
 import (
 	"context"
@@ -12,16 +12,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// TestNodeReroutes: `adrules run` is wired to reroute (the streams test
-// proves the mechanism): an ad's events produced half to a partition its
-// key does not belong to give the same decisions as the file backtest, and
-// the misplaced ones are copied to where they belong.
+// TestNodeReroutes: a node is wired to reroute (the streams test proves
+// the mechanism): an ad's events produced half to a partition its key does
+// not belong to give the same decisions as the file backtest, and the
+// misplaced ones are copied to where they belong.
 func TestNodeReroutes(t *testing.T) {
+	t.Parallel()
 	addrs, topics := kafkatest.Brokers(t)
 	kafkatest.Setup(t, addrs, topics)
-	startRunNode(t, testNodeConfig(addrs, topics, "r", t.TempDir()))
+	start(t, options(t, addrs, topics, "r"))
 	lines := kafkatest.History(t, 71, gen.Options{Accounts: 2})
-	want, _ := kafkatest.Backtest(t, kafkatest.DefaultRules(t, "../.."), lines)
+	want, _ := kafkatest.Backtest(t, kafkatest.DefaultRules(t, ".."), lines)
 	// Every event of about half the ads goes to the partition after its
 	// own.
 	wrong := kafkatest.Client(t, addrs, kgo.RecordPartitioner(kgo.ManualPartitioner()))
