@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,9 +18,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// TestConfigAsEvents: publish, history, get and rollback; a running node
-// bootstraps the first version, switches to a newly published one between
-// batches, and refuses an invalid one, keeping the last good version.
+// TestConfigAsEvents: publish, history, get and rollback, and what config
+// status and /metrics say of a running node: it bootstraps the first
+// version, switches to a newly published one between batches, and refuses
+// an invalid one, keeping the last good version (package node tests how).
 func TestConfigAsEvents(t *testing.T) {
 	addrs, topics := kafkatest.Brokers(t)
 	kafkatest.Setup(t, addrs, topics)
@@ -29,34 +30,38 @@ func TestConfigAsEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	v1, err := loadRules("../../examples/rules.yaml", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// A node with nothing published publishes its rules file as v1.
-	nc := testNodeConfig(addrs, topics, "c", t.TempDir())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	started := make(chan *nodeRun, 1)
-	go func() { done <- runNode(ctx, nc, io.Discard, nil, func(n *nodeRun) { started <- n }) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	n := <-started
-	if v := n.rs.Version; v != 1 {
-		t.Fatalf("bootstrapped version %d, want 1", v)
+	n := startRunNode(t, testNodeConfig(addrs, topics, "c", t.TempDir())).n
+	// runs waits until config status lists the node on version v of sha256
+	// (in the heartbeat it writes at start, then every 2 seconds).
+	runs := func(v int64, sha string) {
+		t.Helper()
+		line := regexp.MustCompile(fmt.Sprintf(`(?m)^c +live +default v%d %s +heartbeat .* http %s$`, v, short(sha), regexp.QuoteMeta(n.addr)))
+		eventually(t, fmt.Sprintf("the node on v%d in config status", v), func() bool {
+			out, stderr, err := adrules(t, "", nil, "config", "status", "--brokers", b, "--topic-config", topics.Config, "--topic-status", topics.Status)
+			return err == nil && line.MatchString(out) && strings.Contains(stderr, "1 live nodes")
+		})
 	}
-	// config status lists the node from its first heartbeat, written at
-	// start (package node tests the heartbeats that follow).
-	eventually(t, "the node in config status", func() bool {
-		out, stderr, err := adrules(t, "", nil, "config", "status", "--brokers", b, "--topic-config", topics.Config, "--topic-status", topics.Status)
-		return err == nil && regexp.MustCompile(`(?m)^c +live +default v1 .* http `+regexp.QuoteMeta(n.addr)+`$`).MatchString(out) && strings.Contains(stderr, "1 live nodes")
-	})
+	metrics := func() map[string]float64 {
+		_, series := scrape(t, "http://"+n.addr+"/metrics")
+		return series
+	}
+	const liveVersion, refused = `adrules_config_version{pipeline="live"}`, `adrules_config_refused_total{}`
+	runs(1, v1.SHA256)
 
 	// v2: a stricter CTR threshold, published with the CLI.
 	dir := t.TempDir()
 	strict := filepath.Join(dir, "strict.yaml")
 	os.WriteFile(strict, []byte(strings.Replace(string(base), "ctr_threshold: 0.03", "ctr_threshold: 0.05", 1)), 0o644)
+	v2, err := loadRules(strict, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, stderr, err := adrules(t, "", nil, "config", "publish", "--brokers", b, "--topic-config", topics.Config, "--topic-config-history", topics.ConfigHistory, strict)
 	if err != nil || !strings.Contains(out, "published default v2") {
 		t.Fatalf("publish: %v %s %s", err, out, stderr)
@@ -67,28 +72,14 @@ func TestConfigAsEvents(t *testing.T) {
 	if _, _, err := adrules(t, "", nil, "config", "publish", "--brokers", b, "--topic-config", topics.Config, "--topic-config-history", topics.ConfigHistory, bad); exitCode(err) != 1 {
 		t.Fatalf("publishing an invalid file: exit %d, want 1", exitCode(err))
 	}
-
-	waitVersion := func(want int64) {
-		t.Helper()
-		deadline := time.After(30 * time.Second)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for n.ruleSet().Version != want {
-			select {
-			case <-deadline:
-				t.Fatalf("the node runs v%d, want v%d", n.ruleSet().Version, want)
-			case <-tick.C:
-			}
-		}
-	}
-	waitVersion(2)
-	if got := n.version(); got != 2 {
+	runs(2, v2.SHA256)
+	if got := metrics()[liveVersion]; got != 2 {
 		t.Fatalf("adrules_config_version = %v, want 2", got)
 	}
 
 	// v3 on the topic is invalid (a record written by hand): every node
 	// refuses it and stays on v2.
-	doc := strings.Replace(string(n.ruleSet().Doc.Canonical()), "ad.ctr >", "ad.ctx >", 1)
+	doc := strings.Replace(string(v2.Doc.Canonical()), "ad.ctr >", "ad.ctx >", 1)
 	rec := signed(t, versions.Record{Name: "default", Version: 3, SHA256: "x", Author: "mallory", Document: json.RawMessage(doc)})
 	cl := kafkatest.Client(t, addrs)
 	if err := streams.Publish(context.Background(), cl, topics, rec); err != nil {
@@ -98,23 +89,14 @@ func TestConfigAsEvents(t *testing.T) {
 	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: topics.Config, Key: []byte("default")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.After(30 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	for n.refused() < 1 {
-		select {
-		case <-deadline:
-			t.Fatal("the invalid version was not refused")
-		case <-tick.C:
-		}
-	}
-	tick.Stop()
-	if v := n.ruleSet().Version; v != 2 {
-		t.Fatalf("after an invalid v3 the node runs v%d, want 2", v)
+	eventually(t, "/metrics counting the invalid version refused", func() bool { return metrics()[refused] >= 1 })
+	if v := metrics()[liveVersion]; v != 2 {
+		t.Fatalf("after an invalid v3 adrules_config_version = %v, want 2", v)
 	}
 
 	// Decisions carry the version in force.
 	lines := kafkatest.History(t, 4, gen.Options{Accounts: 2})
-	want, _ := kafkatest.Backtest(t, n.ruleSet(), lines)
+	want, _ := kafkatest.Backtest(t, v2, lines)
 	if len(want) == 0 {
 		t.Fatal("v2 makes no decisions on this history: the test would prove little")
 	}
@@ -142,10 +124,8 @@ func TestConfigAsEvents(t *testing.T) {
 	if err != nil || !strings.Contains(out, "published default v4 (the document of v1)") {
 		t.Fatalf("rollback: %v %s", err, out)
 	}
-	waitVersion(4)
-	if n.ruleSet().SHA256 != n.rs.SHA256 {
-		t.Fatal("after the rollback the node does not run v1's document")
-	}
+	// After the rollback the node runs v1's document.
+	runs(4, v1.SHA256)
 	got, _, err := adrules(t, "", nil, "config", "get", "--brokers", b, "--topic-config", topics.Config)
 	if err != nil || !strings.Contains(got, `"ctr_threshold":0.03`) {
 		t.Fatalf("get: %v %s", err, got)
