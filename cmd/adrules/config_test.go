@@ -102,8 +102,28 @@ func TestConfigAsEvents(t *testing.T) {
 	}
 	kafkatest.Produce(t, cl, topics.Metrics, "ad_id", lines)
 	decisions, applied := kafkatest.ConsumeDecisions(t, addrs, topics.Decisions, len(want), time.Minute)
-	if len(applied) == 0 || !strings.Contains(string(applied[0]), `"ruleset_version":2`) {
-		t.Fatalf("switch points: %s", applied)
+	// The switch points of the metric events, produced after the swap,
+	// name v2 (stage 2 may have recorded v1's on the proposals topic, for
+	// the progress records it read before).
+	switches := 0
+	for _, a := range applied {
+		var m struct {
+			Version int64 `json:"ruleset_version"`
+			Input   struct {
+				Topic string `json:"topic"`
+			} `json:"input"`
+		}
+		json.Unmarshal(a, &m)
+		if m.Input.Topic != topics.Metrics {
+			continue
+		}
+		switches++
+		if m.Version != 2 {
+			t.Fatalf("a switch point of %s names v%d, want v2: %s", topics.Metrics, m.Version, a)
+		}
+	}
+	if switches == 0 {
+		t.Fatalf("no switch point of %s: %s", topics.Metrics, applied)
 	}
 	for _, d := range decisions {
 		var m struct {
