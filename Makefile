@@ -4,7 +4,7 @@ FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 BIN       := bin/adrules
 # The packages with Kafka tests, and the flags of their run by make it.
-IT_PKGS   ?= ./streams ./cmd/adrules
+IT_PKGS   ?= ./streams ./node ./replay ./internal/backtest ./cmd/adrules
 ITFLAGS   ?= -race
 
 .PHONY: help build run demo test testrace it lint fuzz bench bench-backtest bench-e2e generate-check clean

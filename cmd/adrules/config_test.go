@@ -43,7 +43,7 @@ func TestConfigAsEvents(t *testing.T) {
 		t.Helper()
 		line := regexp.MustCompile(fmt.Sprintf(`(?m)^c +live +default v%d %s +heartbeat .* http %s$`, v, short(sha), regexp.QuoteMeta(n.addr)))
 		eventually(t, fmt.Sprintf("the node on v%d in config status", v), func() bool {
-			out, stderr, err := adrules(t, "", nil, "config", "status", "--brokers", b, "--topic-config", topics.Config, "--topic-status", topics.Status)
+			out, stderr, err := adrules(t, "", nil, "config", "status", "--brokers", b, "--topic-config", topics.Config, "--topic-config-history", topics.ConfigHistory, "--topic-status", topics.Status)
 			return err == nil && line.MatchString(out) && strings.Contains(stderr, "1 live nodes")
 		})
 	}
@@ -146,7 +146,7 @@ func TestConfigAsEvents(t *testing.T) {
 	}
 	// After the rollback the node runs v1's document.
 	runs(4, v1.SHA256)
-	got, _, err := adrules(t, "", nil, "config", "get", "--brokers", b, "--topic-config", topics.Config)
+	got, _, err := adrules(t, "", nil, "config", "get", "--brokers", b, "--topic-config", topics.Config, "--topic-config-history", topics.ConfigHistory)
 	if err != nil || !strings.Contains(got, `"ctr_threshold":0.03`) {
 		t.Fatalf("get: %v %s", err, got)
 	}
