@@ -73,13 +73,10 @@ func (nc nodeConfig) options(cl *streams.Cluster, env map[string]string, log *sl
 // heartbeatEvery is how often a node says which version it runs.
 const heartbeatEvery = node.DefaultHeartbeatEvery
 
-// nodeRun is a running node, for dev's status line and for tests: the
-// node and its metrics registry.
+// nodeRun is a running node, for dev's status line and for tests.
 type nodeRun struct {
 	*node.Node
 	addr string
-	rs   *rules.RuleSet // the rule set the node started with
-	reg  *prometheus.Registry
 }
 
 func (n *nodeRun) ruleSet() *rules.RuleSet { return n.RuleSet() }
@@ -105,7 +102,7 @@ func runNode(ctx context.Context, nc nodeConfig, stderr io.Writer, env map[strin
 	o.Started = func(n *node.Node) {
 		live.Attach(n)
 		if started != nil {
-			started(&nodeRun{Node: n, addr: n.Addr(), rs: n.RuleSet(), reg: reg})
+			started(&nodeRun{Node: n, addr: n.Addr()})
 		}
 	}
 	n, err := node.Start(ctx, o)
