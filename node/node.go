@@ -45,6 +45,8 @@ type Node struct {
 	// rebuilding counts the partitions whose state is being rebuilt;
 	// events and decisions count the live pipeline's work, for Status.
 	rebuilding, events, decisions counter
+	// restores tracks the live partitions' restores for the observer.
+	restores restores
 
 	mu       sync.Mutex
 	assigned map[string]map[int32]bool // the partitions this node owns now: restored (true) or not yet
@@ -124,6 +126,7 @@ func Start(parent context.Context, o Options) (_ *Node, err error) {
 		return nil, err
 	}
 	n := &Node{o: o, cluster: cl, db: db, done: make(chan struct{})}
+	n.restores.n = n
 	if n.snaps, err = n.openSnapshots(ctx); err != nil {
 		return nil, err
 	}
@@ -282,15 +285,27 @@ func (n *Node) routes() http.Handler {
 // newEngine is the engine of one pipeline of the node (the live one, with
 // its history, or a shadow's): both stages over sn, the state in db.
 func (n *Node) newEngine(rs *rules.RuleSet, sn *streams.Node, db *state.DB, obs engine.Observer, topics streams.Topics, history engine.History) (*engine.Engine, error) {
+	live := db == n.db
 	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) {
-		if n.snaps != nil && db == n.db { // the live pipeline's
-			if err := n.snaps.restore(topic, p); err != nil {
+		if !live {
+			return db.Partition(topic, p)
+		}
+		start := n.o.Clock.Now()
+		var snap *SnapshotInfo
+		if n.snaps != nil {
+			var err error
+			if snap, err = n.snaps.restore(topic, p); err != nil {
 				return nil, err
 			}
 		}
+		n.restores.begin(topic, p, snap, start)
 		return db.Partition(topic, p)
 	})
-	return engine.New(rs, sn, sn, store, EngineOptions(sn, obs, n.o.Logger, topics, history)...)
+	var src engine.Source = sn
+	if live {
+		src = liveSource{sn, &n.restores} // counts the replays' progress
+	}
+	return engine.New(rs, src, sn, store, EngineOptions(sn, obs, n.o.Logger, topics, history)...)
 }
 
 // EngineOptions are the engine options of a node's pipeline over sn: keys

@@ -1,10 +1,15 @@
 package node
 
 import (
+	"context"
+	"math"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/adrules/adrules/engine"
 	"github.com/adrules/adrules/rules"
+	"github.com/adrules/adrules/streams"
 )
 
 // Observer is told what one pipeline of a node (the live one, or the
@@ -38,20 +43,76 @@ type Observer interface {
 	Promoted(shadow, live int64)
 	// Heartbeat is told of each heartbeat written (err nil) or not.
 	Heartbeat(err error)
+	// RestoreProgress is told, while a live partition's state is replayed
+	// from its log, of the records replayed so far and of the records to
+	// replay (total, -1 while not known), after each chunk.
+	RestoreProgress(topic string, partition int32, replayed, total int64)
+	// RestoreDone is told that a live partition's restore ended (just
+	// before Restored): where its state came from and how long it took.
+	RestoreDone(r Restore)
+	// SnapshotWritten is told of each snapshot of a live partition the
+	// node wrote to its store (err nil), or took and failed to write.
+	SnapshotWritten(s SnapshotInfo, err error)
+}
+
+// The sources of a partition's restore (Restore.Source).
+const (
+	// RestoreSnapshot: a snapshot was imported, then the log's tail
+	// replayed.
+	RestoreSnapshot = "snapshot"
+	// RestoreLog: no snapshot was imported and records were replayed from
+	// the log.
+	RestoreLog = "log"
+	// RestoreLocal: the local state was current; nothing was imported or
+	// replayed.
+	RestoreLocal = "local"
+)
+
+// Restore is one partition's restore, from the moment the engine asked
+// for its state to the moment it was ready.
+type Restore struct {
+	Topic     string
+	Partition int32
+	// Source is RestoreSnapshot, RestoreLog or RestoreLocal.
+	Source string
+	// Elapsed is the restore's wall time, from Options.Clock.
+	Elapsed time.Duration
+	// Replayed counts the records replayed from the log.
+	Replayed int64
+	// Snapshot is the snapshot imported (Source RestoreSnapshot), else nil.
+	Snapshot *SnapshotInfo
+	// EventTime is the partition's event time once restored (epoch ms),
+	// math.MinInt64 before its first record.
+	EventTime int64
+}
+
+// SnapshotInfo describes one snapshot of a partition.
+type SnapshotInfo struct {
+	Topic     string
+	Partition int32
+	// Offset is the next input offset the snapshot covers.
+	Offset int64
+	// EventTime is the largest event time in the snapshot (epoch ms).
+	EventTime int64
+	// Bytes counts its pairs' bytes (0 when not written).
+	Bytes int64
 }
 
 // NopObserver does nothing.
 type NopObserver struct{}
 
-func (NopObserver) Observe(engine.Stats)              {}
-func (NopObserver) Rebuilding(string, int32, bool)    {}
-func (NopObserver) Assigned(map[string][]int32, bool) {}
-func (NopObserver) Restored(string, int32)            {}
-func (NopObserver) RuleSet(*rules.RuleSet)            {}
-func (NopObserver) ConfigRefused(string)              {}
-func (NopObserver) ShadowJudged(*Judgement)           {}
-func (NopObserver) Promoted(int64, int64)             {}
-func (NopObserver) Heartbeat(error)                   {}
+func (NopObserver) Observe(engine.Stats)                        {}
+func (NopObserver) Rebuilding(string, int32, bool)              {}
+func (NopObserver) Assigned(map[string][]int32, bool)           {}
+func (NopObserver) Restored(string, int32)                      {}
+func (NopObserver) RuleSet(*rules.RuleSet)                      {}
+func (NopObserver) ConfigRefused(string)                        {}
+func (NopObserver) ShadowJudged(*Judgement)                     {}
+func (NopObserver) Promoted(int64, int64)                       {}
+func (NopObserver) Heartbeat(error)                             {}
+func (NopObserver) RestoreProgress(string, int32, int64, int64) {}
+func (NopObserver) RestoreDone(Restore)                         {}
+func (NopObserver) SnapshotWritten(SnapshotInfo, error)         {}
 
 var _ Observer = NopObserver{}
 
@@ -93,6 +154,7 @@ func (o engineObserver) Rebuilding(topic string, partition int32, done bool) {
 }
 
 func (o engineObserver) Restored(topic string, partition int32) {
+	o.n.restores.done(topic, partition)
 	o.n.restored(topic, partition)
 	o.obs.Restored(topic, partition)
 }
@@ -105,3 +167,99 @@ func (o shadowObserver) Observe(s engine.Stats) { o.obs.Observe(s) }
 
 // counter is an atomic counter.
 type counter = atomic.Int64
+
+// restores tracks the live partitions' restores, from the engine's asking
+// for a partition's state (begin) through the replay of its log (the
+// source's Replay, progress) to its being restored (done), and tells the
+// observer. mu is a leaf.
+type restores struct {
+	n *Node
+
+	mu sync.Mutex
+	m  map[partKey]*restoring
+}
+
+type restoring struct {
+	start    time.Time
+	snapshot *SnapshotInfo
+	replayed int64
+}
+
+// begin records a partition's restore, begun at start; snap is the
+// snapshot imported, nil when none was.
+func (r *restores) begin(topic string, partition int32, snap *SnapshotInfo, start time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[partKey]*restoring{}
+	}
+	r.m[partKey{topic, partition}] = &restoring{start: start, snapshot: snap}
+}
+
+// progress counts n records replayed of total (-1: not known).
+func (r *restores) progress(topic string, partition int32, n, total int64) {
+	r.mu.Lock()
+	x := r.m[partKey{topic, partition}]
+	var replayed int64
+	if x != nil {
+		x.replayed += n
+		replayed = x.replayed
+	}
+	r.mu.Unlock()
+	if x != nil {
+		r.n.o.Observer.RestoreProgress(topic, partition, replayed, total)
+	}
+}
+
+// done ends a partition's restore and tells the observer.
+func (r *restores) done(topic string, partition int32) {
+	k := partKey{topic, partition}
+	r.mu.Lock()
+	x := r.m[k]
+	delete(r.m, k)
+	r.mu.Unlock()
+	if x == nil {
+		return
+	}
+	res := Restore{Topic: topic, Partition: partition, Source: RestoreLocal, Elapsed: r.n.o.Clock.Now().Sub(x.start),
+		Replayed: x.replayed, Snapshot: x.snapshot, EventTime: math.MinInt64}
+	switch {
+	case x.snapshot != nil:
+		res.Source = RestoreSnapshot
+	case x.replayed > 0:
+		res.Source = RestoreLog
+	}
+	if p, err := r.n.db.Partition(topic, partition); err == nil {
+		res.EventTime = p.EventTime()
+	}
+	r.n.o.Observer.RestoreDone(res)
+}
+
+// liveSource is the live engine's source: the node's streams.Node, whose
+// replays it counts for the restores' progress.
+type liveSource struct {
+	*streams.Node
+	r *restores
+}
+
+var (
+	_ engine.Replayer = liveSource{}
+	_ engine.Assigner = liveSource{}
+)
+
+// Replay counts what the engine replays into a partition's state: total is
+// to-from, or to less the first record's offset when from is the log's
+// start (-1).
+func (s liveSource) Replay(ctx context.Context, topic string, partition int32, from, to int64, fn func([]engine.Record) error) error {
+	total := int64(-1)
+	if from >= 0 {
+		total = to - from
+	}
+	return s.Node.Replay(ctx, topic, partition, from, to, func(recs []engine.Record) error {
+		if total < 0 && len(recs) > 0 {
+			total = to - recs[0].Offset
+		}
+		s.r.progress(topic, partition, int64(len(recs)), total)
+		return fn(recs)
+	})
+}

@@ -35,6 +35,7 @@ type snapshotter struct {
 	db    *state.DB
 	every int64
 	log   *slog.Logger
+	obs   Observer // told of the snapshots written
 	// version returns the sha256 of a rule set version the node ran, ""
 	// when it does not know it.
 	version func(int64) string
@@ -65,9 +66,9 @@ type job struct {
 	version int64
 }
 
-func newSnapshotter(ctx context.Context, store *snapshot.Store, db *state.DB, every int64, log *slog.Logger, version func(int64) string) *snapshotter {
+func newSnapshotter(ctx context.Context, store *snapshot.Store, db *state.DB, every int64, log *slog.Logger, obs Observer, version func(int64) string) *snapshotter {
 	save, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &snapshotter{store: store, db: db, every: every, log: log, version: version, ctx: ctx, save: save, cancel: cancel,
+	s := &snapshotter{store: store, db: db, every: every, log: log, obs: obs, version: version, ctx: ctx, save: save, cancel: cancel,
 		queue: make(chan job, 64), done: make(chan struct{}), last: map[partKey]int64{}, queued: map[partKey]bool{}}
 	go s.upload()
 	return s
@@ -79,11 +80,12 @@ func newSnapshotter(ctx context.Context, store *snapshot.Store, db *state.DB, ev
 // with none, the engine replays from the local state as without
 // snapshots. A store that cannot be read fails the restore: the node
 // stops and its supervisor restarts it, rather than rebuild from a log
-// whose retention may no longer hold the start.
-func (s *snapshotter) restore(topic string, partition int32) error {
+// whose retention may no longer hold the start. It returns the snapshot
+// imported, nil when none was.
+func (s *snapshotter) restore(topic string, partition int32) (*SnapshotInfo, error) {
 	p, err := s.db.Partition(topic, partition)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	local := p.Offset()
 	res, err := s.store.Restore(s.ctx, s.db, topic, partition, local)
@@ -91,18 +93,19 @@ func (s *snapshotter) restore(topic string, partition int32) error {
 		s.log.Warn("snapshot refused: an older one, or the log, restores the partition", "topic", topic, "partition", partition, "err", r)
 	}
 	if err != nil {
-		return fmt.Errorf("restore %s/%d from snapshots: %w", topic, partition, err)
+		return nil, fmt.Errorf("restore %s/%d from snapshots: %w", topic, partition, err)
 	}
 	k := partKey{topic, partition}
 	s.mu.Lock()
 	s.last[k] = max(local, res.Manifest.Offset)
 	s.mu.Unlock()
-	if res.Entry.Key != "" {
-		m := res.Manifest
-		s.log.Info("partition restored from a snapshot; the engine replays the tail", "topic", topic, "partition", partition,
-			"snapshot", res.Entry.Key, "offset", m.Offset, "local_offset", local, "keys", m.Keys, "bytes", m.Bytes, "sha256", m.SHA256, "created_at", m.CreatedAt)
+	if res.Entry.Key == "" {
+		return nil, nil
 	}
-	return nil
+	m := res.Manifest
+	s.log.Info("partition restored from a snapshot; the engine replays the tail", "topic", topic, "partition", partition,
+		"snapshot", res.Entry.Key, "offset", m.Offset, "local_offset", local, "keys", m.Keys, "bytes", m.Bytes, "sha256", m.SHA256, "created_at", m.CreatedAt)
+	return &SnapshotInfo{Topic: topic, Partition: partition, Offset: m.Offset, EventTime: m.EventTime, Bytes: m.Bytes}, nil
 }
 
 // committed is told of a partition's batch after its state commit (the
@@ -131,6 +134,7 @@ func (s *snapshotter) committed(st engine.Stats) {
 	}
 	if err != nil {
 		s.log.Warn("no snapshot taken", "topic", st.Topic, "partition", st.Partition, "err", err)
+		s.obs.SnapshotWritten(SnapshotInfo{Topic: st.Topic, Partition: st.Partition, Offset: st.Offset}, err)
 		s.unqueue(k, -1)
 		return
 	}
@@ -164,11 +168,14 @@ func (s *snapshotter) upload() {
 		vs := []state.Version{{Version: j.version, SHA256: s.version(j.version), From: -1}}
 		e, m, err := s.store.Save(s.save, j.snap, j.k.topic, j.k.partition, vs)
 		j.snap.Close()
+		info := SnapshotInfo{Topic: j.k.topic, Partition: j.k.partition, Offset: j.snap.Offset(), EventTime: j.snap.EventTime(), Bytes: m.Bytes}
 		switch {
 		case err != nil && !errors.Is(err, context.Canceled):
 			s.log.Warn("snapshot not written (or old ones not deleted)", "topic", j.k.topic, "partition", j.k.partition, "snapshot", e.Key, "err", err)
+			s.obs.SnapshotWritten(info, err)
 		case err == nil:
 			s.log.Debug("snapshot written", "snapshot", e.Key, "keys", m.Keys, "bytes", m.Bytes, "sha256", m.SHA256)
+			s.obs.SnapshotWritten(info, nil)
 		}
 		s.unqueue(j.k, j.snap.Offset())
 	}
@@ -215,7 +222,7 @@ func (n *Node) openSnapshots(ctx context.Context) (*snapshotter, error) {
 		}
 		return ""
 	}
-	s := newSnapshotter(ctx, store, n.db, o.SnapshotEvery, o.Logger, version)
+	s := newSnapshotter(ctx, store, n.db, o.SnapshotEvery, o.Logger, o.Observer, version)
 	s.closeStore = store.Close
 	return s, nil
 }

@@ -6,7 +6,8 @@
 // adrules_decisions_total, adrules_config_version, ...) carry the label
 // pipeline="live" or "shadow"; the live instance also carries the node's
 // own metrics (refused versions, rebuilding partitions, state size,
-// consumer lag, the shadow judgement gauges). docs/operations.md lists
+// consumer lag, the shadow judgement gauges, the partitions' restores and
+// snapshots). docs/operations.md lists
 // them.
 //
 // # What it never does
@@ -17,6 +18,7 @@
 //
 // # Locks
 //
-// Metrics.mu guards the rule types (a leaf: nothing else is taken while it
-// is held).
+// Metrics.mu guards the rule types, restoreMetrics.mu the partitions'
+// event times and snapshot times; both are leaves (nothing else is taken
+// while one is held).
 package nodeprom

@@ -40,6 +40,7 @@ type Metrics struct {
 	refused    prometheus.Counter
 	rebuilding prometheus.Gauge
 	judge      *judgeGauges
+	restore    *restoreMetrics
 	src        atomic.Pointer[Source]
 
 	mu        sync.Mutex
@@ -115,6 +116,7 @@ func New(reg prometheus.Registerer, pipeline string) *Metrics {
 		return 0
 	})
 	m.judge = newJudgeGauges()
+	m.restore = newRestoreMetrics(reg)
 	reg.MustRegister(m.refused, m.rebuilding, stateSize, &lagCollector{m: m, desc: prometheus.NewDesc("adrules_consumer_lag",
 		"Records between the node's position and the high watermark, per input partition.", []string{"topic", "partition"}, nil)},
 		m.judge.agreement, m.judge.decisions, m.judge.resolved, m.judge.precision)
@@ -156,6 +158,7 @@ func (m *Metrics) Observe(s engine.Stats) {
 	for _, d := range s.EvalSamples {
 		m.eval.Observe(d.Seconds())
 	}
+	m.observeEventTime(s)
 }
 
 // Rebuilding tracks partitions being rebuilt.
