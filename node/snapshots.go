@@ -226,3 +226,39 @@ func (n *Node) openSnapshots(ctx context.Context) (*snapshotter, error) {
 	s.closeStore = store.Close
 	return s, nil
 }
+
+// Snapshots are a node's snapshots for a program that runs the node's
+// pipeline itself (the end-to-end benchmark), as EngineOptions are its
+// engine options: what Options.Snapshots does inside a node.
+type Snapshots struct{ s *snapshotter }
+
+// NewSnapshots writes snapshots of db's partitions to store every
+// records of a partition (DefaultSnapshotEvery when 0) and restores them
+// from it; rs is the rule set the pipeline runs. Close it before db.
+func NewSnapshots(ctx context.Context, store *snapshot.Store, db *state.DB, every int64, rs *rules.RuleSet, log *slog.Logger) *Snapshots {
+	if every <= 0 {
+		every = DefaultSnapshotEvery
+	}
+	version := func(v int64) string {
+		if v == rs.Version {
+			return rs.SHA256
+		}
+		return ""
+	}
+	return &Snapshots{newSnapshotter(ctx, store, db, every, log, NopObserver{}, version)}
+}
+
+// Restore imports the newest snapshot of a partition past its local state
+// (call it before the engine opens the partition: in its Store), and
+// reports whether it did.
+func (s *Snapshots) Restore(topic string, partition int32) (bool, error) {
+	info, err := s.s.restore(topic, partition)
+	return info != nil, err
+}
+
+// Committed is told of each batch after its state commit (from the
+// engine's Observer): it takes a snapshot when one is due.
+func (s *Snapshots) Committed(st engine.Stats) { s.s.committed(st) }
+
+// Close writes the snapshots taken and stops.
+func (s *Snapshots) Close() { s.s.drain() }

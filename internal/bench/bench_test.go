@@ -32,6 +32,7 @@ var (
 	ads        = flag.Int("ads", 20_000, "TestE2E: ads")
 	partitions = flag.Int("partitions", 6, "TestE2E: partitions of every topic")
 	restores   = flag.String("restore", "", "TestE2E: history lengths of the restore benchmark, comma-separated (default: events and 3 times events)")
+	snapEvery  = flag.Int64("snapshot-every", 0, "TestE2E: records of a partition between two of the first node's snapshots (default node.DefaultSnapshotEvery)")
 	nodeLog    = flag.Bool("node-log", false, "TestE2E: write the nodes' logs to standard error")
 	profile    = flag.String("pipeline-cpuprofile", "", "TestE2E: write a CPU profile of the pipeline part here")
 )
@@ -42,7 +43,7 @@ func TestE2E(t *testing.T) {
 		t.Skip("the measurement runs with -e2e (make bench-e2e)")
 	}
 	o := Options{Workload: Workload{Events: *events, Ads: *ads, Partitions: *partitions},
-		Dir: t.TempDir(), Profile: *profile, Log: os.Stderr, NodeLog: *nodeLog}
+		Dir: t.TempDir(), Profile: *profile, Log: os.Stderr, NodeLog: *nodeLog, SnapshotEvery: *snapEvery}
 	for _, s := range strings.Split(*restores, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			n, err := strconv.Atoi(strings.ReplaceAll(s, "_", ""))
@@ -64,10 +65,12 @@ func TestE2E(t *testing.T) {
 // own as the measurement does, and checks the counts: every event consumed
 // or processed, the plain loop's sums those of the history, the pipeline's
 // decisions (exactly once) those of a file backtest over the same events,
-// every event replayed by each restore. Timing is not checked.
+// every event replayed by each full restore, and a restore from the
+// snapshots importing one per metric partition and replaying less. Timing
+// is not checked.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs a broker and eight processes")
+		t.Skip("runs a broker and ten processes")
 	}
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
@@ -76,7 +79,8 @@ func TestSmoke(t *testing.T) {
 	defer c.Close()
 	w := Workload{Events: 6000, Ads: 200, Partitions: 3, Seed: 7}
 	total := 12000
-	rep, err := Run(context.Background(), Options{Workload: w, Restore: []int{w.Events, total}, Dir: t.TempDir(), Brokers: c.ListenAddrs()})
+	rep, err := Run(context.Background(), Options{Workload: w, Restore: []int{w.Events, total}, Dir: t.TempDir(), Brokers: c.ListenAddrs(),
+		SnapshotEvery: 500})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,6 +140,13 @@ func TestSmoke(t *testing.T) {
 		if r.Events != int64(pt.History) || r.Partitions != 3*w.Partitions || r.Ready <= 0 {
 			t.Errorf("restore %d: %d metric events replayed of %d, %d partitions restored (want %d), ready after %s",
 				i, r.Events, pt.History, r.Partitions, 3*w.Partitions, r.Ready)
+		}
+		// From the snapshots: every metric partition imports one (each
+		// had more than 500 events) and replays less than its history.
+		s := pt.FromSnapshot
+		if s.Imported < w.Partitions || s.Events >= int64(pt.History) || s.Partitions != 3*w.Partitions || s.Ready <= 0 {
+			t.Errorf("restore %d from snapshots: %d partitions imported (want at least %d), %d metric events replayed of %d, %d partitions restored, ready after %s",
+				i, s.Imported, w.Partitions, s.Events, pt.History, s.Partitions, s.Ready)
 		}
 	}
 }

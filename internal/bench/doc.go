@@ -24,7 +24,11 @@
 // the first node), a fresh node (an empty directory) takes over every
 // partition, and the time until it is ready (every partition it holds
 // restored, engine.RestoreObserver, what /readyz says) and the records it
-// replayed are measured.
+// replayed are measured: once replaying every partition's whole log, once
+// from snapshots. The first node writes a snapshot of each partition every
+// Options.SnapshotEvery records (node.Snapshots on a fileblob directory,
+// as node.Options.Snapshots does in a node), so the second fresh node
+// imports each partition's newest and replays only the tail past it.
 //
 // # How each is measured
 //

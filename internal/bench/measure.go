@@ -53,6 +53,7 @@ type Result struct {
 	RebuildMax time.Duration    `json:"rebuild_max,omitempty"` // the longest rebuild of one partition
 	RebuildSum time.Duration    `json:"rebuild_sum,omitempty"` // all partitions' rebuilds, added up
 	Partitions int              `json:"partitions,omitempty"`  // partitions restored
+	Imported   int              `json:"imported,omitempty"`    // partitions restored from a snapshot
 }
 
 // EventsPerSec is Events over Wall.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/adrules/adrules/engine"
 	adnode "github.com/adrules/adrules/node"
+	"github.com/adrules/adrules/snapshot"
 	"github.com/adrules/adrules/state"
 	"github.com/adrules/adrules/streams"
 	"github.com/adrules/adrules/versions"
@@ -47,6 +48,12 @@ type PartConfig struct {
 	// Log writes the node's log (streams and engine, level info) to
 	// standard error.
 	Log bool `json:"log,omitempty"`
+	// Snapshots, when set, is a directory of partition snapshots
+	// (node.Snapshots on a fileblob store): the pipeline writes one of a
+	// partition every SnapshotEvery records (node.DefaultSnapshotEvery when
+	// 0), a restore imports the newest and replays the tail.
+	Snapshots     string `json:"snapshots,omitempty"`
+	SnapshotEvery int64  `json:"snapshot_every,omitempty"`
 	// Timeout bounds the part; default 30 minutes.
 	Timeout time.Duration `json:"timeout"`
 }
@@ -172,6 +179,9 @@ type node struct {
 	src *source
 	eng *engine.Engine
 	obs *observer
+	// snaps and store, when c.Snapshots is set.
+	snaps *adnode.Snapshots
+	store *snapshot.Store
 }
 
 func startNode(c PartConfig) (*node, error) {
@@ -198,7 +208,35 @@ func startNode(c PartConfig) (*node, error) {
 		return nil, err
 	}
 	src := &source{Node: sn, obs: obs}
-	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) { return db.Partition(topic, p) })
+	var snaps *adnode.Snapshots
+	var sstore *snapshot.Store
+	if c.Snapshots != "" {
+		abs, err := filepath.Abs(c.Snapshots)
+		if err == nil {
+			sstore, err = snapshot.Open(context.Background(), "file://"+abs, snapshot.Options{Prefix: c.Group})
+		}
+		if err != nil {
+			sn.Close()
+			db.Close()
+			return nil, err
+		}
+		snaps = adnode.NewSnapshots(context.Background(), sstore, db, c.SnapshotEvery, rs, log)
+		obs.snaps = snaps
+	}
+	store := engine.StoreFunc(func(topic string, p int32) (engine.PartitionState, error) {
+		if snaps != nil {
+			imported, err := snaps.Restore(topic, p)
+			if err != nil {
+				return nil, err
+			}
+			if imported {
+				obs.mu.Lock()
+				obs.imported++
+				obs.mu.Unlock()
+			}
+		}
+		return db.Partition(topic, p)
+	})
 	history := streams.NewHistory([]kgo.Opt{kgo.SeedBrokers(c.Brokers...)}, c.Topics, c.Rules.Name, versions.Compile)
 	eng, err := engine.New(rs, src, sn, store, adnode.EngineOptions(sn, obs, log, c.Topics, history)...)
 	if err != nil {
@@ -206,7 +244,7 @@ func startNode(c PartConfig) (*node, error) {
 		db.Close()
 		return nil, err
 	}
-	return &node{db: db, sn: sn, src: src, eng: eng, obs: obs}, nil
+	return &node{db: db, sn: sn, src: src, eng: eng, obs: obs, snaps: snaps, store: sstore}, nil
 }
 
 // run runs the engine until until says the part is done (or ctx ends or
@@ -234,6 +272,10 @@ func (n *node) run(ctx context.Context, until <-chan struct{}) error {
 		}
 	}
 	n.sn.Close()
+	if n.snaps != nil {
+		n.snaps.Close() // the snapshots taken are written
+		n.store.Close()
+	}
 	if cerr := n.db.Close(); err == nil {
 		err = cerr
 	}
@@ -297,6 +339,7 @@ func restore(ctx context.Context, c PartConfig) (Result, error) {
 	for _, ps := range n.obs.restored {
 		r.Partitions += len(ps)
 	}
+	r.Imported = n.obs.imported
 	n.obs.mu.Unlock()
 	r.Replayed = n.src.replayedByTopic()
 	r.Events = r.Replayed[c.Topics.Metrics]
@@ -392,6 +435,9 @@ type observer struct {
 	restored                   map[string]map[int32]bool
 	rebuilding                 map[string]map[int32]time.Time
 	rebuildMax, rebuildSum     time.Duration
+	imported                   int // partitions restored from a snapshot
+
+	snaps *adnode.Snapshots // told of each batch, when the node writes snapshots
 }
 
 func newObserver(metrics string) *observer {
@@ -405,6 +451,9 @@ var (
 )
 
 func (o *observer) Observe(s engine.Stats) {
+	if o.snaps != nil {
+		o.snaps.Committed(s) // after the batch's state commit
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.commit, o.commitSet = s.Commit, true

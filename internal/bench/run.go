@@ -41,6 +41,10 @@ type Options struct {
 	// own. RunPart runs them in this process (their peak RSS is then the
 	// process's).
 	Runner func(ctx context.Context, part string, c PartConfig) (Result, error)
+	// SnapshotEvery is how many records of a partition lie between two of
+	// the first node's snapshots (node.Options.SnapshotEvery); default
+	// node.DefaultSnapshotEvery.
+	SnapshotEvery int64
 	// Log, when set, is told of progress.
 	Log io.Writer
 	// NodeLog writes the nodes' logs to standard error.
@@ -66,7 +70,10 @@ type Restore struct {
 	// previous point to History, on the first node's state (nil for the
 	// first point, which the end-to-end pipeline processed).
 	CatchUp *Result
-	Restore Result
+	// Restore is a fresh node that replays every partition's whole log;
+	// FromSnapshot one that imports each partition's newest snapshot the
+	// first node wrote, then replays the tail.
+	Restore, FromSnapshot Result
 }
 
 // Run produces the workload, runs the no-op consumer, the plain loop and
@@ -121,14 +128,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	rep.Produce = time.Since(start)
-	base := PartConfig{Brokers: o.Brokers, Topics: topics, Rules: rec, Group: "adrules", Log: o.NodeLog}
+	snaps := filepath.Join(o.Dir, "snapshots")
+	if err := os.MkdirAll(snaps, 0o755); err != nil {
+		return nil, err
+	}
+	base := PartConfig{Brokers: o.Brokers, Topics: topics, Rules: rec, Group: "adrules", Log: o.NodeLog, SnapshotEvery: o.SnapshotEvery}
 
 	nodeDir := filepath.Join(o.Dir, "node")
 	for _, part := range []string{PartNoop, PartPlain, PartPipeline} {
 		c := base
 		c.Expect = int64(w.Events)
 		if part == PartPipeline {
-			c.NodeID, c.Dir, c.Profile = "n1", nodeDir, o.Profile
+			c.NodeID, c.Dir, c.Profile, c.Snapshots = "n1", nodeDir, o.Profile, snaps
 		}
 		logf("running %s", part)
 		r, err := o.Runner(ctx, part, c)
@@ -147,7 +158,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				return rep, err
 			}
 			c := base
-			c.Expect, c.NodeID, c.Dir = int64(n-history), "n1", nodeDir
+			c.Expect, c.NodeID, c.Dir, c.Snapshots = int64(n-history), "n1", nodeDir, snaps
 			logf("processing them")
 			r, err := o.Runner(ctx, PartPipeline, c)
 			if err != nil {
@@ -164,6 +175,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return rep, fmt.Errorf("bench: restore after %d events: %w", n, err)
 		}
 		pt.Restore = r
+		c.NodeID, c.Dir, c.Snapshots = fmt.Sprintf("snap%d", i+1), filepath.Join(o.Dir, fmt.Sprintf("snap%d", i+1)), snaps
+		logf("a fresh node takes over %d events from the snapshots", n)
+		if pt.FromSnapshot, err = o.Runner(ctx, PartRestore, c); err != nil {
+			return rep, fmt.Errorf("bench: restore from snapshots after %d events: %w", n, err)
+		}
 		rep.Restores = append(rep.Restores, pt)
 	}
 	return rep, nil
@@ -195,7 +211,7 @@ func (r *Report) Print(w io.Writer) {
 	if len(r.Restores) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\n| history | ready after | assigned after | metric events replayed | other records replayed | s per million events | longest partition | partitions' rebuilds added up | CPU s | peak RSS | the first node's state on disk |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(w, "\n| history | from | ready after | assigned after | partitions from a snapshot | metric events replayed | other records replayed | s per million events | longest partition | partitions' rebuilds added up | CPU s | peak RSS | the first node's state on disk |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var state uint64 // the first node's state at the point
 	for _, p := range r.Parts {
 		if p.Part == PartPipeline {
@@ -206,16 +222,25 @@ func (r *Report) Print(w io.Writer) {
 		if pt.CatchUp != nil {
 			state = pt.CatchUp.StateBytes
 		}
-		x := pt.Restore
-		other := int64(0)
-		for _, n := range x.Replayed {
-			other += n
+		for _, side := range []struct {
+			from string
+			x    Result
+		}{{"log", pt.Restore}, {"snapshot", pt.FromSnapshot}} {
+			x := side.x
+			other := int64(0)
+			for _, n := range x.Replayed {
+				other += n
+			}
+			other -= x.Events
+			perMillion := "–" // nothing replayed
+			if x.Events > 0 {
+				perMillion = fmt.Sprintf("%.1f", (x.Ready-x.Assigned).Seconds()/(float64(x.Events)/1e6))
+			}
+			fmt.Fprintf(w, "| %s | %s | %.1f s | %.1f s | %d of %d | %s | %s | %s | %.1f s | %.1f s | %.1f | %s | %s |\n", thousands(float64(pt.History)),
+				side.from, x.Ready.Seconds(), x.Assigned.Seconds(), x.Imported, x.Partitions, thousands(float64(x.Events)), thousands(float64(other)),
+				perMillion, x.RebuildMax.Seconds(), x.RebuildSum.Seconds(),
+				x.CPU.Seconds(), mib(x.MaxRSS), mib(int64(state)))
 		}
-		other -= x.Events
-		fmt.Fprintf(w, "| %s | %.1f s | %.1f s | %s | %s | %.1f | %.1f s | %.1f s | %.1f | %s | %s |\n", thousands(float64(pt.History)),
-			x.Ready.Seconds(), x.Assigned.Seconds(), thousands(float64(x.Events)), thousands(float64(other)),
-			(x.Ready-x.Assigned).Seconds()/(float64(max(x.Events, 1))/1e6), x.RebuildMax.Seconds(), x.RebuildSum.Seconds(),
-			x.CPU.Seconds(), mib(x.MaxRSS), mib(int64(state)))
 	}
 	for _, pt := range r.Restores {
 		if c := pt.CatchUp; c != nil {
