@@ -115,7 +115,7 @@ func TestAdminAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	live, _ := versions.Live(streams.Entries(recs), "default")
-	if len(live) != 2 || live[1].Author != "api" || live[1].Signature == nil || live[1].Signature.KeyID != testSigner().Public().ID() {
+	if len(live) != 2 || live[1].Author != "api" || live[1].Signature == nil || live[1].Signature.KeyID != kafkatest.TestSigner().Public().ID() {
 		t.Fatalf("the history: %+v", live)
 	}
 }

@@ -264,7 +264,7 @@ func TestNodesFollowConfig(t *testing.T) {
 		opts = append(opts, options(t, addrs, topics, id))
 		nodes = append(nodes, start(t, opts[i])) // n1 bootstraps v1
 	}
-	pub, err := streams.PublishDocument(context.Background(), clusterOf(t, addrs, topics), testKeys(),
+	pub, err := streams.PublishDocument(context.Background(), clusterOf(t, addrs, topics), kafkatest.TestKeys(),
 		document(t, "ctr_threshold: 0.03", "ctr_threshold: 0.045"), "test", false)
 	if err != nil || pub.Version != 2 {
 		t.Fatalf("publish: v%d %v", pub.Version, err)
@@ -358,7 +358,7 @@ func TestNodesRefuseUntrustedVersions(t *testing.T) {
 	nodes = append(nodes, start(t, options(t, addrs, topics, "n2")))
 	cluster := clusterOf(t, addrs, topics)
 	v2doc := document(t, "ctr_threshold: 0.03", "ctr_threshold: 0.045")
-	if _, err := streams.PublishDocument(context.Background(), cluster, testKeys(), v2doc, "test", false); err != nil {
+	if _, err := streams.PublishDocument(context.Background(), cluster, kafkatest.TestKeys(), v2doc, "test", false); err != nil {
 		t.Fatal(err)
 	}
 	for i, n := range nodes {
@@ -367,7 +367,7 @@ func TestNodesRefuseUntrustedVersions(t *testing.T) {
 	v2 := nodes[0].RuleSet()
 
 	cl := kafkatest.Client(t, addrs)
-	publish(t, cl, topics, kafkatest.Forge(t, addrs, topics, "..", testSigner()).Records()...)
+	publish(t, cl, topics, kafkatest.Forge(t, addrs, topics, "..", kafkatest.TestSigner()).Records()...)
 	for i, n := range nodes {
 		eventually(t, fmt.Sprintf("node %d refusing the five records", i+1), func() bool { return n.obs.refusals() >= 5 })
 		if got := n.RuleSet(); got.Version != 2 || got.SHA256 != v2.SHA256 {
@@ -386,10 +386,10 @@ func TestNodesRefuseUntrustedVersions(t *testing.T) {
 
 	// Row 9: publish and rollback go on after the highest trusted version,
 	// and every node follows.
-	if c, err := streams.PublishDocument(context.Background(), cluster, testKeys(), document(t), "test", false); err != nil || c.Version != 3 {
+	if c, err := streams.PublishDocument(context.Background(), cluster, kafkatest.TestKeys(), document(t), "test", false); err != nil || c.Version != 3 {
 		t.Fatalf("publish after the forgeries: v%d %v, want v3", c.Version, err)
 	}
-	if c, err := streams.PublishDocument(context.Background(), cluster, testKeys(), v2.Doc, "rollback", false); err != nil || c.Version != 4 {
+	if c, err := streams.PublishDocument(context.Background(), cluster, kafkatest.TestKeys(), v2.Doc, "rollback", false); err != nil || c.Version != 4 {
 		t.Fatalf("v2's document again after the forgeries: v%d %v, want v4", c.Version, err)
 	}
 	for i, n := range nodes {
@@ -414,15 +414,15 @@ func TestNodesRefuseUntrustedVersions(t *testing.T) {
 // unsigned version; with a trust list, it refuses to.
 func TestNodeNeedsATrustList(t *testing.T) {
 	t.Parallel()
-	stranger := seededSigner("stranger", 9)
+	stranger := kafkatest.SeededSigner("stranger", 9)
 	strangerTrust, _ := versions.NewTrustList(stranger.Public())
 	for _, tc := range []struct {
 		keys versions.Keys
 		want string
 	}{
 		{versions.Keys{}, "no trust list"},
-		{versions.Keys{Policy: versions.Policy{Trust: testKeys().Trust, AcceptUnsigned: true}}, "contradict"},
-		{versions.Keys{Policy: versions.Policy{Trust: strangerTrust}, Signer: testSigner()}, "is not in the trust list"},
+		{versions.Keys{Policy: versions.Policy{Trust: kafkatest.TestKeys().Trust, AcceptUnsigned: true}}, "contradict"},
+		{versions.Keys{Policy: versions.Policy{Trust: strangerTrust}, Signer: kafkatest.TestSigner()}, "is not in the trust list"},
 	} {
 		o := options(t, []string{"127.0.0.1:1"}, streams.DefaultTopics(), "x")
 		o.Keys = tc.keys

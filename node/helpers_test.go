@@ -3,11 +3,11 @@ package node_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime/pprof"
 	"strings"
@@ -31,36 +31,11 @@ import (
 // own (recorder), never through Prometheus. Wall-clock loops run on a
 // fakeClock the test advances, or inside a synctest bubble.
 
-// seededSigner is a publisher key made from a fixed seed: the same key in
-// every run, so tests need no randomness and no shared state.
-func seededSigner(name string, seed byte) *versions.Signer {
-	s, err := versions.NewSigner(name, ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)))
-	if err != nil {
-		panic(err)
-	}
-	return s
-}
-
-// testSigner is the tests' publisher: the key every test node trusts and
-// signs with.
-func testSigner() *versions.Signer { return seededSigner("tester", 7) }
-
-// testKeys is a test node's keyring: it signs with testSigner and trusts
-// it alone.
-func testKeys() versions.Keys {
-	s := testSigner()
-	trust, err := versions.NewTrustList(s.Public())
-	if err != nil {
-		panic(err)
-	}
-	return versions.Keys{Policy: versions.Policy{Trust: trust}, Signer: s}
-}
-
 // signed returns c signed by testSigner, as a trusted publisher would
 // publish it.
 func signed(t testing.TB, c versions.Record) versions.Record {
 	t.Helper()
-	return signedBy(t, testSigner(), c)
+	return signedBy(t, kafkatest.TestSigner(), c)
 }
 
 func signedBy(t testing.TB, s *versions.Signer, c versions.Record) versions.Record {
@@ -140,7 +115,7 @@ func options(t testing.TB, addrs []string, topics streams.Topics, id string) nod
 		BootstrapName: rulesFile, Partitions: 4, CreateTopics: true,
 		// Stage 2 judges the last proposals once every source is idle: soon.
 		IdleAfter: time.Second,
-		Keys:      testKeys(),
+		Keys:      kafkatest.TestKeys(),
 		Observer:  &recorder{}, ShadowObserver: &recorder{},
 		Clock: newFakeClock(),
 	}
@@ -310,10 +285,9 @@ func (s *syncBuffer) count(sub string) int { return strings.Count(s.String(), su
 
 // get returns the status and body of a request to the node's handler.
 func get(h http.Handler, path string) (int, string) {
-	req, _ := http.NewRequest("GET", path, nil)
-	w := &recorderWriter{header: http.Header{}}
-	h.ServeHTTP(w, req)
-	return w.code, w.body.String()
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+	return w.Code, w.Body.String()
 }
 
 // httpGet returns the status and body of an HTTP GET.
@@ -327,21 +301,6 @@ func httpGet(t testing.TB, url string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
-
-type recorderWriter struct {
-	header http.Header
-	code   int
-	body   bytes.Buffer
-}
-
-func (w *recorderWriter) Header() http.Header { return w.header }
-func (w *recorderWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.body.Write(b)
-}
-func (w *recorderWriter) WriteHeader(code int) { w.code = code }
 
 // recorder is an Observer that keeps what it is told, for the tests to
 // read: what a metrics adapter would count.

@@ -104,7 +104,7 @@ func TestHeartbeats(t *testing.T) {
 	if h.Version != 1 || h.Group != o.Group || h.HTTP != n.Addr() || h.At != n.clock.Now().Format(time.RFC3339) {
 		t.Fatalf("first heartbeat %+v", h)
 	}
-	pub, err := streams.PublishDocument(context.Background(), clusterOf(t, addrs, topics), testKeys(),
+	pub, err := streams.PublishDocument(context.Background(), clusterOf(t, addrs, topics), kafkatest.TestKeys(),
 		document(t, "ctr_threshold: 0.03", "ctr_threshold: 0.045"), "test", false)
 	if err != nil {
 		t.Fatal(err)

@@ -37,7 +37,7 @@ func TestRebuildUnderRecordedVersions(t *testing.T) {
 	}
 
 	strict := document(t, "ctr_threshold: 0.03", "ctr_threshold: 0.06")
-	if pub, err := streams.PublishDocument(context.Background(), clusterOf(t, addrs, topics), testKeys(), strict, "test", false); err != nil || pub.Version != 2 {
+	if pub, err := streams.PublishDocument(context.Background(), clusterOf(t, addrs, topics), kafkatest.TestKeys(), strict, "test", false); err != nil || pub.Version != 2 {
 		t.Fatalf("publish: v%d %v", pub.Version, err)
 	}
 	eventually(t, "node a on v2", func() bool { return a.RuleSet().Version == 2 })

@@ -23,7 +23,7 @@ import (
 // file, signed by testSigner.
 func newShadowCluster(t *testing.T, addrs []string, topics streams.Topics, opts []kgo.Opt, autoPromote bool, decides func(int) bool) *kafkatest.ShadowCluster {
 	t.Helper()
-	return kafkatest.NewShadowCluster(t, addrs, topics, kafkatest.ShadowOptions{Root: "..", Signer: testSigner(), ClientOpts: opts, AutoPromote: autoPromote, Decides: decides})
+	return kafkatest.NewShadowCluster(t, addrs, topics, kafkatest.ShadowOptions{Root: "..", Signer: kafkatest.TestSigner(), ClientOpts: opts, AutoPromote: autoPromote, Decides: decides})
 }
 
 // inBubble runs f in a synctest bubble with a kfake of its own on a
@@ -53,7 +53,7 @@ func inBubble(t *testing.T, f func(t *testing.T, addrs []string, topics streams.
 // (node.WatchShadow) on c.
 func watchOptions(c *kafkatest.ShadowCluster, id string, obs node.Observer, log *slog.Logger) node.Options {
 	return node.Options{Connection: streams.Connection{Brokers: c.Addrs, Topics: c.Topics, ClientOpts: c.ClientOpts},
-		Group: kafkatest.Group(c.Topics), NodeID: id, Keys: testKeys(), Logger: log, Observer: obs}
+		Group: kafkatest.Group(c.Topics), NodeID: id, Keys: kafkatest.TestKeys(), Logger: log, Observer: obs}
 }
 
 // TestShadowJudged: a node watching a shadow that is no better tells its
@@ -227,7 +227,7 @@ func TestShadowNode(t *testing.T) {
 	old := parts[1]
 	produceAt(t, cl, topics.Metrics, old, time.Now().Add(-30*24*time.Hour))
 	kafkatest.Produce(t, cl, topics.Metrics, "ad_id", parts[0])
-	pub, err := streams.PublishDocument(ctx, clusterOf(t, addrs, topics), testKeys(), document(t, "ctr_threshold: 0.03", "ctr_threshold: 0.02"), "test", true)
+	pub, err := streams.PublishDocument(ctx, clusterOf(t, addrs, topics), kafkatest.TestKeys(), document(t, "ctr_threshold: 0.03", "ctr_threshold: 0.02"), "test", true)
 	if err != nil || pub.Version != 2 || !pub.Shadow {
 		t.Fatalf("publish the shadow: %+v %v, want shadow v2", pub, err)
 	}

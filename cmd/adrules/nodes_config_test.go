@@ -69,6 +69,6 @@ func testNodeConfig(addrs []string, topics streams.Topics, id, dir string) nodeC
 	nc.rulesFile, nc.ruleset, nc.partitions, nc.createTopics = "../../examples/rules.yaml", "default", 4, true
 	// Stage 2 judges the last proposals once every source is idle: soon.
 	nc.idleAfter = time.Second
-	nc.keys = testKeys()
+	nc.keys = kafkatest.TestKeys()
 	return nc
 }

@@ -16,7 +16,7 @@ import (
 func newShadowCluster(t *testing.T, autoPromote bool, decides func(int) bool) *kafkatest.ShadowCluster {
 	t.Helper()
 	addrs, topics := kafkatest.Brokers(t)
-	return kafkatest.NewShadowCluster(t, addrs, topics, kafkatest.ShadowOptions{Root: "../..", Signer: testSigner(), AutoPromote: autoPromote, Decides: decides})
+	return kafkatest.NewShadowCluster(t, addrs, topics, kafkatest.ShadowOptions{Root: "../..", Signer: kafkatest.TestSigner(), AutoPromote: autoPromote, Decides: decides})
 }
 
 // shadowFlags are the command-line flags that point adrules at c.

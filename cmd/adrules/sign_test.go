@@ -40,7 +40,7 @@ func TestForgedVersionsHistory(t *testing.T) {
 
 	// The forgeries: each a valid document, so that only its signature or
 	// its number can refuse it.
-	forged := kafkatest.Forge(t, addrs, topics, "../..", testSigner())
+	forged := kafkatest.Forge(t, addrs, topics, "../..", kafkatest.TestSigner())
 	cl := kafkatest.Client(t, addrs)
 	for _, c := range forged.Records() {
 		if err := streams.Publish(context.Background(), cl, topics, c); err != nil {
@@ -54,7 +54,7 @@ func TestForgedVersionsHistory(t *testing.T) {
 	}
 	t.Logf("config history:\n%s", hist)
 	for _, want := range []string{
-		`(?m)^v1 .*signed by tester key ` + testSigner().Public().ID() + `$`,
+		`(?m)^v1 .*signed by tester key ` + kafkatest.TestSigner().Public().ID() + `$`,
 		`(?m)^v2 .*signed by tester key `,
 		`(?m)^v3 .*mallory .*unsigned$`,
 		`(?m)^v3 .*NOT TRUSTED: key ` + forged.Stranger.Public().ID() + ` \(says mallory\)$`,
